@@ -1,0 +1,24 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include "../version.hpp"
+
+// Everything public lives in pollster::v0. The inline namespace makes two differently versioned copies of
+// pollster in one program fail to link instead of silently breaking the one-definition rule.
+#ifndef POLLSTER_NAMESPACE_BEGIN
+#define POLLSTER_NAMESPACE_BEGIN \
+  namespace pollster {           \
+  inline namespace v0 {
+#define POLLSTER_NAMESPACE_END \
+  }                            \
+  }
+#endif
+
+// C++20 extras (std::stop_token interop, designated-initializer friendly options) switch on by feature test.
+#ifndef POLLSTER_HAS_STD_STOP_TOKEN
+#if defined(__cpp_lib_jthread) && __cpp_lib_jthread >= 201911L
+#define POLLSTER_HAS_STD_STOP_TOKEN 1
+#else
+#define POLLSTER_HAS_STD_STOP_TOKEN 0
+#endif
+#endif

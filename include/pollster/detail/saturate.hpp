@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+// Saturating duration arithmetic: no factor, count or duration (including duration::max()) may wrap.
+
+#include "config.hpp"
+
+#include <chrono>   // nanoseconds
+#include <cmath>    // isnan
+#include <cstdint>  // int64_t, uint64_t
+#include <limits>   // numeric_limits
+
+POLLSTER_NAMESPACE_BEGIN
+
+/// The one duration type pollster computes in: 64-bit nanoseconds span ±292 years, and saturate at the ends.
+using duration = std::chrono::nanoseconds;
+
+namespace detail {
+
+constexpr std::int64_t max_ns = std::numeric_limits<std::int64_t>::max();
+constexpr std::int64_t min_ns = std::numeric_limits<std::int64_t>::min();
+
+/// a + b, clamped to [duration::min(), duration::max()].
+constexpr duration sat_add(duration a, duration b) noexcept {
+  const std::int64_t x = a.count();
+  const std::int64_t y = b.count();
+  if (y > 0 && x > max_ns - y) return duration::max();
+  if (y < 0 && x < min_ns - y) return duration::min();
+  return duration{x + y};
+}
+
+/// a - b, clamped.
+constexpr duration sat_sub(duration a, duration b) noexcept {
+  const std::int64_t y = b.count();
+  if (y == min_ns) return a.count() >= 0 ? duration::max() : sat_add(a + duration{1}, duration::max());
+  return sat_add(a, duration{-y});
+}
+
+/// a * n for a non-negative count, clamped.
+constexpr duration sat_mul(duration a, std::uint64_t n) noexcept {
+  const std::int64_t x = a.count();
+  if (x == 0 || n == 0) return duration::zero();
+  const std::uint64_t limit = x > 0 ? static_cast<std::uint64_t>(max_ns) / static_cast<std::uint64_t>(x)
+                                    : static_cast<std::uint64_t>(max_ns) / (0 - static_cast<std::uint64_t>(x));
+  if (n > limit) return x > 0 ? duration::max() : duration::min();
+  return duration{x * static_cast<std::int64_t>(n)};
+}
+
+/// Nanoseconds held in a double (where growth is computed) back to a duration, clamped; NaN becomes zero.
+/// 2^63 is exactly representable as a double, so anything at or above it saturates without undefined behaviour.
+inline duration from_double_ns(double ns) noexcept {
+  if (std::isnan(ns)) return duration::zero();
+  constexpr double two63 = 9223372036854775808.0;
+  if (ns >= two63) return duration::max();
+  if (ns <= -two63) return duration::min();
+  return duration{static_cast<std::int64_t>(std::llround(ns))};
+}
+
+inline double to_double_ns(duration d) noexcept { return static_cast<double>(d.count()); }
+
+/// Adds a duration to any clock's time point without wrapping, whatever the clock's own representation.
+template <class TimePoint>
+constexpr TimePoint sat_add(TimePoint t, duration d) noexcept {
+  using tp_duration = typename TimePoint::duration;
+  const auto since = std::chrono::duration_cast<duration>(t.time_since_epoch());
+  const duration sum = sat_add(since, d);
+  if (sum == duration::max() || sum == duration::min()) {
+    return sum == duration::max() ? TimePoint::max() : TimePoint::min();
+  }
+  return TimePoint{std::chrono::duration_cast<tp_duration>(sum)};
+}
+
+}  // namespace detail
+
+POLLSTER_NAMESPACE_END

@@ -1,0 +1,10 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+// The umbrella header: every layer of pollster, none of the optional integrations (fmt.hpp, asio.hpp), so
+// including it never pulls in a dependency beyond the standard library.
+
+#include "version.hpp"
+#include "clock.hpp"
+#include "schedule.hpp"
+#include "stop.hpp"

@@ -1,0 +1,177 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+// Stop rules: whether to go on after an attempt. Kept apart from schedules (how long to wait), as
+// google-cloud-cpp keeps retry policies apart from backoff policies, so either can change alone. The attempt
+// limit is always a stop rule, never a side effect of a schedule's cap.
+//
+// Every stop rule has
+//   stop_reason check(const stop_context&) const;  // after an attempt: none, or why to stop
+//   duration time_left(duration elapsed) const;     // until a hard deadline (duration::max() when none)
+//   void reset();                                   // fresh state for a new run
+// and combines with `|` (stop when either says so) and `&` (stop when both do).
+
+#include "detail/config.hpp"
+#include "detail/saturate.hpp"
+#include "detail/text.hpp"
+
+#include <algorithm>    // max, min
+#include <cstdint>      // uint64_t
+#include <string>       // to_string
+#include <type_traits>  // enable_if_t, is_invocable_r_v
+#include <utility>      // move
+
+POLLSTER_NAMESPACE_BEGIN
+
+/// What a stop rule sees after each attempt.
+struct stop_context {
+  std::uint64_t attempts = 0;  ///< checks made so far, including the one that just returned
+  duration elapsed{};          ///< since the run started
+};
+
+/// Why a rule says stop. `deadline` is kept apart from the others because callers act on it differently (a
+/// deadline is the caller's budget; attempts and elapsed are the poll's own patience).
+enum class stop_reason {
+  none,      ///< go on
+  attempts,  ///< the attempt limit was reached
+  elapsed,   ///< the time limit was reached
+  deadline,  ///< the hard deadline was reached
+  custom,    ///< a user predicate said so
+};
+
+namespace detail {
+template <class Rule>
+struct stop_rule_base {};  // tags the rules so `|` and `&` never capture unrelated types
+}  // namespace detail
+
+/// Never stops: for an operation that must be seen through, bounded only by cancellation.
+struct never : detail::stop_rule_base<never> {
+  stop_reason check(const stop_context&) const noexcept { return stop_reason::none; }
+  duration time_left(duration) const noexcept { return duration::max(); }
+  void reset() noexcept {}
+};
+
+/// Stops once `limit` checks were made (tenacity's stop_after_attempt).
+class after_attempts : public detail::stop_rule_base<after_attempts> {
+ public:
+  explicit after_attempts(std::uint64_t limit) : limit_(limit) {
+    if (limit == 0) detail::throw_invalid("after_attempts", "limit", ">= 1", "0");
+  }
+  stop_reason check(const stop_context& c) const noexcept {
+    return c.attempts >= limit_ ? stop_reason::attempts : stop_reason::none;
+  }
+  duration time_left(duration) const noexcept { return duration::max(); }
+  void reset() noexcept {}
+  std::uint64_t limit() const noexcept { return limit_; }
+
+ private:
+  std::uint64_t limit_;
+};
+
+/// Stops after an attempt that ends at or after `limit` of elapsed time. Sleeps are not shortened: use
+/// before_deadline when the time is a hard budget.
+class after_elapsed : public detail::stop_rule_base<after_elapsed> {
+ public:
+  explicit after_elapsed(duration limit) : limit_(limit) {
+    if (limit <= duration::zero()) detail::throw_invalid("after_elapsed", "limit", "> 0", detail::duration_text(limit));
+  }
+  stop_reason check(const stop_context& c) const noexcept {
+    return c.elapsed >= limit_ ? stop_reason::elapsed : stop_reason::none;
+  }
+  duration time_left(duration) const noexcept { return duration::max(); }
+  void reset() noexcept {}
+  duration limit() const noexcept { return limit_; }
+
+ private:
+  duration limit_;
+};
+
+/// A hard deadline `budget` after the run starts. The poller never starts a sleep that would overshoot it: the
+/// last sleep is shortened to land on the deadline, where one final check is made, and a server hint that
+/// points past it ends the run at once. The outcome says `deadline`.
+class before_deadline : public detail::stop_rule_base<before_deadline> {
+ public:
+  explicit before_deadline(duration budget) : budget_(budget) {
+    if (budget < duration::zero()) {
+      detail::throw_invalid("before_deadline", "budget", ">= 0", detail::duration_text(budget));
+    }
+  }
+  stop_reason check(const stop_context& c) const noexcept {
+    return c.elapsed >= budget_ ? stop_reason::deadline : stop_reason::none;
+  }
+  duration time_left(duration elapsed) const noexcept {
+    return std::max(duration::zero(), detail::sat_sub(budget_, elapsed));
+  }
+  void reset() noexcept {}
+  duration budget() const noexcept { return budget_; }
+
+ private:
+  duration budget_;
+};
+
+/// Stops when a predicate over the stop_context says so: for rules the library does not name.
+template <class Predicate>
+class stop_when : public detail::stop_rule_base<stop_when<Predicate>> {
+ public:
+  explicit stop_when(Predicate predicate) : predicate_(std::move(predicate)) {}
+  stop_reason check(const stop_context& c) const {
+    return predicate_(c) ? stop_reason::custom : stop_reason::none;
+  }
+  duration time_left(duration) const noexcept { return duration::max(); }
+  void reset() noexcept {}
+
+ private:
+  Predicate predicate_;
+};
+
+/// Stops when either rule does; the first to say stop names the reason. The tighter deadline wins.
+template <class A, class B>
+class stop_any : public detail::stop_rule_base<stop_any<A, B>> {
+ public:
+  stop_any(A a, B b) : a_(std::move(a)), b_(std::move(b)) {}
+  stop_reason check(const stop_context& c) const {
+    const stop_reason first = a_.check(c);
+    return first != stop_reason::none ? first : b_.check(c);
+  }
+  duration time_left(duration elapsed) const { return std::min(a_.time_left(elapsed), b_.time_left(elapsed)); }
+  void reset() {
+    a_.reset();
+    b_.reset();
+  }
+
+ private:
+  A a_;
+  B b_;
+};
+
+/// Stops only when both rules do (the left one names the reason). The later deadline is the one that binds.
+template <class A, class B>
+class stop_all : public detail::stop_rule_base<stop_all<A, B>> {
+ public:
+  stop_all(A a, B b) : a_(std::move(a)), b_(std::move(b)) {}
+  stop_reason check(const stop_context& c) const {
+    const stop_reason first = a_.check(c);
+    if (first == stop_reason::none) return stop_reason::none;
+    return b_.check(c) == stop_reason::none ? stop_reason::none : first;
+  }
+  duration time_left(duration elapsed) const { return std::max(a_.time_left(elapsed), b_.time_left(elapsed)); }
+  void reset() {
+    a_.reset();
+    b_.reset();
+  }
+
+ private:
+  A a_;
+  B b_;
+};
+
+template <class A, class B>
+stop_any<A, B> operator|(const detail::stop_rule_base<A>& a, const detail::stop_rule_base<B>& b) {
+  return {static_cast<const A&>(a), static_cast<const B&>(b)};
+}
+template <class A, class B>
+stop_all<A, B> operator&(const detail::stop_rule_base<A>& a, const detail::stop_rule_base<B>& b) {
+  return {static_cast<const A&>(a), static_cast<const B&>(b)};
+}
+
+POLLSTER_NAMESPACE_END
