@@ -23,6 +23,7 @@
 #include <cstdint>    // uint64_t
 #include <limits>     // numeric_limits
 #include <optional>   // optional
+#include <string>     // string, to_string
 #include <utility>    // move
 #include <vector>     // vector
 
@@ -435,6 +436,57 @@ plan plan_for(const Schedule& schedule, duration operation_time, const plan_opti
     result.mean_detection_delay = detail::from_double_ns(squares / (2 * detail::to_double_ns(now)));
   }
   return result;
+}
+
+/// Readable text for logs, the demo and the fmt integration (`fmt.hpp` formats through these).
+inline std::string to_string(duration d) { return detail::duration_text(d); }
+inline std::string to_string(jitter j) {
+  switch (j) {
+    case jitter::none: return "none";
+    case jitter::full: return "full";
+    case jitter::equal: return "equal";
+    case jitter::decorrelated: return "decorrelated";
+    case jitter::proportional: return "proportional";
+  }
+  return "jitter(" + std::to_string(static_cast<int>(j)) + ")";
+}
+inline std::string to_string(const constant& s) { return "constant(" + to_string(s.interval()) + ")"; }
+inline std::string to_string(const geometric& s) {
+  const geometric::options& o = s.parameters();
+  std::string text = "geometric(start " + to_string(o.start) + ", factor " + detail::number_text(o.factor) +
+                     ", cap " + to_string(o.cap);
+  if (o.floor > duration::zero()) text += ", floor " + to_string(o.floor);
+  return text + ")";
+}
+template <class URBG>
+std::string to_string(const exponential<URBG>& s) {
+  const exponential_options& o = s.parameters();
+  std::string text = "exponential(base " + to_string(o.base) + ", factor " + detail::number_text(o.factor) +
+                     ", cap " + to_string(o.cap);
+  if (o.floor > duration::zero()) text += ", floor " + to_string(o.floor);
+  text += ", jitter " + to_string(o.jitter);
+  if (o.jitter == jitter::proportional) text += " " + detail::number_text(o.jitter_fraction);
+  return text + ")";
+}
+template <class URBG>
+std::string to_string(const decorrelated_jitter_v2<URBG>& s) {
+  const decorrelated_jitter_v2_options& o = s.parameters();
+  std::string text = "decorrelated_jitter_v2(median first delay " + to_string(o.median_first_delay) + ", cap " +
+                     to_string(o.cap);
+  if (o.floor > duration::zero()) text += ", floor " + to_string(o.floor);
+  return text + ")";
+}
+template <class First, class Then>
+std::string to_string(const chain<First, Then>& s) {
+  return "chain(" + std::to_string(s.count()) + " x " + to_string(s.first()) + ", then " + to_string(s.then()) + ")";
+}
+/// "52 polls (53 checks) for 600s: noticed at 601.14s, 1.14s late; worst 20s, mean 8.42s" (times rounded
+/// to two decimals of their unit: a plan is read by people).
+inline std::string to_string(const plan& p) {
+  auto text = [](duration d) { return detail::duration_text(d, 2); };
+  return std::to_string(p.polls) + " polls (" + std::to_string(p.checks) + " checks) for " +
+         text(p.operation_time) + ": noticed at " + text(p.noticed_at) + ", " + text(p.detection_delay) +
+         " late; worst " + text(p.worst_detection_delay) + ", mean " + text(p.mean_detection_delay);
 }
 
 POLLSTER_NAMESPACE_END

@@ -174,4 +174,21 @@ stop_all<A, B> operator&(const detail::stop_rule_base<A>& a, const detail::stop_
   return {static_cast<const A&>(a), static_cast<const B&>(b)};
 }
 
+inline std::string to_string(stop_reason reason) {
+  switch (reason) {
+    case stop_reason::none: return "none";
+    case stop_reason::attempts: return "attempts";
+    case stop_reason::elapsed: return "elapsed";
+    case stop_reason::deadline: return "deadline";
+    case stop_reason::custom: return "custom";
+  }
+  return "stop_reason(" + std::to_string(static_cast<int>(reason)) + ")";
+}
+inline std::string to_string(const never&) { return "never"; }
+inline std::string to_string(const after_attempts& r) { return "after " + std::to_string(r.limit()) + " attempts"; }
+inline std::string to_string(const after_elapsed& r) { return "after " + detail::duration_text(r.limit()); }
+inline std::string to_string(const before_deadline& r) {
+  return "before a deadline " + detail::duration_text(r.budget()) + " away";
+}
+
 POLLSTER_NAMESPACE_END

@@ -53,7 +53,8 @@ inline duration from_double_ns(double ns) noexcept {
   constexpr double two63 = 9223372036854775808.0;
   if (ns >= two63) return duration::max();
   if (ns <= -two63) return duration::min();
-  return duration{static_cast<std::int64_t>(std::llround(ns))};
+  // Round half away from zero without a libm call: this sits on every schedule's hot path.
+  return duration{ns >= 0 ? static_cast<std::int64_t>(ns + 0.5) : -static_cast<std::int64_t>(-ns + 0.5)};
 }
 
 inline double to_double_ns(duration d) noexcept { return static_cast<double>(d.count()); }

@@ -16,8 +16,9 @@
 POLLSTER_NAMESPACE_BEGIN
 namespace detail {
 
-/// "1.1s", "250ms", "20s", "3us", "7ns"; the saturated ends read "max" and "min".
-inline std::string duration_text(duration d) {
+/// "1.1s", "250ms", "20s", "3us", "7ns"; the saturated ends read "max" and "min". Exact by default (error
+/// messages must not round a bad value into a good one); `decimals` rounds within the chosen unit for tables.
+inline std::string duration_text(duration d, int decimals = -1) {
   if (d == duration::max()) return "max";
   if (d == duration::min()) return "min";
   const std::int64_t ns = d.count();
@@ -30,6 +31,17 @@ inline std::string duration_text(duration d) {
   for (const unit& u : units) {
     if (mag < u.size && u.size != 1) continue;
     std::string text = ns < 0 ? "-" : "";
+    if (decimals >= 0 && u.size != 1) {
+      char buffer[64];
+      std::snprintf(buffer, sizeof buffer, "%.*f", decimals,
+                    static_cast<double>(mag) / static_cast<double>(u.size));
+      std::string rounded = buffer;
+      if (rounded.find('.') != std::string::npos) {
+        while (rounded.back() == '0') rounded.pop_back();
+        if (rounded.back() == '.') rounded.pop_back();
+      }
+      return text + rounded + u.suffix;
+    }
     text += std::to_string(mag / u.size);
     std::uint64_t frac = mag % u.size;
     if (frac != 0) {

@@ -1,0 +1,39 @@
+#include "pollster_catch.hpp"
+
+#include <pollster/fmt.hpp>
+
+#include <chrono>
+#include <string>
+
+using namespace std::chrono_literals;
+
+TEST_CASE("fmt formats schedules as their parameters", "[fmt]") {
+  CHECK(fmt::format("{}", pollster::presets::heat()) == "geometric(start 1s, factor 1.1, cap 20s)");
+  CHECK(fmt::format("{}", pollster::constant{250ms}) == "constant(250ms)");
+  pollster::exponential_options o;
+  o.base = 100ms;
+  o.cap = 30s;
+  CHECK(fmt::format("{}", pollster::exponential{o}) ==
+        "exponential(base 100ms, factor 2, cap 30s, jitter full)");
+  CHECK(fmt::format("{}", pollster::presets::grpc_connect()) ==
+        "exponential(base 1s, factor 1.6, cap 120s, jitter proportional 0.2)");
+  CHECK(fmt::format("{}", pollster::chain{pollster::constant{500ms}, 3, pollster::presets::heat()}) ==
+        "chain(3 x constant(500ms), then geometric(start 1s, factor 1.1, cap 20s))");
+  pollster::decorrelated_jitter_v2_options p;
+  p.cap = 1min;
+  CHECK(fmt::format("{}", pollster::decorrelated_jitter_v2{p}) ==
+        "decorrelated_jitter_v2(median first delay 1s, cap 60s)");
+}
+
+TEST_CASE("fmt formats a plan so that it reads well", "[fmt][plan]") {
+  const auto plan = pollster::plan_for(pollster::presets::heat(), 10min);
+  const std::string text = fmt::format("{}", plan);
+  CHECK(text == "52 polls (53 checks) for 600s: noticed at 601.14s, 1.14s late; worst 20s, mean 8.42s");
+}
+
+TEST_CASE("fmt honours width for pollster types, and leaves durations to fmt's chrono", "[fmt]") {
+  CHECK(fmt::format("[{:>18}]", pollster::constant{1s}) == "[      constant(1s)]");
+  CHECK(fmt::format("{}", pollster::stop_reason::deadline) == "deadline");
+  CHECK(fmt::format("{}", pollster::after_attempts{5} ) == "after 5 attempts");
+  CHECK(fmt::format("{}", pollster::jitter::equal) == "equal");
+}
