@@ -232,7 +232,7 @@ TEST_CASE("invalid parameters are rejected when the schedule is built, naming ty
         "pollster::geometric: factor must be finite and >= 1, got nan");
   CHECK(message_of([] { geometric{1s, HUGE_VAL, 20s}; }) ==
         "pollster::geometric: factor must be finite and >= 1, got inf");
-  CHECK(message_of([] { geometric{0s, 1.1, 20s}; }) == "pollster::geometric: start must be > 0, got 0ns");
+  CHECK(message_of([] { geometric{0s, 1.1, 20s}; }) == "pollster::geometric: start must be > 0, got 0s");
   CHECK(message_of([] { geometric{-1s, 1.1, 20s}; }) == "pollster::geometric: start must be > 0, got -1s");
   CHECK(message_of([] { geometric{20s, 1.1, 1s}; }) == "pollster::geometric: cap must be >= start (20s), got 1s");
   CHECK(message_of([] {
@@ -245,7 +245,7 @@ TEST_CASE("invalid parameters are rejected when the schedule is built, naming ty
           o.floor = 30s;
           geometric{o};
         }) == "pollster::geometric: cap must be >= floor (30s), got 20s");
-  CHECK(message_of([] { pollster::constant{0s}; }) == "pollster::constant: interval must be > 0, got 0ns");
+  CHECK(message_of([] { pollster::constant{0s}; }) == "pollster::constant: interval must be > 0, got 0s");
   CHECK(message_of([] { pollster::constant{-250ms}; }) == "pollster::constant: interval must be > 0, got -250ms");
   CHECK(message_of([] {
           pollster::exponential_options o;
@@ -266,7 +266,7 @@ TEST_CASE("invalid parameters are rejected when the schedule is built, naming ty
           pollster::exponential_options o;
           o.base = 0s;
           pollster::exponential{o};
-        }) == "pollster::exponential: base must be > 0, got 0ns");
+        }) == "pollster::exponential: base must be > 0, got 0s");
   CHECK(message_of([] {
           pollster::decorrelated_jitter_v2_options o;
           o.median_first_delay = -1s;

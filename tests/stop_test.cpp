@@ -68,6 +68,6 @@ TEST_CASE("invalid stop rules are rejected naming the parameter", "[stop][errors
     return "(no exception)";
   };
   CHECK(message([] { pollster::after_attempts{0}; }) == "pollster::after_attempts: limit must be >= 1, got 0");
-  CHECK(message([] { pollster::after_elapsed{0s}; }) == "pollster::after_elapsed: limit must be > 0, got 0ns");
+  CHECK(message([] { pollster::after_elapsed{0s}; }) == "pollster::after_elapsed: limit must be > 0, got 0s");
   CHECK(message([] { pollster::before_deadline{-5s}; }) == "pollster::before_deadline: budget must be >= 0, got -5s");
 }

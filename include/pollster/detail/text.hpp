@@ -22,6 +22,7 @@ inline std::string duration_text(duration d, int decimals = -1) {
   if (d == duration::max()) return "max";
   if (d == duration::min()) return "min";
   const std::int64_t ns = d.count();
+  if (ns == 0) return "0s";
   const std::uint64_t mag = ns < 0 ? 0 - static_cast<std::uint64_t>(ns) : static_cast<std::uint64_t>(ns);
   struct unit {
     std::uint64_t size;
@@ -52,7 +53,7 @@ inline std::string duration_text(duration d, int decimals = -1) {
     }
     return text + u.suffix;
   }
-  return "0s";
+  return "0s";  // not reached: the nanosecond unit always matches
 }
 
 inline std::string number_text(double value) {
