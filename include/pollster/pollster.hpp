@@ -8,3 +8,4 @@
 #include "clock.hpp"
 #include "schedule.hpp"
 #include "stop.hpp"
+#include "poll.hpp"

@@ -1,0 +1,612 @@
+#include "pollster_catch.hpp"
+
+#include <pollster/poll.hpp>
+#include <pollster/schedule.hpp>
+#include <pollster/stop.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+using namespace std::chrono_literals;
+using pollster::cause;
+using pollster::delay_reason;
+using pollster::duration;
+using pollster::manual_clock;
+using pollster::poll_state;
+using pollster::stop_reason;
+
+namespace {
+
+using status_step = pollster::step<std::string, std::string>;
+
+duration since_start(const manual_clock& clock) { return clock.now().time_since_epoch(); }
+
+/// Records every hook call as text, the way Heat's scheduler tests record calls on their mocks.
+struct recorder {
+  std::vector<std::string>* log;
+  void before_sleep(const poll_state& s, delay_reason) const {
+    log->push_back("sleep " + pollster::detail::duration_text(s.next_delay));
+  }
+};
+
+/// A Heat task as TaskRunner drives it: each call of the check is one TaskRunner step; the task does its work
+/// ("stepN"), then yields `period` times before the next piece of work, and finishes after the last yields.
+struct heat_task {
+  std::vector<int> periods;
+  std::vector<std::string>* log;
+  std::size_t work = 0;  // pieces of work done
+  int yields_left = 0;
+
+  pollster::step<int, std::string> operator()(const poll_state& state) {
+    if (yields_left == 0) {
+      if (work == periods.size()) return pollster::done(static_cast<int>(work));
+      log->push_back("step" + std::to_string(work + 1));
+      yields_left = periods[work++];
+    }
+    --yields_left;
+    // Heat's TaskRunner.start() sleeps 0 s once after the first step (an eventlet yield); then wait_time each.
+    if (state.attempt == 1) return pollster::poll_again_in(0s);
+    return pollster::pending();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("factories build the steps a check returns", "[poll][step]") {
+  const status_step waiting = pollster::pending();
+  CHECK(waiting.kind == pollster::step_kind::pending);
+  CHECK_FALSE(waiting.value);
+  CHECK_FALSE(waiting.hint);
+
+  const status_step building = pollster::pending("BUILD", pollster::after(30s));
+  CHECK(building.value == std::string("BUILD"));
+  CHECK(building.hint.kind() == pollster::retry_hint::form::after);
+  CHECK(building.hint.value() == 30s);
+
+  const status_step active = pollster::done("ACTIVE");
+  CHECK(active.is_done());
+  CHECK(active.value == std::string("ACTIVE"));
+
+  const status_step broken = pollster::failed("ERROR: no valid host");
+  CHECK(broken.is_failed());
+  CHECK(broken.error == std::string("ERROR: no valid host"));
+
+  const status_step flaky = pollster::transient("503 Service Unavailable");
+  CHECK(flaky.kind == pollster::step_kind::transient);
+  CHECK(flaky.error == std::string("503 Service Unavailable"));
+
+  const status_step directed = pollster::poll_again_in(7s);
+  CHECK(directed.directed == duration{7s});
+
+  const status_step limited = pollster::throttled(pollster::after(2min));
+  CHECK(limited.kind == pollster::step_kind::pending);
+  CHECK(limited.throttled);
+  CHECK(limited.hint.value() == 2min);
+
+  const status_step limited_error = pollster::throttled("429 Too Many Requests", pollster::after(5s));
+  CHECK(limited_error.kind == pollster::step_kind::transient);
+  CHECK(limited_error.throttled);
+
+  CHECK(pollster::after(-5s).value() == 0s);                   // "come back in the past" is "now"
+  CHECK_FALSE(pollster::after(std::optional<duration>{}));     // a missing header is no hint
+  CHECK_THROWS_WITH(pollster::poll_again_in(-1s), "pollster::poll_again_in: delay must be >= 0, got -1s");
+}
+
+TEST_CASE("Heat's scheduler test: a task polled every 2nd step for 3 steps with a 1 s wait", "[poll][heat]") {
+  std::vector<std::string> log;
+  manual_clock clock;
+  const auto result = pollster::poll_until(clock, heat_task{{2, 2, 2}, &log}, pollster::constant{1s}, pollster::never{},
+                                           {}, recorder{&log});
+  const std::vector<std::string> heat = {"step1", "sleep 0s", "sleep 1s", "step2", "sleep 1s",
+                                         "sleep 1s", "step3", "sleep 1s", "sleep 1s"};
+  CHECK(log == heat);
+  CHECK(result.cause == cause::done);
+  CHECK(result.attempts == 7);
+  CHECK(result.elapsed == 5s);
+}
+
+TEST_CASE("Heat's scheduler test: dynamic periods 2, 4, 1", "[poll][heat]") {
+  std::vector<std::string> log;
+  manual_clock clock;
+  const auto result = pollster::poll_until(clock, heat_task{{2, 4, 1}, &log}, pollster::constant{1s}, pollster::never{},
+                                           {}, recorder{&log});
+  const std::vector<std::string> heat = {"step1",    "sleep 0s", "sleep 1s", "step2",    "sleep 1s",
+                                         "sleep 1s", "sleep 1s", "sleep 1s", "step3",    "sleep 1s"};
+  CHECK(log == heat);
+  CHECK(result.attempts == 8);
+  CHECK(result.elapsed == 6s);
+}
+
+TEST_CASE("the 10-minute Heat operation: 53 checks including the immediate one, done at 601.14 s", "[poll][heat]") {
+  manual_clock clock;
+  auto check = [&]() -> status_step {
+    if (since_start(clock) >= 600s) return pollster::done("CREATE_COMPLETE");
+    return pollster::pending("CREATE_IN_PROGRESS");
+  };
+  const auto result = pollster::poll_until(clock, check, pollster::presets::heat());
+  CHECK(result.cause == cause::done);
+  CHECK(result.value() == "CREATE_COMPLETE");
+  CHECK(result.attempts == 53);
+  CHECK(result.elapsed == pollster::plan_for(pollster::presets::heat(), 600s).noticed_at);
+  CHECK(result.elapsed > 601135ms);
+  CHECK(result.elapsed < 601145ms);
+  CHECK(result.slept == result.elapsed);  // virtual checks take no time
+  CHECK(clock.sleep_count() == 52);
+}
+
+TEST_CASE("Heat's Delay resource: a 60 s wait is checked at 0, 30, 45, 52, 56, 58, 59, 60", "[poll][heat]") {
+  manual_clock clock;
+  std::vector<duration> checked_at;
+  auto check = [&](const poll_state& s) -> pollster::step<bool, std::string> {
+    checked_at.push_back(s.elapsed);
+    const duration remaining = 60s - s.elapsed;
+    if (remaining <= 0s) return pollster::done(true);
+    return pollster::poll_again_in(pollster::halve_toward(remaining));
+  };
+  const auto result = pollster::poll_until(clock, check, pollster::constant{1s});
+  const std::vector<duration> heat = {0s, 30s, 45s, 52s, 56s, 58s, 59s, 60s};
+  CHECK(checked_at == heat);
+  CHECK(result.cause == cause::done);
+  CHECK(pollster::halve_toward(15s) == 7s);  // Python's 15 // 2
+  CHECK(pollster::halve_toward(3500ms) == 1s);
+  CHECK(pollster::halve_toward(500ms) == 500ms);
+  CHECK(pollster::halve_toward(-1s) == 0s);
+}
+
+TEST_CASE("Kubernetes: an immediate poll with an already-cancelled token runs the check once", "[poll][cancel]") {
+  manual_clock clock;
+  pollster::stop_source cancel;
+  cancel.request_stop();
+  int calls = 0;
+  auto check = [&]() -> status_step {
+    ++calls;
+    return pollster::pending("BUILD");
+  };
+  pollster::poll_options options;
+  options.token = cancel.get_token();
+  const auto result = pollster::poll_until(clock, check, pollster::constant{1s}, pollster::never{}, options);
+  CHECK(calls == 1);
+  CHECK(result.cause == cause::cancelled);
+  CHECK(result.last_value == std::string("BUILD"));  // cancellation keeps what was seen
+  CHECK(result.attempts == 1);
+  CHECK(clock.sleep_count() == 0);
+}
+
+TEST_CASE("Kubernetes: without the immediate poll, a cancelled token runs the check zero times", "[poll][cancel]") {
+  manual_clock clock;
+  pollster::stop_source cancel;
+  cancel.request_stop();
+  int calls = 0;
+  auto check = [&]() -> status_step {
+    ++calls;
+    return pollster::pending();
+  };
+  pollster::poll_options options;
+  options.token = cancel.get_token();
+  options.wait_first = true;
+  const auto result = pollster::poll_until(clock, check, pollster::constant{1s}, pollster::never{}, options);
+  CHECK(calls == 0);
+  CHECK(result.cause == cause::cancelled);
+  CHECK(result.attempts == 0);
+  CHECK_FALSE(result.last_value);
+}
+
+namespace {
+/// A clock whose timer fires and whose stop request arrives at the same moment: the sleep reaches its end (and
+/// reports success), but the token is stopped by then.
+struct racing_clock {
+  using duration = manual_clock::duration;
+  using time_point = manual_clock::time_point;
+  manual_clock inner;
+  pollster::stop_source* cancel;
+  int cancel_on_sleep;
+  int sleeps = 0;
+
+  time_point now() const noexcept { return inner.now(); }
+  bool sleep_until(time_point until, const pollster::stop_token&) {
+    inner.advance_to(until);
+    if (++sleeps == cancel_on_sleep) cancel->request_stop();
+    return true;  // the timer fired
+  }
+};
+}  // namespace
+
+TEST_CASE("Kubernetes: after cancellation no further check runs, even if the timer fired at the same moment",
+          "[poll][cancel]") {
+  pollster::stop_source cancel;
+  racing_clock clock{{}, &cancel, 3};
+  int calls = 0;
+  auto check = [&]() -> status_step {
+    ++calls;
+    return pollster::pending(std::to_string(calls));
+  };
+  pollster::poll_options options;
+  options.token = cancel.get_token();
+  const auto result = pollster::poll_until(clock, check, pollster::constant{10s}, pollster::never{}, options);
+  CHECK(calls == 3);  // t = 0, 10, 20; the timer of t = 30 fired with the stop request
+  CHECK(result.cause == cause::cancelled);
+  CHECK(result.last_value == std::string("3"));
+  CHECK(result.elapsed == 30s);
+  CHECK(result.slept == 30s);
+}
+
+TEST_CASE("Kubernetes: a deadline is reported as its own cause, after a last sleep shortened to land on it",
+          "[poll][deadline]") {
+  manual_clock clock;
+  std::vector<std::string> log;
+  std::vector<delay_reason> reasons;
+  pollster::hook_functions<std::string, std::string> hooks;
+  hooks.on_before_sleep = [&](const poll_state& s, delay_reason why) {
+    log.push_back(pollster::detail::duration_text(s.next_delay));
+    reasons.push_back(why);
+  };
+  auto check = []() -> status_step { return pollster::pending("BUILD"); };
+  const auto result =
+      pollster::poll_until(clock, check, pollster::constant{3s}, pollster::before_deadline{10s}, {}, hooks);
+  CHECK(log == std::vector<std::string>{"3s", "3s", "3s", "1s"});
+  CHECK(reasons.back() == delay_reason::deadline);
+  CHECK(result.cause == cause::deadline);
+  CHECK(result.stop == stop_reason::deadline);
+  CHECK(result.attempts == 5);  // 0, 3, 6, 9 and the final check on the deadline at 10
+  CHECK(result.elapsed == 10s);
+  CHECK(result.last_value == std::string("BUILD"));
+}
+
+TEST_CASE("exhaustion keeps the last value and error and invents nothing", "[poll][stop]") {
+  manual_clock clock;
+  int calls = 0;
+  auto check = [&]() -> status_step {
+    ++calls;
+    if (calls == 1) return pollster::pending("BUILD");
+    return pollster::transient("503 Service Unavailable");
+  };
+  const auto result = pollster::poll_until(clock, check, pollster::presets::kubernetes_example(),
+                                           pollster::after_attempts{4});
+  CHECK(result.cause == cause::exhausted);
+  CHECK(result.stop == stop_reason::attempts);
+  CHECK(result.attempts == 4);
+  CHECK(result.elapsed == 6s);  // 1 + 2 + 3: Kubernetes' wait.Backoff{1s, x2, cap 3s}
+  CHECK(result.last_value == std::string("BUILD"));
+  CHECK(result.last_error == std::string("503 Service Unavailable"));
+  CHECK_THROWS_AS(result.value(), pollster::bad_outcome_access);
+  CHECK_THROWS_WITH(result.error(), "pollster::outcome: error() needs cause failed, got exhausted");
+}
+
+TEST_CASE("a permanent failure ends the run at once with the error", "[poll]") {
+  manual_clock clock;
+  auto check = []() -> status_step { return pollster::failed("ERROR"); };
+  const auto result = pollster::poll_until(clock, check, pollster::constant{1s}, pollster::after_attempts{10});
+  CHECK(result.cause == cause::failed);
+  CHECK(result.error() == "ERROR");
+  CHECK(result.attempts == 1);
+  CHECK_THROWS_WITH(result.value(), "pollster::outcome: value() needs cause done, got failed");
+}
+
+TEST_CASE("Retry-After: 120 with a 20 s cap waits 120 s, unless the named maximum hint is lower", "[poll][hint]") {
+  manual_clock clock;
+  std::vector<delay_reason> reasons;
+  pollster::hook_functions<std::string, std::string> hooks;
+  hooks.on_before_sleep = [&](const poll_state&, delay_reason why) { reasons.push_back(why); };
+  int calls = 0;
+  auto check = [&]() -> status_step {
+    if (++calls == 2) return pollster::done("ACTIVE");
+    return pollster::pending("BUILD", pollster::after(120s));
+  };
+  const pollster::geometric capped{20s, 1.1, 20s};
+
+  SECTION("the hint is a floor over the schedule") {
+    const auto result = pollster::poll_until(clock, check, capped, pollster::never{}, {}, hooks);
+    CHECK(result.elapsed == 120s);
+    CHECK(reasons == std::vector<delay_reason>{delay_reason::hint});
+  }
+  SECTION("max_hint caps the hint, not the schedule") {
+    pollster::poll_options options;
+    options.max_hint = 60s;
+    const auto result = pollster::poll_until(clock, check, capped, pollster::never{}, options, hooks);
+    CHECK(result.elapsed == 60s);
+  }
+  SECTION("a max_hint below the schedule's delay leaves the schedule in charge") {
+    pollster::poll_options options;
+    options.max_hint = 5s;
+    const auto result = pollster::poll_until(clock, check, capped, pollster::never{}, options, hooks);
+    CHECK(result.elapsed == 20s);
+    CHECK(reasons == std::vector<delay_reason>{delay_reason::schedule});
+  }
+}
+
+TEST_CASE("a hint past the deadline ends the run with cause deadline and the last value, without sleeping",
+          "[poll][hint][deadline]") {
+  manual_clock clock;
+  int calls = 0;
+  auto check = [&]() -> status_step {
+    ++calls;
+    if (calls == 1) return pollster::pending("BUILD");
+    return pollster::pending("BUILD 50%", pollster::after(120s));
+  };
+  const auto result = pollster::poll_until(clock, check, pollster::constant{10s}, pollster::before_deadline{100s});
+  CHECK(calls == 2);
+  CHECK(result.cause == cause::deadline);
+  CHECK(result.stop == stop_reason::deadline);
+  CHECK(result.last_value == std::string("BUILD 50%"));
+  CHECK(result.elapsed == 10s);  // ended at the second check; no sleep towards 130 s
+  CHECK(clock.sleep_count() == 1);
+}
+
+TEST_CASE("a remembered hint is the fallback for later responses while it is in force", "[poll][hint]") {
+  manual_clock clock;
+  std::vector<duration> delays;
+  pollster::hook_functions<std::string, std::string> hooks;
+  hooks.on_before_sleep = [&](const poll_state& s, delay_reason) { delays.push_back(s.next_delay); };
+  int calls = 0;
+  auto check = [&]() -> status_step {
+    if (++calls == 1) return pollster::pending(pollster::after(30s));
+    return pollster::pending();
+  };
+  pollster::poll_options options;
+
+  SECTION("by default, until a response brings a new one") {
+    pollster::poll_until(clock, check, pollster::constant{1s}, pollster::after_attempts{4}, options, hooks);
+    CHECK(delays == std::vector<duration>{30s, 30s, 30s});
+  }
+  SECTION("for hint_lifetime after the response that carried it") {
+    options.hint_lifetime = 45s;
+    pollster::poll_until(clock, check, pollster::constant{1s}, pollster::after_attempts{4}, options, hooks);
+    CHECK(delays == std::vector<duration>{30s, 30s, 1s});  // at t = 60 the hint of t = 0 has expired
+  }
+  SECTION("not at all with a zero lifetime") {
+    options.hint_lifetime = 0s;
+    pollster::poll_until(clock, check, pollster::constant{1s}, pollster::after_attempts{4}, options, hooks);
+    CHECK(delays == std::vector<duration>{30s, 1s, 1s});
+  }
+}
+
+TEST_CASE("a hint at a time point of the poller's clock; another clock's is refused", "[poll][hint]") {
+  manual_clock clock;
+  int calls = 0;
+  auto at_hint = [&]() -> status_step {
+    if (++calls == 2) return pollster::done("ok");
+    return pollster::pending(pollster::at(clock.now() + 50s));
+  };
+  CHECK(pollster::poll_until(clock, at_hint, pollster::constant{1s}).elapsed == 50s);
+
+  auto wrong_clock = []() -> status_step { return pollster::pending(pollster::at(std::chrono::system_clock::now())); };
+  CHECK_THROWS_WITH(pollster::poll_until(clock, wrong_clock, pollster::constant{1s}),
+                    "pollster::poller: hint must be a time point of the poller's clock, got a time point of "
+                    "another clock");
+}
+
+TEST_CASE("hooks see attempt, elapsed, last and next delay, and why", "[poll][hooks]") {
+  struct hooks_log {
+    std::vector<std::string>* log;
+    void before_attempt(const poll_state& s) const {
+      log->push_back("attempt " + std::to_string(s.attempt) + " at " + pollster::detail::duration_text(s.elapsed) +
+                     " after " + pollster::detail::duration_text(s.last_delay));
+    }
+    void after_attempt(const poll_state& s, const pollster::step<int, std::string>& st) const {
+      log->push_back("got " + std::to_string(static_cast<int>(st.kind)) + " at " +
+                     pollster::detail::duration_text(s.elapsed));
+    }
+    void before_sleep(const poll_state& s, delay_reason why) const {
+      log->push_back(std::string("sleep ") + pollster::detail::duration_text(s.next_delay) + " " +
+                     pollster::to_string(why));
+    }
+  };
+  std::vector<std::string> log;
+  manual_clock clock;
+  int calls = 0;
+  auto check = [&]() -> pollster::step<int, std::string> {
+    switch (++calls) {
+      case 1: return pollster::pending(pollster::after(5s));
+      case 2: return pollster::poll_again_in(3s);
+      case 3: return pollster::pending();
+      default: return pollster::done(calls);
+    }
+  };
+  pollster::poll_options options;
+  options.hint_lifetime = 0s;  // each hint for its own response only
+  const auto result = pollster::poll_until(clock, check, pollster::constant{2s}, pollster::before_deadline{9s},
+                                           options, hooks_log{&log});
+  const std::vector<std::string> expected = {
+      "attempt 1 at 0s after 0s", "got 0 at 0s", "sleep 5s hint",
+      "attempt 2 at 5s after 5s", "got 0 at 5s", "sleep 3s directed",
+      "attempt 3 at 8s after 3s", "got 0 at 8s", "sleep 1s deadline",
+      "attempt 4 at 9s after 1s", "got 1 at 9s",
+  };
+  CHECK(log == expected);
+  CHECK(result.value() == 4);
+}
+
+TEST_CASE("wait_first sleeps the schedule's first delay before the first check", "[poll]") {
+  manual_clock clock;
+  std::vector<duration> checked_at;
+  auto check = [&](const poll_state& s) -> status_step {
+    checked_at.push_back(s.elapsed);
+    return s.attempt == 3 ? status_step{pollster::done("ok")} : status_step{pollster::pending()};
+  };
+  pollster::poll_options options;
+  options.wait_first = true;
+  const auto result = pollster::poll_until(clock, check, pollster::presets::kubernetes_example(), pollster::never{},
+                                           options);
+  CHECK(checked_at == std::vector<duration>{1s, 3s, 6s});
+  CHECK(result.slept == 6s);
+}
+
+TEST_CASE("an absolute deadline in the options ends the run like a stop rule's", "[poll][deadline]") {
+  manual_clock clock{manual_clock::time_point{1h}};
+  auto check = []() -> status_step { return pollster::pending(); };
+  pollster::poll_options options;
+  options.deadline = pollster::at(clock.now() + 25s);
+  const auto result = pollster::poll_until(clock, check, pollster::constant{10s}, pollster::never{}, options);
+  CHECK(result.cause == cause::deadline);
+  CHECK(result.attempts == 4);  // 0, 10, 20, 25
+  CHECK(result.elapsed == 25s);
+
+  options.deadline = pollster::at(std::chrono::system_clock::now());
+  CHECK_THROWS_WITH(pollster::poll_until(clock, check, pollster::constant{10s}, pollster::never{}, options),
+                    "pollster::poll_options: deadline must be a time point of the poller's clock, got a time point "
+                    "of another clock");
+}
+
+TEST_CASE("invalid options throw invalid_argument naming the option", "[poll][errors]") {
+  manual_clock clock;
+  auto check = []() -> status_step { return pollster::pending(); };
+  pollster::poll_options options;
+  options.max_hint = -1s;
+  CHECK_THROWS_WITH(pollster::poll_until(clock, check, pollster::constant{1s}, pollster::never{}, options),
+                    "pollster::poll_options: max_hint must be >= 0, got -1s");
+  options = {};
+  options.hint_lifetime = -2ms;
+  CHECK_THROWS_AS(pollster::poll_until(clock, check, pollster::constant{1s}, pollster::never{}, options),
+                  std::invalid_argument);
+  CHECK_THROWS_WITH(pollster::halve_toward(10s, 0s), "pollster::halve_toward: granularity must be > 0, got 0s");
+}
+
+namespace {
+struct check_error {
+  int code;
+};
+}  // namespace
+
+TEST_CASE("a check that throws propagates out of poll_until unchanged", "[poll][errors]") {
+  manual_clock clock;
+  int calls = 0;
+  auto check = [&]() -> status_step {
+    if (++calls == 3) throw check_error{42};
+    return pollster::pending();
+  };
+  try {
+    pollster::poll_until(clock, check, pollster::constant{1s});
+    FAIL("poll_until returned although the check threw");
+  } catch (const check_error& e) {
+    CHECK(e.code == 42);
+  }
+  CHECK(calls == 3);
+}
+
+TEST_CASE("a poller stays consistent when its check throws, and a driver can capture the exception",
+          "[poll][poller][errors]") {
+  int calls = 0;
+  auto check = [&]() -> status_step {
+    if (++calls == 2) throw std::runtime_error("connection reset");
+    return pollster::pending("BUILD");
+  };
+  using tp = manual_clock::time_point;
+  auto p = pollster::make_poller(check, pollster::constant{5s}, pollster::never{}, tp{});
+  p.step(tp{});
+  CHECK(p.next_due() == tp{5s});
+  CHECK_THROWS_AS(p.step(tp{5s}), std::runtime_error);
+  CHECK(p.outcome().attempts == 2);  // the attempt that threw is counted
+  CHECK_FALSE(p.done());
+  CHECK(p.next_due() == tp{5s});     // still due: the driver may step again
+  p.step(tp{6s});
+  CHECK(p.outcome().attempts == 3);
+  CHECK(p.next_due() == tp{11s});
+
+  calls = 1;
+  try {
+    p.step(tp{11s});
+  } catch (...) {
+    p.capture(std::current_exception(), tp{11s});
+  }
+  REQUIRE(p.done());
+  CHECK(p.outcome().cause == cause::exception);
+  CHECK(p.outcome().last_value == std::string("BUILD"));
+  CHECK_THROWS_WITH(std::rethrow_exception(p.outcome().exception), "connection reset");
+  CHECK(p.next_due() == tp::max());
+}
+
+TEST_CASE("a nudge makes the poller due now; the schedule resumes, or restarts with reset_on_nudge",
+          "[poll][poller][nudge]") {
+  using tp = manual_clock::time_point;
+  std::vector<bool> nudged;
+  auto check = [&](const poll_state& s) -> status_step {
+    nudged.push_back(s.nudged);
+    return pollster::pending();
+  };
+  pollster::poll_options options;
+
+  SECTION("resume") {
+    auto p = pollster::make_poller(check, pollster::presets::kubernetes_example(), pollster::never{}, tp{}, options);
+    p.step(tp{});       // next in 1 s
+    p.step(tp{1s});     // next in 2 s
+    CHECK(p.next_due() == tp{3s});
+    p.nudge(tp{2s});
+    CHECK(p.next_due() == tp{2s});
+    p.step(tp{2s});
+    CHECK(p.next_due() == tp{5s});  // the schedule went on: 3 s
+    CHECK(nudged == std::vector<bool>{false, false, true});
+    CHECK(p.outcome().nudges == 1);
+  }
+  SECTION("reset") {
+    options.reset_on_nudge = true;
+    auto p = pollster::make_poller(check, pollster::presets::kubernetes_example(), pollster::never{}, tp{}, options);
+    p.step(tp{});
+    p.step(tp{1s});
+    p.nudge(tp{2s});
+    p.step(tp{2s});
+    CHECK(p.next_due() == tp{3s});  // back to the first delay: 1 s
+  }
+  SECTION("a nudge never delays a poller that is already due") {
+    auto p = pollster::make_poller(check, pollster::constant{5s}, pollster::never{}, tp{}, options);
+    p.nudge(tp{1s});
+    CHECK(p.next_due() == tp{});
+  }
+}
+
+TEST_CASE("a poller reports throttling and carries the budget wait a runner adds", "[poll][poller][runner]") {
+  using tp = manual_clock::time_point;
+  int calls = 0;
+  auto check = [&]() -> status_step {
+    if (++calls == 1) return pollster::throttled(pollster::after(8s));
+    return pollster::done("ok");
+  };
+  auto p = pollster::make_poller(check, pollster::constant{1s}, pollster::never{}, tp{});
+  p.step(tp{});
+  CHECK(p.last_throttled());
+  CHECK(p.last_kind() == pollster::step_kind::pending);
+  CHECK(p.last_delay() == 8s);
+  CHECK(p.last_reason() == delay_reason::hint);
+  p.add_budget_wait(2s);  // the budget held the due check back from 8 s to 10 s
+  p.step(tp{10s});
+  CHECK_FALSE(p.last_throttled());
+  CHECK(p.outcome().cause == cause::done);
+  CHECK(p.outcome().budget_wait == 2s);
+  CHECK(p.outcome().slept == 10s);
+  CHECK(p.outcome().elapsed == 10s);
+}
+
+TEST_CASE("cancel ends a poller at once and keeps what it saw", "[poll][poller][cancel]") {
+  using tp = manual_clock::time_point;
+  auto check = []() -> status_step { return pollster::pending("BUILD"); };
+  auto p = pollster::make_poller(check, pollster::constant{5s}, pollster::never{}, tp{});
+  p.step(tp{});
+  p.cancel(tp{2s});
+  CHECK(p.done());
+  CHECK(p.outcome().cause == cause::cancelled);
+  CHECK(p.outcome().elapsed == 2s);
+  CHECK(p.outcome().last_value == std::string("BUILD"));
+  p.step(tp{5s});  // a step after the end does nothing
+  CHECK(p.outcome().attempts == 1);
+}
+
+TEST_CASE("a poller is small and hooks that are unset cost no space", "[poll][poller]") {
+  using tp = std::chrono::steady_clock::time_point;
+  auto check = []() -> pollster::step<int, int> { return pollster::pending(); };
+  using minimal = decltype(pollster::make_poller(check, pollster::constant{1s}, pollster::never{}, tp{}));
+  using heat = decltype(pollster::make_poller(check, pollster::presets::heat(), pollster::before_deadline{15min}, tp{}));
+  using hooked = pollster::poller<decltype(check), pollster::geometric, pollster::before_deadline, tp,
+                                  pollster::hook_functions<int, int>>;
+  // The outcome is most of it: an empty check, `never` and no hooks take no space at all.
+  CHECK(sizeof(minimal) == sizeof(pollster::outcome<int, int>) + sizeof(pollster::constant) + 5 * sizeof(tp) +
+                               4 * sizeof(pollster::duration) + 8);
+  CHECK(sizeof(heat) == sizeof(minimal) - sizeof(pollster::constant) + sizeof(pollster::geometric) +
+                            sizeof(pollster::before_deadline));
+  CHECK(sizeof(hooked) == sizeof(heat) + sizeof(pollster::hook_functions<int, int>));
+  UNSCOPED_INFO("sizeof poller: constant/never " << sizeof(minimal) << " B, heat/before_deadline " << sizeof(heat)
+                                                  << " B, outcome<int, int> " << sizeof(pollster::outcome<int, int>)
+                                                  << " B");
+  CHECK(sizeof(minimal) <= 168);
+}
