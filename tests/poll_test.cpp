@@ -293,7 +293,8 @@ TEST_CASE("Retry-After: 120 with a 20 s cap waits 120 s, unless the named maximu
   int calls = 0;
   auto check = [&]() -> status_step {
     if (++calls == 2) return pollster::done("ACTIVE");
-    return pollster::pending("BUILD", pollster::after(120s));
+    const auto retry_after = pollster::parse_retry_after("120", std::chrono::system_clock::now());
+    return pollster::pending("BUILD", pollster::after(retry_after));
   };
   const pollster::geometric capped{20s, 1.1, 20s};
 

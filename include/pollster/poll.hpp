@@ -15,6 +15,7 @@
 #include "detail/config.hpp"
 #include "detail/saturate.hpp"
 #include "detail/text.hpp"
+#include "retry_after.hpp"  // parse_retry_after: a check turns the header into after(...)
 #include "stop.hpp"
 
 #include <algorithm>    // min, max
