@@ -15,6 +15,10 @@
 #endif
 
 // C++20 extras (std::stop_token interop, designated-initializer friendly options) switch on by feature test.
+// <version> defines the library feature macros; without it, the test below depends on what was included first.
+#if __has_include(<version>)
+#include <version>  // __cpp_lib_jthread
+#endif
 #ifndef POLLSTER_HAS_STD_STOP_TOKEN
 #if defined(__cpp_lib_jthread) && __cpp_lib_jthread >= 201911L
 #define POLLSTER_HAS_STD_STOP_TOKEN 1
