@@ -611,3 +611,49 @@ TEST_CASE("a poller is small and hooks that are unset cost no space", "[poll][po
                                                   << " B");
   CHECK(sizeof(minimal) <= 168);
 }
+
+#if POLLSTER_HAS_STD_STOP_TOKEN
+namespace {
+/// A clock whose third sleep is interrupted half-way by a std::stop_source (a std::jthread asking to stop).
+struct interrupted_clock {
+  using duration = manual_clock::duration;
+  using time_point = manual_clock::time_point;
+  manual_clock inner;
+  std::stop_source* std_source;
+  int sleeps = 0;
+
+  time_point now() const noexcept { return inner.now(); }
+  bool sleep_until(time_point until, const pollster::stop_token& token) {
+    if (++sleeps == 3) {
+      inner.advance((until - inner.now()) / 2);
+      std_source->request_stop();  // forwarded at once to the pollster token the sleep waits on
+      return !token.stop_requested();
+    }
+    return inner.sleep_until(until, token);
+  }
+};
+}  // namespace
+
+TEST_CASE("C++20: a std::stop_token cancels poll_until and interrupts its sleep", "[poll][cancel][cxx20]") {
+  std::stop_source std_source;
+  interrupted_clock clock{{}, &std_source};
+  int calls = 0;
+  auto check = [&]() -> status_step {
+    ++calls;
+    return pollster::pending("BUILD");
+  };
+  const auto result = pollster::poll_until(std_source.get_token(), clock, check, pollster::constant{10s});
+  CHECK(calls == 3);  // 0, 10, 20; the sleep towards 30 was cut at 25
+  CHECK(result.cause == cause::cancelled);
+  CHECK(result.elapsed == 25s);
+  CHECK(result.slept == 25s);
+  CHECK(result.last_value == std::string("BUILD"));
+
+  std::stop_source already;
+  already.request_stop();
+  manual_clock virtual_time;
+  const auto immediate = pollster::poll_until(already.get_token(), virtual_time, check, pollster::constant{1s});
+  CHECK(immediate.attempts == 1);
+  CHECK(immediate.cause == cause::cancelled);
+}
+#endif

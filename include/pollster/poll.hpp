@@ -424,14 +424,18 @@ struct has_before_sleep<
     H, std::void_t<decltype(std::declval<H&>().before_sleep(std::declval<const poll_state&>(), delay_reason{}))>>
     : std::true_type {};
 
-/// The check's return type, whichever form it takes: `step<T, E>()` or `step<T, E>(const poll_state&)`.
+/// The check's return type, whichever form it takes: `step<T, E>(const poll_state&)` or `step<T, E>()`. Empty
+/// for anything else, so an overload that is handed a non-check drops out quietly.
 template <class Check, class = void>
-struct check_result {
-  using type = std::invoke_result_t<Check&>;
-};
+struct check_result {};
 template <class Check>
 struct check_result<Check, std::enable_if_t<std::is_invocable_v<Check&, const poll_state&>>> {
   using type = std::invoke_result_t<Check&, const poll_state&>;
+};
+template <class Check>
+struct check_result<Check, std::enable_if_t<!std::is_invocable_v<Check&, const poll_state&> &&
+                                            std::is_invocable_v<Check&>>> {
+  using type = std::invoke_result_t<Check&>;
 };
 
 template <class S>
@@ -795,5 +799,29 @@ outcome<typename check_step_t<Check>::value_type, typename check_step_t<Check>::
   steady_clock clock;
   return poll_until(clock, std::move(check), std::move(schedule), std::move(stop), options, std::move(hooks));
 }
+
+#if POLLSTER_HAS_STD_STOP_TOKEN
+/// C++20: cancelled by a std::stop_token (a std::jthread's, say) instead of `options.token`.
+template <class Clock, class Check, class Schedule, class Stop = never, class Hooks = no_hooks,
+          class = std::enable_if_t<detail::is_clock<Clock>::value>>
+outcome<typename check_step_t<Check>::value_type, typename check_step_t<Check>::error_type> poll_until(
+    std::stop_token token, Clock& clock, Check check, Schedule schedule, Stop stop = Stop{},
+    poll_options options = {}, Hooks hooks = Hooks{}) {
+  const bridge_stop_token bridge{std::move(token)};
+  options.token = bridge.get_token();
+  return poll_until(clock, std::move(check), std::move(schedule), std::move(stop), options, std::move(hooks));
+}
+
+/// C++20: the same on the real steady clock.
+template <class Check, class Schedule, class Stop = never, class Hooks = no_hooks,
+          class = std::enable_if_t<!detail::is_clock<Check>::value>>
+outcome<typename check_step_t<Check>::value_type, typename check_step_t<Check>::error_type> poll_until(
+    std::stop_token token, Check check, Schedule schedule, Stop stop = Stop{}, poll_options options = {},
+    Hooks hooks = Hooks{}) {
+  steady_clock clock;
+  return poll_until(std::move(token), clock, std::move(check), std::move(schedule), std::move(stop),
+                    std::move(options), std::move(hooks));
+}
+#endif
 
 POLLSTER_NAMESPACE_END
