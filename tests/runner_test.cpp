@@ -1,0 +1,399 @@
+#include "pollster_catch.hpp"
+
+#include <pollster/runner.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+using namespace std::chrono_literals;
+using pollster::cause;
+using pollster::manual_clock;
+using pollster::poll_status;
+using pollster::runner;
+
+namespace {
+
+using step_type = pollster::step<int, std::string>;
+using outcome_type = pollster::outcome<int, std::string>;
+
+pollster::duration since_start(const manual_clock& clock) { return clock.now().time_since_epoch(); }
+
+/// A check that is done on its `ready_at`-th call and records when it was called.
+struct counting_check {
+  int ready_at;
+  std::vector<pollster::duration>* calls;
+  const manual_clock* clock;
+  step_type operator()() const {
+    calls->push_back(since_start(*clock));
+    if (static_cast<int>(calls->size()) >= ready_at) return pollster::done(static_cast<int>(calls->size()));
+    return pollster::pending(static_cast<int>(calls->size()));
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a runner polls one poller on its schedule in virtual time", "[runner]") {
+  manual_clock clock;
+  runner<manual_clock> fleet{clock};
+  std::vector<pollster::duration> calls;
+  std::vector<outcome_type> outcomes;
+  fleet.submit(counting_check{4, &calls, &clock}, pollster::geometric{1s, 2.0, 10s}, pollster::never{},
+               [&](outcome_type o) { outcomes.push_back(std::move(o)); });
+  CHECK(fleet.run() == 4);
+  CHECK(calls == std::vector<pollster::duration>{0s, 1s, 3s, 7s});
+  REQUIRE(outcomes.size() == 1);
+  CHECK(outcomes[0].cause == cause::done);
+  CHECK(outcomes[0].value() == 4);
+  CHECK(outcomes[0].attempts == 4);
+  CHECK(outcomes[0].elapsed == 7s);
+  CHECK(outcomes[0].budget_wait == 0s);
+  CHECK(since_start(clock) == 7s);
+  CHECK(fleet.empty());
+}
+
+TEST_CASE("pollers due at the same time are checked in submission order, earlier times first", "[runner]") {
+  manual_clock clock;
+  runner<manual_clock> fleet{clock};
+  std::vector<std::string> order;
+  auto make = [&](std::string name, int ready_at) {
+    return [&order, name, ready_at, n = 0]() mutable -> step_type {
+      order.push_back(name);
+      return ++n >= ready_at ? step_type{pollster::done(n)} : step_type{pollster::pending()};
+    };
+  };
+  auto ignore = [](outcome_type) {};
+  fleet.submit(make("a", 3), pollster::constant{2s}, pollster::never{}, ignore);
+  fleet.submit(make("b", 2), pollster::constant{3s}, pollster::never{}, ignore);
+  fleet.submit(make("c", 2), pollster::constant{1s}, pollster::never{}, ignore);
+  fleet.run();
+  // t=0: a b c; t=1: c (done); t=2: a; t=3: b (done); t=4: a (done)
+  CHECK(order == std::vector<std::string>{"a", "b", "c", "c", "a", "b", "a"});
+  CHECK(since_start(clock) == 4s);
+}
+
+namespace {
+
+/// Records every check of a fleet: when, and which poller.
+struct request_log {
+  std::vector<pollster::duration> times;
+  /// The most requests in any window [t, t + window) that starts at a request (the worst window starts at one).
+  std::size_t most_in_window(pollster::duration window) const {
+    std::vector<pollster::duration> sorted = times;
+    std::sort(sorted.begin(), sorted.end());
+    std::size_t most = 0;
+    std::size_t end = 0;
+    for (std::size_t begin = 0; begin < sorted.size(); ++begin) {
+      while (end < sorted.size() && sorted[end] < sorted[begin] + window) ++end;
+      most = std::max(most, end - begin);
+    }
+    return most;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a shared budget never lets more than rate x window + burst through in any window", "[runner][budget]") {
+  manual_clock clock;
+  runner<manual_clock> fleet{clock};
+  const auto api = fleet.add_budget("compute-api", pollster::budget_options{10.0, 5});
+  request_log log;
+  std::vector<outcome_type> outcomes;
+  pollster::submit_options options;
+  options.budget = api;
+  for (int i = 0; i < 100; ++i) {
+    fleet.submit(
+        [&log, &clock, n = 0]() mutable -> step_type {
+          log.times.push_back(since_start(clock));
+          return ++n >= 3 ? step_type{pollster::done(n)} : step_type{pollster::pending()};
+        },
+        pollster::constant{1s}, pollster::never{}, [&](outcome_type o) { outcomes.push_back(std::move(o)); }, options);
+  }
+  CHECK(fleet.run() == 300);
+  REQUIRE(outcomes.size() == 100);
+  CHECK(log.times.size() == 300);
+  // 10 per second with a burst of 5: the first 5 go at once, then one every 100 ms.
+  CHECK(log.most_in_window(1s) == 10 + 5 - 1);  // a window of exactly 1 s holds rate x 1 s + burst - 1 grants
+  CHECK(log.most_in_window(10s) <= 10 * 10 + 5);
+  CHECK(log.most_in_window(100ms) <= 1 + 5);
+  CHECK(log.times[4] == 0s);
+  CHECK(log.times[5] == 100ms);
+  CHECK(log.times.back() == 29500ms);  // 300 requests: 5 at t = 0, then 295 more every 100 ms
+  const pollster::budget_stats stats = fleet.stats(api);
+  CHECK(stats.granted == 300);
+  CHECK(stats.waiting == 0);
+  // Every outcome carries its own wait, and they add up to the budget's total.
+  pollster::duration total{};
+  for (const outcome_type& o : outcomes) {
+    CHECK(o.cause == cause::done);
+    CHECK(o.slept >= o.budget_wait);
+    total += o.budget_wait;
+  }
+  CHECK(total == stats.total_wait);
+  CHECK(total > 0s);
+}
+
+TEST_CASE("pollers waiting for a budget are served in due-time order, so none starves", "[runner][budget]") {
+  manual_clock clock;
+  runner<manual_clock> fleet{clock};
+  const auto api = fleet.add_budget("api", pollster::budget_options{1.0, 1});
+  std::vector<std::pair<int, pollster::duration>> served;
+  pollster::submit_options options;
+  options.budget = api;
+  // A fast poller (every 100 ms) and two slow ones (every 10 s) share 1 request per second: the fast one
+  // cannot overtake a slow one that became due before it.
+  auto make = [&](int id, int checks) {
+    return [&served, &clock, id, checks, n = 0]() mutable -> step_type {
+      served.emplace_back(id, since_start(clock));
+      return ++n >= checks ? step_type{pollster::done(n)} : step_type{pollster::pending()};
+    };
+  };
+  auto ignore = [](outcome_type) {};
+  fleet.submit(make(0, 6), pollster::constant{100ms}, pollster::never{}, ignore, options);
+  fleet.submit(make(1, 2), pollster::constant{10s}, pollster::never{}, ignore, options);
+  fleet.submit(make(2, 2), pollster::constant{10s}, pollster::never{}, ignore, options);
+  fleet.run();
+  const std::vector<std::pair<int, pollster::duration>> expected{
+      {0, 0s},  {1, 1s},  {2, 2s},   // all due at 0: submission order, one token per second
+      {0, 3s},  {0, 4s},  {0, 5s},  {0, 6s}, {0, 7s},  // poller 0 was due at 0.1 s; each check re-arms it 100 ms later
+      {1, 11s}, {2, 12s}};           // due at 11 s and 12 s: served on time
+  CHECK(served == expected);
+}
+
+TEST_CASE("a throttled answer slows the whole budget down, and it recovers", "[runner][budget]") {
+  manual_clock clock;
+  runner<manual_clock> fleet{clock};
+  pollster::budget_options limits;
+  limits.rate = 10.0;
+  limits.burst = 1;
+  limits.throttle_factor = 0.5;
+  limits.recovery = 10s;
+  const auto api = fleet.add_budget("api", limits);
+  pollster::submit_options options;
+  options.budget = api;
+  std::vector<pollster::duration> times;
+  fleet.submit(
+      [&, n = 0]() mutable -> step_type {
+        times.push_back(since_start(clock));
+        ++n;
+        if (n == 3) return pollster::throttled();
+        return n >= 6 ? step_type{pollster::done(n)} : step_type{pollster::pending()};
+      },
+      pollster::constant{1ms}, pollster::never{}, [](outcome_type) {}, options);
+  fleet.run();
+  REQUIRE(times.size() == 6);
+  CHECK(times[1] == 100ms);
+  CHECK(times[2] == 200ms);  // this one said 429: the rate halves to 5/s
+  CHECK(times[3] == 400ms);  // 200 ms after the 429, at the halved rate
+  // Then the rate climbs back: 5.1 per second at 400 ms into a 10 s recovery.
+  CHECK(times[4] - times[3] == std::chrono::nanoseconds{196078431});
+  CHECK(fleet.stats(api).throttles == 1);
+  CHECK(fleet.stats(api).rate_now > 5.0);  // climbing back linearly over 10 s
+  CHECK(fleet.stats(api).rate_now < 10.0);
+}
+
+TEST_CASE("a nudge makes a poller check at once, and the schedule resumes", "[runner]") {
+  manual_clock clock;
+  runner<manual_clock> fleet{clock};
+  std::vector<pollster::duration> calls;
+  std::vector<outcome_type> outcomes;
+  auto h = fleet.submit(counting_check{4, &calls, &clock}, pollster::constant{10s}, pollster::never{},
+                        [&](outcome_type o) { outcomes.push_back(std::move(o)); });
+  CHECK(fleet.run_for(3s) == 1);
+  CHECK(since_start(clock) == 3s);
+  CHECK(h.status() == poll_status::scheduled);
+  h.nudge();
+  CHECK(fleet.poll() == 1);  // due now
+  CHECK(calls == std::vector<pollster::duration>{0s, 3s});
+  fleet.run();
+  CHECK(calls == std::vector<pollster::duration>{0s, 3s, 13s, 23s});
+  REQUIRE(outcomes.size() == 1);
+  CHECK(outcomes[0].nudges == 1);
+  CHECK(h.status() == poll_status::finished);
+  h.nudge();  // harmless on a finished poller
+  h.cancel();
+  CHECK(fleet.poll() == 0);
+}
+
+TEST_CASE("cancel ends one poller with cause cancelled and its last value; the others go on", "[runner]") {
+  manual_clock clock;
+  runner<manual_clock> fleet{clock};
+  std::vector<pollster::duration> calls_a;
+  std::vector<pollster::duration> calls_b;
+  std::vector<outcome_type> outcomes;
+  auto record = [&](outcome_type o) { outcomes.push_back(std::move(o)); };
+  auto a = fleet.submit(counting_check{100, &calls_a, &clock}, pollster::constant{1s}, pollster::never{}, record);
+  fleet.submit(counting_check{5, &calls_b, &clock}, pollster::constant{1s}, pollster::never{}, record);
+  fleet.run_for(2500ms);
+  a.cancel();
+  fleet.run();
+  REQUIRE(outcomes.size() == 2);
+  CHECK(outcomes[0].cause == cause::cancelled);
+  CHECK(outcomes[0].last_value == 3);
+  CHECK(outcomes[0].attempts == 3);
+  CHECK(outcomes[1].cause == cause::done);
+  CHECK(calls_b.size() == 5);
+  CHECK(a.finished());
+}
+
+TEST_CASE("a check that throws ends only its own poller, with the exception in the outcome", "[runner]") {
+  manual_clock clock;
+  runner<manual_clock> fleet{clock};
+  std::vector<outcome_type> outcomes;
+  auto record = [&](outcome_type o) { outcomes.push_back(std::move(o)); };
+  fleet.submit(
+      [n = 0]() mutable -> step_type {
+        if (++n == 2) throw std::runtime_error("connection reset");
+        return pollster::pending(n);
+      },
+      pollster::constant{1s}, pollster::never{}, record);
+  std::vector<pollster::duration> calls;
+  fleet.submit(counting_check{4, &calls, &clock}, pollster::constant{1s}, pollster::never{}, record);
+  CHECK(fleet.run() == 2 + 4);
+  REQUIRE(outcomes.size() == 2);
+  CHECK(outcomes[0].cause == cause::exception);
+  CHECK(outcomes[0].last_value == 1);
+  CHECK(outcomes[0].attempts == 2);
+  REQUIRE(outcomes[0].exception);
+  CHECK_THROWS_WITH(std::rethrow_exception(outcomes[0].exception), "connection reset");
+  CHECK(outcomes[1].cause == cause::done);
+}
+
+TEST_CASE("a completion callback can submit the next poller", "[runner]") {
+  manual_clock clock;
+  runner<manual_clock> fleet{clock};
+  std::vector<pollster::duration> finished_at;
+  std::function<void(outcome_type)> chain;
+  int remaining = 3;
+  chain = [&](outcome_type o) {
+    REQUIRE(o.cause == cause::done);
+    finished_at.push_back(since_start(clock));
+    if (--remaining > 0) {
+      fleet.submit([n = 0]() mutable -> step_type { return ++n >= 2 ? step_type{pollster::done(n)} : step_type{}; },
+                   pollster::constant{5s}, pollster::never{}, chain);
+    }
+  };
+  fleet.submit([n = 0]() mutable -> step_type { return ++n >= 2 ? step_type{pollster::done(n)} : step_type{}; },
+               pollster::constant{5s}, pollster::never{}, chain);
+  CHECK(fleet.run() == 6);
+  CHECK(finished_at == std::vector<pollster::duration>{5s, 10s, 15s});
+}
+
+TEST_CASE("run_until stops at its time, and the stop rule still ends a poller", "[runner]") {
+  manual_clock clock;
+  runner<manual_clock> fleet{clock};
+  std::vector<pollster::duration> calls;
+  std::vector<outcome_type> outcomes;
+  fleet.submit(counting_check{1000, &calls, &clock}, pollster::presets::heat(), pollster::before_deadline{60s},
+               [&](outcome_type o) { outcomes.push_back(std::move(o)); });
+  CHECK(fleet.run_until(clock.now() + 30s) == 15);  // t = 0, then 14 delays 1, 1.1, 1.21, ... ending at 27.97 s
+  CHECK(since_start(clock) == 30s);
+  CHECK(outcomes.empty());
+  fleet.run();
+  REQUIRE(outcomes.size() == 1);
+  CHECK(outcomes[0].cause == cause::deadline);
+  CHECK(outcomes[0].elapsed == 60s);
+  CHECK(calls.back() == 60s);
+}
+
+TEST_CASE("copies of one jittered prototype get their own random streams", "[runner]") {
+  manual_clock clock;
+  runner<manual_clock> fleet{clock};
+  pollster::exponential_options o;
+  o.base = 1s;
+  o.cap = 60s;
+  o.jitter = pollster::jitter::full;
+  const pollster::exponential prototype{o};
+  std::vector<std::vector<pollster::duration>> calls(2);
+  for (auto& log : calls) {
+    fleet.submit(
+        [&log, &clock]() -> step_type {
+          log.push_back(since_start(clock));
+          return log.size() >= 4 ? step_type{pollster::done(0)} : step_type{};
+        },
+        prototype, pollster::never{}, [](outcome_type) {});
+  }
+  fleet.run();
+  REQUIRE(calls[0].size() == 4);
+  REQUIRE(calls[1].size() == 4);
+  CHECK(calls[0] != calls[1]);
+  // An explicit seed reproduces a run exactly.
+  std::vector<pollster::duration> again[2];
+  for (auto& log : again) {
+    manual_clock replay_clock;
+    runner<manual_clock> replay{replay_clock};
+    pollster::submit_options seeded;
+    seeded.seed = 42;
+    replay.submit(
+        [&log, &replay_clock]() -> step_type {
+          log.push_back(since_start(replay_clock));
+          return log.size() >= 4 ? step_type{pollster::done(0)} : step_type{};
+        },
+        prototype, pollster::never{}, [](outcome_type) {}, seeded);
+    replay.run();
+  }
+  CHECK(again[0] == again[1]);
+}
+
+TEST_CASE("a handle outlives its runner harmlessly; pending pollers are destroyed without callbacks", "[runner]") {
+  pollster::handle h;
+  int callbacks = 0;
+  {
+    manual_clock clock;
+    runner<manual_clock> fleet{clock};
+    h = fleet.submit([]() -> step_type { return pollster::pending(); }, pollster::constant{1s}, pollster::never{},
+                     [&](outcome_type) { ++callbacks; });
+    fleet.run_for(5s);
+    CHECK(h.status() == poll_status::scheduled);
+  }
+  CHECK(callbacks == 0);
+  CHECK(h.status() == poll_status::finished);
+  h.nudge();
+  h.cancel();
+  CHECK(pollster::handle{}.status() == poll_status::finished);
+}
+
+TEST_CASE("many nudges leave stale timers that are swept, not leaked", "[runner]") {
+  manual_clock clock;
+  runner<manual_clock> fleet{clock};
+  std::vector<pollster::handle> handles;
+  for (int i = 0; i < 3000; ++i) {
+    handles.push_back(fleet.submit([]() -> step_type { return pollster::pending(); }, pollster::constant{1h},
+                                   pollster::never{}, [](outcome_type) {}));
+  }
+  CHECK(fleet.poll() == 3000);
+  for (int round = 0; round < 3; ++round) {
+    clock.advance(1s);
+    for (auto& h : handles) h.nudge();
+    CHECK(fleet.poll() == 3000);
+  }
+  for (auto& h : handles) h.cancel();
+  fleet.poll();
+  CHECK(fleet.empty());
+  CHECK(fleet.run() == 0);
+}
+
+TEST_CASE("bad submissions are refused with invalid_argument", "[runner]") {
+  manual_clock clock;
+  runner<manual_clock> fleet{clock};
+  pollster::submit_options unknown;
+  unknown.budget = pollster::budget_id{7};
+  auto check = []() -> step_type { return pollster::pending(); };
+  CHECK_THROWS_WITH(fleet.submit(check, pollster::constant{1s}, pollster::never{}, [](outcome_type) {}, unknown),
+                    "pollster::runner: budget must be an id returned by add_budget, got 7");
+  pollster::stop_source source;
+  pollster::submit_options with_token;
+  with_token.poll.token = source.get_token();
+  CHECK_THROWS_AS(fleet.submit(check, pollster::constant{1s}, pollster::never{}, [](outcome_type) {}, with_token),
+                  std::invalid_argument);
+  CHECK_THROWS_WITH(pollster::token_bucket(pollster::budget_options{0.0, 1}),
+                    "pollster::token_bucket: rate must be finite and in (0, 1e9] per second, got 0");
+  CHECK_THROWS_WITH(pollster::token_bucket(pollster::budget_options{1.0, 0}),
+                    "pollster::token_bucket: burst must be >= 1, got 0");
+}
