@@ -128,9 +128,9 @@ constexpr bool is_hint_like_v =
     std::is_same_v<std::decay_t<V>, retry_hint> || std::is_same_v<std::decay_t<V>, clock_time>;
 
 template <class V>
-struct is_chrono_duration : std::false_type {};
+struct is_duration_arg : std::false_type {};
 template <class Rep, class Period>
-struct is_chrono_duration<std::chrono::duration<Rep, Period>> : std::true_type {};
+struct is_duration_arg<std::chrono::duration<Rep, Period>> : std::true_type {};
 }  // namespace detail
 
 /// What one check returns. Build it with `pending`, `done`, `failed`, `transient`, `poll_again_in`, `throttled`.
@@ -179,7 +179,7 @@ inline detail::step_draft<> pending(retry_hint hint) {
 /// Not yet; `value` is the state seen so far ("BUILD"), kept as the outcome's last value whatever happens next.
 template <class V, class = std::enable_if_t<!detail::is_hint_like_v<V>>>
 detail::step_draft<std::decay_t<V>> pending(V&& value, retry_hint hint = {}) {
-  static_assert(!detail::is_chrono_duration<std::decay_t<V>>::value,
+  static_assert(!detail::is_duration_arg<std::decay_t<V>>::value,
                 "pollster::pending(delay): write pending(pollster::after(delay)) for a hint, or poll_again_in(delay)");
   detail::step_draft<std::decay_t<V>> d;
   d.value = std::forward<V>(value);
