@@ -397,3 +397,34 @@ TEST_CASE("bad submissions are refused with invalid_argument", "[runner]") {
   CHECK_THROWS_WITH(pollster::token_bucket(pollster::budget_options{1.0, 0}),
                     "pollster::token_bucket: burst must be >= 1, got 0");
 }
+
+TEST_CASE("a poller cancelled while it waits for its budget gives its turn to the next", "[runner][budget]") {
+  manual_clock clock;
+  runner<manual_clock> fleet{clock};
+  const auto api = fleet.add_budget("api", pollster::budget_options{1.0, 1});
+  pollster::submit_options options;
+  options.budget = api;
+  std::vector<std::pair<int, pollster::duration>> served;
+  std::vector<outcome_type> outcomes;
+  std::vector<pollster::handle> handles;
+  for (int id = 0; id < 3; ++id) {
+    handles.push_back(fleet.submit(
+        [&served, &clock, id]() -> step_type {
+          served.emplace_back(id, since_start(clock));
+          return pollster::done(id);
+        },
+        pollster::constant{1s}, pollster::never{}, [&](outcome_type o) { outcomes.push_back(std::move(o)); },
+        options));
+  }
+  CHECK(fleet.poll() == 1);  // poller 0 takes the token; 1 and 2 wait
+  CHECK(handles[1].status() == poll_status::waiting_for_budget);
+  CHECK(fleet.stats(api).waiting == 2);
+  handles[1].cancel();
+  fleet.run();
+  CHECK(served == std::vector<std::pair<int, pollster::duration>>{{0, 0s}, {2, 1s}});
+  REQUIRE(outcomes.size() == 3);
+  CHECK(outcomes[1].cause == cause::cancelled);
+  CHECK(outcomes[1].attempts == 0);
+  CHECK(outcomes[2].budget_wait == 1s);
+  CHECK(fleet.stats(api).waiting == 0);
+}

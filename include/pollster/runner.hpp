@@ -640,6 +640,7 @@ class runner {
         detail::runner_node* node = group.waiting.front();
         if (node->state != detail::node_state::waiting) {  // cancelled while it waited
           pop_waiting(group);
+          --node->refs;
           release_ref(node, false);
           continue;
         }
