@@ -612,6 +612,127 @@ TEST_CASE("a poller is small and hooks that are unset cost no space", "[poll][po
   CHECK(sizeof(minimal) <= 168);
 }
 
+TEST_CASE("a transient error is retried on the schedule and its hint is a floor too", "[poll][hint]") {
+  manual_clock clock;
+  std::vector<duration> checked_at;
+  auto check = [&](const poll_state& s) -> status_step {
+    checked_at.push_back(s.elapsed);
+    if (s.attempt == 1) return pollster::transient("503 Service Unavailable", pollster::after(15s));
+    if (s.attempt == 2) return pollster::transient("timeout");
+    return pollster::done("ACTIVE");
+  };
+  pollster::poll_options options;
+  options.hint_lifetime = 0s;
+  const auto result = pollster::poll_until(clock, check, pollster::constant{2s}, pollster::never{}, options);
+  CHECK(checked_at == std::vector<duration>{0s, 15s, 17s});
+  CHECK(result.value() == "ACTIVE");
+  CHECK(result.last_error == std::string("timeout"));  // kept even though the run succeeded
+}
+
+TEST_CASE("a remembered hint at a time point only holds until that time", "[poll][hint]") {
+  manual_clock clock;
+  std::vector<duration> checked_at;
+  auto check = [&](const poll_state& s) -> status_step {
+    checked_at.push_back(s.elapsed);
+    if (s.attempt == 1) return pollster::pending(pollster::at(clock.now() + 50s));
+    if (s.attempt < 4) return pollster::pending();
+    return pollster::done("ok");
+  };
+  pollster::poll_until(clock, check, pollster::constant{5s});
+  CHECK(checked_at == std::vector<duration>{0s, 50s, 55s, 60s});
+}
+
+TEST_CASE("a nudge brings a check forward past a server hint", "[poll][poller][nudge][hint]") {
+  using tp = manual_clock::time_point;
+  auto check = []() -> status_step { return pollster::pending(pollster::after(120s)); };
+  auto p = pollster::make_poller(check, pollster::constant{1s}, pollster::never{}, tp{});
+  p.step(tp{});
+  CHECK(p.next_due() == tp{120s});
+  p.nudge(tp{7s});
+  CHECK(p.next_due() == tp{7s});
+  p.step(tp{7s});
+  CHECK(p.next_due() == tp{127s});  // the fresh hint counts from the verifying check
+}
+
+TEST_CASE("a check that takes time: the next delay counts from its end", "[poll][poller]") {
+  using tp = manual_clock::time_point;
+  auto check = []() -> status_step { return pollster::pending(); };
+  auto p = pollster::make_poller(check, pollster::constant{10s}, pollster::before_deadline{30s}, tp{});
+  p.step(tp{}, [] { return tp{3s}; });
+  CHECK(p.next_due() == tp{13s});
+  CHECK(p.outcome().elapsed == 3s);
+  CHECK(p.outcome().slept == 0s);
+  p.step(tp{13s}, [] { return tp{25s}; });
+  CHECK(p.next_due() == tp{30s});  // clamped to the deadline
+  CHECK(p.last_reason() == delay_reason::deadline);
+  p.step(tp{30s}, [] { return tp{31s}; });
+  CHECK(p.outcome().cause == cause::deadline);
+  CHECK(p.outcome().elapsed == 31s);
+  CHECK(p.outcome().slept == 15s);
+}
+
+TEST_CASE("restart gives a poller a fresh run with a fresh schedule", "[poll][poller]") {
+  using tp = manual_clock::time_point;
+  auto check = [](const poll_state& s) -> status_step {
+    return s.attempt == 3 ? status_step{pollster::done("ok")} : status_step{pollster::pending()};
+  };
+  pollster::poll_options options;
+  options.wait_first = true;
+  auto p = pollster::make_poller(check, pollster::presets::kubernetes_example(), pollster::never{}, tp{}, options);
+  while (!p.done()) p.step(p.next_due());
+  CHECK(p.outcome().elapsed == 6s);  // 1 + 2 + 3
+  p.restart(tp{1h});
+  CHECK(p.next_due() == tp{1h + 1s});  // wait_first kept; the schedule starts over
+  while (!p.done()) p.step(p.next_due());
+  CHECK(p.outcome().attempts == 3);
+  CHECK(p.outcome().elapsed == 6s);
+}
+
+TEST_CASE("a deadline already passed ends the run before any check", "[poll][deadline]") {
+  manual_clock clock{manual_clock::time_point{1h}};
+  int calls = 0;
+  auto check = [&]() -> status_step {
+    ++calls;
+    return pollster::pending();
+  };
+  pollster::poll_options options;
+  options.deadline = pollster::at(manual_clock::time_point{30min});
+  const auto result = pollster::poll_until(clock, check, pollster::constant{1s}, pollster::never{}, options);
+  CHECK(calls == 0);
+  CHECK(result.cause == cause::deadline);
+  CHECK(result.attempts == 0);
+}
+
+TEST_CASE("poll_until on the real steady clock returns at once when the first check is done", "[poll]") {
+  auto check = []() -> pollster::step<int, std::string> { return pollster::done(7); };
+  const auto result = pollster::poll_until(check, pollster::constant{1h}, pollster::before_deadline{1h});
+  CHECK(result.value() == 7);
+  CHECK(result.attempts == 1);
+  CHECK(result.slept == 0s);
+
+  pollster::stop_source cancel;
+  cancel.request_stop();
+  pollster::poll_options options;
+  options.wait_first = true;
+  options.token = cancel.get_token();
+  const auto cancelled = pollster::poll_until(check, pollster::constant{1h}, pollster::never{}, options);
+  CHECK(cancelled.cause == cause::cancelled);  // never slept the hour
+  CHECK(cancelled.attempts == 0);
+}
+
+TEST_CASE("a million steps saturate instead of overflowing", "[poll][poller][saturation]") {
+  using tp = manual_clock::time_point;
+  auto check = []() -> pollster::step<int, int> { return pollster::pending(pollster::after(pollster::duration::max())); };
+  auto p = pollster::make_poller(check, pollster::geometric{1s, 2.0, pollster::duration::max()}, pollster::never{},
+                                 tp{});
+  for (int i = 0; i < 1000000; ++i) p.step(p.next_due());
+  CHECK(p.next_due() == tp::max());
+  CHECK(p.outcome().attempts == 1000000);
+  CHECK(p.outcome().elapsed == pollster::duration::max());
+  CHECK(p.outcome().slept == pollster::duration::max());
+  CHECK_FALSE(p.done());
+}
+
 #if POLLSTER_HAS_STD_STOP_TOKEN
 namespace {
 /// A clock whose third sleep is interrupted half-way by a std::stop_source (a std::jthread asking to stop).

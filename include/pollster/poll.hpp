@@ -509,19 +509,27 @@ class poller : private detail::compressed<Check, 0>,
         schedule_(std::move(schedule)),
         max_hint_(options.max_hint),
         hint_lifetime_(options.hint_lifetime),
-        reset_on_nudge_(options.reset_on_nudge) {
+        reset_on_nudge_(options.reset_on_nudge),
+        wait_first_(options.wait_first),
+        has_deadline_(false),
+        done_(false),
+        last_throttled_(false),
+        nudged_(false) {
     if (options.max_hint < duration::zero()) {
       detail::throw_invalid("poll_options", "max_hint", ">= 0", detail::duration_text(options.max_hint));
     }
     if (options.hint_lifetime < duration::zero()) {
       detail::throw_invalid("poll_options", "hint_lifetime", ">= 0", detail::duration_text(options.hint_lifetime));
     }
-    if (options.deadline) deadline_ = to_time_point(*options.deadline, "deadline");
-    restart(start, options.wait_first);
+    if (options.deadline) {
+      deadline_ = to_time_point(*options.deadline, "deadline");
+      has_deadline_ = true;
+    }
+    restart(start);
   }
 
   /// Begins a fresh run at `start` with the same check, schedule (reset), stop rule (reset) and options.
-  void restart(time_point start, bool wait_first = false) {
+  void restart(time_point start) {
     schedule_.reset();
     stop_rule_mutable().reset();
     outcome_ = outcome_type{};
@@ -530,12 +538,14 @@ class poller : private detail::compressed<Check, 0>,
     remembered_ = retry_hint::form::none;
     last_kind_ = step_kind::pending;
     last_reason_ = delay_reason::schedule;
-    done_ = last_throttled_ = nudged_ = false;
-    if (deadline_ <= start) {
+    done_ = false;
+    last_throttled_ = false;
+    nudged_ = false;
+    if (has_deadline_ && deadline_ <= start) {
       finish(pollster::cause::deadline, stop_reason::deadline, start);  // nothing to do: already past it
       return;
     }
-    if (wait_first) plan_next(start, step_type{});
+    if (wait_first_) plan_next(start, step_type{});
   }
 
   /// When the next check is due; `time_point::max()` once done.
@@ -583,7 +593,7 @@ class poller : private detail::compressed<Check, 0>,
       finish(reason == stop_reason::deadline ? pollster::cause::deadline : pollster::cause::exhausted, reason, end);
       return;
     }
-    if (end >= deadline_) {
+    if (has_deadline_ && end >= deadline_) {
       finish(pollster::cause::deadline, stop_reason::deadline, end);
       return;
     }
@@ -711,7 +721,7 @@ class poller : private detail::compressed<Check, 0>,
     }
     const duration elapsed = to_duration(end - start_);
     duration left = stop_rule().time_left(elapsed);
-    if (deadline_ != time_point::max()) left = std::min(left, to_duration(deadline_ - end));
+    if (has_deadline_) left = std::min(left, to_duration(deadline_ - end));
     if (delay > left) {
       if (reason == delay_reason::hint) {
         // The server will not be ready before the deadline: polling again before then is pointless.
@@ -744,7 +754,7 @@ class poller : private detail::compressed<Check, 0>,
   time_point last_end_{};       // the end of the last check (or the start): idle time counts from here
   time_point next_due_{};
   time_point remembered_at_{};  // when the remembered hint arrived
-  time_point deadline_ = time_point::max();
+  time_point deadline_{};
   duration last_delay_{};
   duration remembered_value_{};
   duration max_hint_;
@@ -752,10 +762,14 @@ class poller : private detail::compressed<Check, 0>,
   retry_hint::form remembered_ = retry_hint::form::none;
   step_kind last_kind_ = step_kind::pending;
   delay_reason last_reason_ = delay_reason::schedule;
-  bool reset_on_nudge_;
-  bool done_ = false;
-  bool last_throttled_ = false;
-  bool nudged_ = false;
+  // One byte of flags, so a poller stays as small as the runner needs (set in the constructor: C++17 has no
+  // default member initialisers for bit-fields).
+  bool reset_on_nudge_ : 1;
+  bool wait_first_ : 1;
+  bool has_deadline_ : 1;
+  bool done_ : 1;
+  bool last_throttled_ : 1;
+  bool nudged_ : 1;
 };
 
 /// Builds a poller, deducing its types from the arguments (the time point decides the clock).
@@ -780,7 +794,7 @@ outcome<typename check_step_t<Check>::value_type, typename check_step_t<Check>::
                                                        clock.now(), options, std::move(hooks));
   const stop_token& token = options.token;
   const auto now = [&clock] { return clock.now(); };
-  if (!options.wait_first && !run.done()) run.step(clock.now(), now);
+  if (!options.wait_first && !run.done()) run.step(run.start_time(), now);  // at once: no time has passed
   while (!run.done()) {
     if (token.stop_requested()) break;
     if (run.next_due() > clock.now() && !clock.sleep_until(run.next_due(), token)) break;
