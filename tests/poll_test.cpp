@@ -733,6 +733,14 @@ TEST_CASE("a million steps saturate instead of overflowing", "[poll][poller][sat
   CHECK_FALSE(p.done());
 }
 
+TEST_CASE("causes, step kinds and delay reasons have names for logs", "[poll]") {
+  CHECK(std::string(pollster::to_string(cause::running)) == "running");
+  CHECK(std::string(pollster::to_string(cause::exhausted)) == "exhausted");
+  CHECK(std::string(pollster::to_string(cause::exception)) == "exception");
+  CHECK(std::string(pollster::to_string(pollster::step_kind::transient)) == "transient");
+  CHECK(std::string(pollster::to_string(delay_reason::directed)) == "directed");
+}
+
 #if POLLSTER_HAS_STD_STOP_TOKEN
 namespace {
 /// A clock whose third sleep is interrupted half-way by a std::stop_source (a std::jthread asking to stop).

@@ -109,6 +109,16 @@ enum class step_kind : std::uint8_t {
   transient,  ///< this check failed, the operation may not have: retry on the schedule
 };
 
+constexpr const char* to_string(step_kind k) noexcept {
+  switch (k) {
+    case step_kind::pending: return "pending";
+    case step_kind::done: return "done";
+    case step_kind::failed: return "failed";
+    case step_kind::transient: return "transient";
+  }
+  return "unknown";
+}
+
 namespace detail {
 /// What the factory functions build: a step whose T and E are not known yet. It converts to any `step<T, E>`
 /// whose types can hold its payload, so a check returns `pollster::done(s)` without naming types twice.
