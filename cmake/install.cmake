@@ -1,32 +1,65 @@
-# Install rules and exports for pollster (included from the top-level CMakeLists.txt when POLLSTER_INSTALL is on).
+# Exports and install rules for pollster, included from the top-level CMakeLists.txt.
+#
+# The build-tree export and the build-tree pollsterConfig.cmake are always written, so a parent that vendors pollster
+# (add_subdirectory, FetchContent) can export its own targets that link pollster::pollster, and a downstream
+# project can find_package(pollster) straight from a pollster build directory. The install rules are generated only
+# when POLLSTER_INSTALL is on.
 include(CMakePackageConfigHelpers)
 
 # vcpkg wants share/pollster; a plain install uses the conventional lib/cmake/pollster.
 set(POLLSTER_INSTALL_CMAKEDIR "${CMAKE_INSTALL_LIBDIR}/cmake/pollster" CACHE STRING
     "Where pollsterConfig.cmake is installed, relative to the prefix")
+# A header-only library is architecture independent, so its .pc goes to share/, not to a multiarch lib/ directory.
 set(POLLSTER_INSTALL_PKGCONFIGDIR "${CMAKE_INSTALL_DATADIR}/pkgconfig" CACHE STRING
-    "Where pollster.pc is installed, relative to the prefix (a header-only library is architecture independent)")
-
-install(DIRECTORY include/pollster DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}"
-        PATTERN "single" EXCLUDE)
+    "Where pollster.pc is installed, relative to the prefix")
+foreach(_pollster_dir POLLSTER_INSTALL_CMAKEDIR POLLSTER_INSTALL_PKGCONFIGDIR)
+  if(IS_ABSOLUTE "${${_pollster_dir}}")
+    message(FATAL_ERROR "pollster: ${_pollster_dir} must be relative to the install prefix so that the package "
+                        "stays relocatable, got '${${_pollster_dir}}'")
+  endif()
+endforeach()
 
 set(_pollster_export_targets pollster)
 if(TARGET pollster_fmt)
   list(APPEND _pollster_export_targets pollster_fmt)
 endif()
-install(TARGETS ${_pollster_export_targets} EXPORT pollsterTargets)
-install(EXPORT pollsterTargets NAMESPACE pollster:: DESTINATION "${POLLSTER_INSTALL_CMAKEDIR}")
 
-# A parent project that vendors pollster with add_subdirectory can export its own targets against this file.
-export(EXPORT pollsterTargets NAMESPACE pollster:: FILE "${PROJECT_BINARY_DIR}/pollsterTargets.cmake")
+# Build tree: export(TARGETS) needs no install rules, so it also works for a parent that vendors pollster with
+# POLLSTER_INSTALL off (the default there).
+export(TARGETS ${_pollster_export_targets} NAMESPACE pollster:: FILE "${PROJECT_BINARY_DIR}/pollsterTargets.cmake")
 
-set(POLLSTER_CONFIG_WITH_FMT ${POLLSTER_WITH_FMT})
-configure_package_config_file(cmake/pollsterConfig.cmake.in "${PROJECT_BINARY_DIR}/pollsterConfig.cmake"
+set(POLLSTER_CONFIG_WITH_FMT OFF)
+if(TARGET pollster_fmt)
+  set(POLLSTER_CONFIG_WITH_FMT ON)
+endif()
+configure_package_config_file("${PROJECT_SOURCE_DIR}/cmake/pollsterConfig.cmake.in"
+  "${PROJECT_BINARY_DIR}/pollsterConfig.cmake"
   INSTALL_DESTINATION "${POLLSTER_INSTALL_CMAKEDIR}")
+# 0.x: a new minor version may break the API, so only the same major.minor is compatible. ARCH_INDEPENDENT: a
+# header-only package installed by a 64-bit build serves a 32-bit consumer too.
 write_basic_package_version_file("${PROJECT_BINARY_DIR}/pollsterConfigVersion.cmake"
   COMPATIBILITY SameMinorVersion ARCH_INDEPENDENT)
+
+if(NOT POLLSTER_INSTALL)
+  return()
+endif()
+
+# The single header (include/pollster/single/) is for vendoring by copying; an install ships the headers proper.
+install(DIRECTORY "${PROJECT_SOURCE_DIR}/include/pollster" DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}"
+        PATTERN "single" EXCLUDE)
+
+install(TARGETS ${_pollster_export_targets} EXPORT pollsterTargets)
+install(EXPORT pollsterTargets NAMESPACE pollster:: DESTINATION "${POLLSTER_INSTALL_CMAKEDIR}")
 install(FILES "${PROJECT_BINARY_DIR}/pollsterConfig.cmake" "${PROJECT_BINARY_DIR}/pollsterConfigVersion.cmake"
         DESTINATION "${POLLSTER_INSTALL_CMAKEDIR}")
 
-configure_file(cmake/pollster.pc.in "${PROJECT_BINARY_DIR}/pollster.pc" @ONLY)
+# pollster.pc finds its prefix from its own location (${pcfiledir}), so `cmake --install --prefix` and moving the
+# installed tree both keep it right. The climb from the .pc directory to the prefix follows the chosen directory.
+file(RELATIVE_PATH POLLSTER_PC_PREFIX_FROM_PCFILEDIR "/prefix/${POLLSTER_INSTALL_PKGCONFIGDIR}" "/prefix")
+if(IS_ABSOLUTE "${CMAKE_INSTALL_INCLUDEDIR}")
+  set(POLLSTER_PC_INCLUDEDIR "${CMAKE_INSTALL_INCLUDEDIR}")
+else()
+  set(POLLSTER_PC_INCLUDEDIR "\${prefix}/${CMAKE_INSTALL_INCLUDEDIR}")
+endif()
+configure_file("${PROJECT_SOURCE_DIR}/cmake/pollster.pc.in" "${PROJECT_BINARY_DIR}/pollster.pc" @ONLY)
 install(FILES "${PROJECT_BINARY_DIR}/pollster.pc" DESTINATION "${POLLSTER_INSTALL_PKGCONFIGDIR}")

@@ -1,0 +1,148 @@
+# The single-header form of pollster: include/pollster/single/pollster.hpp.
+#
+#   cmake -P cmake/amalgamate.cmake              regenerate the committed file
+#   cmake -DCHECK=ON -P cmake/amalgamate.cmake   fail if the committed file is not what regeneration gives
+#   cmake -DOUTPUT=/some/file.hpp -P cmake/amalgamate.cmake
+#
+# It inlines the umbrella pollster.hpp and, depth first, every header it includes with relative quotes (each once,
+# where the preprocessor would first meet it), drops their `#pragma once` and SPDX lines, and keeps standard includes.
+# The optional integrations (fmt.hpp, asio.hpp) are not in the umbrella, so they are not in the single header.
+# Plain CMake so that a fresh machine needs no Python; the output is byte-for-byte reproducible (no dates, no
+# hashes) so CI can compare it with the committed file.
+#
+# Included as a module (from cmake/single_header_stage.cmake), it only defines pollster_amalgamate().
+
+if(CMAKE_SCRIPT_MODE_FILE STREQUAL CMAKE_CURRENT_LIST_FILE)
+  cmake_minimum_required(VERSION 3.14)  # policies for script mode (IN_LIST)
+endif()
+include_guard(GLOBAL)
+include("${CMAKE_CURRENT_LIST_DIR}/headers.cmake")
+
+# C++ text in CMake lists: `;`, `[`, `]` and `\` have list meanings, so they travel as control characters.
+string(ASCII 1 _pollster_amalg_semicolon)
+string(ASCII 2 _pollster_amalg_open_bracket)
+string(ASCII 3 _pollster_amalg_close_bracket)
+string(ASCII 4 _pollster_amalg_backslash)
+
+function(_pollster_amalg_inline path include_root)
+  get_property(seen GLOBAL PROPERTY _pollster_amalg_seen)
+  list(APPEND seen "${path}")
+  set_property(GLOBAL PROPERTY _pollster_amalg_seen "${seen}")
+  file(RELATIVE_PATH display "${include_root}" "${path}")
+  set_property(GLOBAL APPEND_STRING PROPERTY _pollster_amalg_text "// ---- begin ${display} ----\n")
+
+  file(READ "${path}" text)
+  if(text MATCHES "\r")
+    message(FATAL_ERROR "pollster amalgamate: ${display} has CR line endings; use LF")
+  endif()
+  string(REPLACE "\\" "${_pollster_amalg_backslash}" text "${text}")
+  string(REPLACE ";" "${_pollster_amalg_semicolon}" text "${text}")
+  string(REPLACE "[" "${_pollster_amalg_open_bracket}" text "${text}")
+  string(REPLACE "]" "${_pollster_amalg_close_bracket}" text "${text}")
+  string(REGEX REPLACE "\n$" "" text "${text}")
+  string(REPLACE "\n" ";" lines "${text}")
+  get_filename_component(dir "${path}" DIRECTORY)
+
+  foreach(line IN LISTS lines)
+    if(line MATCHES "^[ \t]*#[ \t]*pragma[ \t]+once" OR line MATCHES "^// SPDX-License-Identifier:")
+      continue()
+    endif()
+    if(line MATCHES "^[ \t]*#[ \t]*include[ \t]*\"([^\"]+)\"")
+      get_filename_component(included "${dir}/${CMAKE_MATCH_1}" ABSOLUTE)
+      if(NOT EXISTS "${included}")
+        message(FATAL_ERROR "pollster amalgamate: ${display} includes \"${CMAKE_MATCH_1}\", which does not exist")
+      endif()
+      get_property(seen GLOBAL PROPERTY _pollster_amalg_seen)
+      if(NOT included IN_LIST seen)
+        _pollster_amalg_inline("${included}" "${include_root}")
+      endif()
+      continue()
+    endif()
+    set_property(GLOBAL APPEND_STRING PROPERTY _pollster_amalg_text "${line}\n")
+  endforeach()
+  set_property(GLOBAL APPEND_STRING PROPERTY _pollster_amalg_text "// ---- end ${display} ----\n")
+endfunction()
+
+# pollster_amalgamate(<text-var> <headers-var>): the single header's text, and the headers it holds (paths relative
+# to include/pollster, e.g. "detail/config.hpp").
+function(pollster_amalgamate text_var headers_var)
+  set(include_root "${POLLSTER_HEADERS_ROOT}/include")
+  file(STRINGS "${include_root}/pollster/version.hpp" version_lines
+       REGEX "^#define POLLSTER_VERSION_(MAJOR|MINOR|PATCH) [0-9]+$")
+  set(version "")
+  foreach(part MAJOR MINOR PATCH)
+    string(REGEX MATCH "POLLSTER_VERSION_${part} ([0-9]+)" match "${version_lines}")
+    list(APPEND version "${CMAKE_MATCH_1}")
+  endforeach()
+  list(JOIN version "." version)
+
+  set_property(GLOBAL PROPERTY _pollster_amalg_seen "")
+  set_property(GLOBAL PROPERTY _pollster_amalg_text "")
+  _pollster_amalg_inline("${include_root}/pollster/pollster.hpp" "${include_root}")
+  get_property(body GLOBAL PROPERTY _pollster_amalg_text)
+  get_property(seen GLOBAL PROPERTY _pollster_amalg_seen)
+
+  # Dropped pragma and licence lines leave runs of blank lines; one is enough.
+  string(REGEX REPLACE "\n\n\n+" "\n\n" body "${body}")
+  string(REPLACE "${_pollster_amalg_backslash}" "\\" body "${body}")
+  string(REPLACE "${_pollster_amalg_semicolon}" ";" body "${body}")
+  string(REPLACE "${_pollster_amalg_open_bracket}" "[" body "${body}")
+  string(REPLACE "${_pollster_amalg_close_bracket}" "]" body "${body}")
+
+  set(banner
+"// pollster ${version}: polling with backoff, header-only C++17. The single-header form, for vendoring by copying
+// this one file; it holds what the umbrella <pollster/pollster.hpp> holds (the optional fmt/asio integrations are
+// not in it).
+// SPDX-License-Identifier: MIT
+//
+// GENERATED by `cmake -P cmake/amalgamate.cmake` from include/pollster/: do not edit; edit those headers and
+// regenerate. CI fails when this file is stale.
+#pragma once
+
+")
+  set(headers "")
+  foreach(path IN LISTS seen)
+    file(RELATIVE_PATH relative "${include_root}/pollster" "${path}")
+    list(APPEND headers "${relative}")
+  endforeach()
+  set(${text_var} "${banner}${body}" PARENT_SCOPE)
+  set(${headers_var} "${headers}" PARENT_SCOPE)
+endfunction()
+
+# Public headers (include/pollster/*.hpp) that are neither in the umbrella nor an optional integration would be
+# missing from the single header: say so.
+function(pollster_amalgamate_warn_unreached headers)
+  pollster_public_headers(public)
+  foreach(header IN LISTS public)
+    if(NOT header IN_LIST headers AND NOT header IN_LIST POLLSTER_OPTIONAL_INTEGRATIONS)
+      message(WARNING "pollster amalgamate: include/pollster/${header} is not included by the umbrella "
+                      "pollster.hpp, so it is not in the single header. Add it to pollster.hpp, or to "
+                      "POLLSTER_OPTIONAL_INTEGRATIONS in cmake/headers.cmake if it is an optional integration.")
+    endif()
+  endforeach()
+endfunction()
+
+if(CMAKE_SCRIPT_MODE_FILE STREQUAL CMAKE_CURRENT_LIST_FILE)
+  set(committed "${POLLSTER_HEADERS_ROOT}/include/pollster/single/pollster.hpp")
+  pollster_amalgamate(text headers)
+  pollster_amalgamate_warn_unreached("${headers}")
+  if(CHECK)
+    set(current "")
+    if(EXISTS "${committed}")
+      file(READ "${committed}" current)
+    endif()
+    if(NOT current STREQUAL text)
+      message(FATAL_ERROR "include/pollster/single/pollster.hpp is stale: it differs from what the headers in "
+                          "include/pollster/ generate. Regenerate it with\n  cmake -P cmake/amalgamate.cmake\n"
+                          "and commit the result.")
+    endif()
+    message(STATUS "include/pollster/single/pollster.hpp is fresh (${headers})")
+  else()
+    if(NOT OUTPUT)
+      set(OUTPUT "${committed}")
+    endif()
+    file(WRITE "${OUTPUT}" "${text}")
+    list(LENGTH headers count)
+    message(STATUS "wrote ${OUTPUT} from ${count} headers: ${headers}")
+  endif()
+endif()
