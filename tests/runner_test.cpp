@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -427,4 +428,55 @@ TEST_CASE("a poller cancelled while it waits for its budget gives its turn to th
   CHECK(outcomes[1].attempts == 0);
   CHECK(outcomes[2].budget_wait == 1s);
   CHECK(fleet.stats(api).waiting == 0);
+}
+
+TEST_CASE("the radix timer heap pops in key order, equal keys first in first out, like a sorted reference",
+          "[runner][timer_heap]") {
+  pollster::detail::radix_heap<std::uint64_t> heap;
+  std::multimap<std::uint64_t, std::uint64_t> reference;  // key -> sequence; equal keys keep insertion order
+  pollster::splitmix64 random{7};
+  std::uint64_t now = 1000;
+  std::uint64_t sequence = 0;
+  std::uint64_t popped = 0;
+  for (int round = 0; round < 2000; ++round) {
+    const auto pushes = random() % 64;
+    for (std::uint64_t i = 0; i < pushes; ++i) {
+      // Timers: never before now; often exactly now, sometimes far ahead, sometimes across a power of two.
+      const std::uint64_t r = random();
+      const std::uint64_t key = now + (r % 4 == 0 ? 0 : (r >> 8) % (r % 3 == 0 ? 1000000000ULL : 100ULL));
+      heap.push(key, sequence);
+      reference.emplace(key, sequence);
+      ++sequence;
+    }
+    REQUIRE(heap.size() == reference.size());
+    if (!reference.empty()) REQUIRE(heap.min_key() == reference.begin()->first);
+    const auto pops = random() % 64;
+    for (std::uint64_t i = 0; i < pops && !reference.empty(); ++i) {
+      const auto expected = reference.begin();
+      const auto got = heap.pop();
+      REQUIRE(got.key == expected->first);
+      REQUIRE(got.item == expected->second);
+      now = got.key;  // time moves to what was due
+      reference.erase(expected);
+      ++popped;
+    }
+    if (round % 500 == 499) {  // drop every third entry, as the runner sweeps stale timers
+      const std::size_t removed = heap.remove_if([](const auto& e) { return e.item % 3 == 0; });
+      std::size_t expected_removed = 0;
+      for (auto it = reference.begin(); it != reference.end();) {
+        if (it->second % 3 == 0) {
+          it = reference.erase(it);
+          ++expected_removed;
+        } else {
+          ++it;
+        }
+      }
+      REQUIRE(removed == expected_removed);
+    }
+  }
+  CHECK(popped > 10000);
+  std::size_t drained = 0;
+  heap.drain([&](const auto&) { ++drained; });
+  CHECK(drained == reference.size());
+  CHECK(heap.empty());
 }

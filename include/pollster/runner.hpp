@@ -34,7 +34,7 @@
 #include <memory>              // shared_ptr, unique_ptr
 #include <mutex>               // mutex, lock_guard, unique_lock
 #include <optional>            // optional
-#include <stdexcept>           // logic_error
+#include <stdexcept>           // logic_error, length_error
 #include <string>              // string
 #include <thread>              // thread
 #include <type_traits>         // is_same_v, void_t
@@ -139,8 +139,9 @@ struct command {
   runner_node* node;  // insert only
 };
 
-/// A slot names a node for handles. Slots live in segments that never move (segment k holds 1024 << k slots), so
-/// another thread may read a slot's generation and status while the table grows.
+/// A slot names a node for handles. Slots live in 64 KiB pages that never move (a two-level directory finds
+/// them), so another thread may read a slot's generation and status while the table grows, and the table
+/// holds at most one partly used page beyond what is in use.
 struct slot_entry {
   std::atomic<std::uint32_t> generation{0};
   std::atomic<poll_status> status{poll_status::finished};
@@ -153,7 +154,12 @@ class slot_table {
   slot_table(const slot_table&) = delete;
   slot_table& operator=(const slot_table&) = delete;
   ~slot_table() {
-    for (auto& segment : segments_) delete[] segment.load(std::memory_order_relaxed);
+    for (auto& middle : directory_) {
+      page* pages = middle.load(std::memory_order_relaxed);
+      if (pages == nullptr) continue;
+      for (std::size_t i = 0; i < fanout; ++i) delete[] pages[i].load(std::memory_order_relaxed);
+      delete[] pages;
+    }
   }
 
   /// Caller holds the shared mutex.
@@ -163,37 +169,37 @@ class slot_table {
       free_.pop_back();
       return index;
     }
+    if (used_ == std::numeric_limits<std::uint32_t>::max()) throw std::length_error("pollster::runner: too many pollers");
     const std::uint32_t index = used_++;
-    const auto [segment, offset] = locate(index);
-    (void)offset;
-    if (segments_[segment].load(std::memory_order_relaxed) == nullptr) {
-      segments_[segment].store(new slot_entry[first_segment << segment], std::memory_order_release);
+    std::atomic<page*>& middle = directory_[index >> 22];
+    if (middle.load(std::memory_order_relaxed) == nullptr) middle.store(new page[fanout]{}, std::memory_order_release);
+    page& entries = middle.load(std::memory_order_relaxed)[(index >> 12) & (fanout - 1)];
+    if (entries.load(std::memory_order_relaxed) == nullptr) {
+      entries.store(new slot_entry[page_slots], std::memory_order_release);
     }
     return index;
   }
   /// Caller holds the shared mutex.
   void release(std::uint32_t index) { free_.push_back(index); }
 
-  /// Any thread, for an index that was allocated (segments are never freed before the table).
+  /// Any thread, for an index that was allocated (pages are never freed before the table).
   slot_entry& operator[](std::uint32_t index) const noexcept {
-    const auto [segment, offset] = locate(index);
-    return segments_[segment].load(std::memory_order_acquire)[offset];
+    const page* pages = directory_[index >> 22].load(std::memory_order_acquire);
+    return pages[(index >> 12) & (fanout - 1)].load(std::memory_order_acquire)[index & (page_slots - 1)];
   }
   std::uint32_t used() const noexcept { return used_; }
-
- private:
-  static constexpr std::uint64_t first_segment = 1024;
-  struct position {
-    std::size_t segment;
-    std::size_t offset;
-  };
-  static position locate(std::uint32_t index) noexcept {
-    const std::uint64_t biased = std::uint64_t{index} + first_segment;
-    const std::size_t top = static_cast<std::size_t>(63 - __builtin_clzll(biased));  // >= 10
-    return {top - 10, static_cast<std::size_t>(biased - (std::uint64_t{1} << top))};
+  /// Bytes held: pages in use plus the free list (the directory's second level is 8 KiB per 4 M slots).
+  std::size_t memory_bytes() const noexcept {
+    const std::size_t pages = (std::size_t{used_} + page_slots - 1) / page_slots;
+    return pages * page_slots * sizeof(slot_entry) + free_.capacity() * sizeof(std::uint32_t);
   }
 
-  std::atomic<slot_entry*> segments_[32] = {};
+ private:
+  static constexpr std::size_t page_slots = 4096;
+  static constexpr std::size_t fanout = 1024;
+  using page = std::atomic<slot_entry*>;
+
+  std::atomic<page*> directory_[fanout] = {};
   std::vector<std::uint32_t> free_;
   std::uint32_t used_ = 0;
 };
@@ -395,7 +401,7 @@ class runner {
   bool empty() const noexcept { return live_ == 0; }
   /// Bytes the runner holds for its timers and slots (not the nodes): for memory accounting.
   std::size_t memory_bytes() const noexcept {
-    return timers_.memory_bytes() + std::size_t{shared_->slots.used()} * sizeof(detail::slot_entry);
+    return timers_.memory_bytes() + shared_->slots.memory_bytes();
   }
   Clock& clock() const noexcept { return clock_; }
 
@@ -552,8 +558,6 @@ class runner {
     if (drain_next_ >= pending_commands_.size()) {
       if (!shared_->has_commands.load(std::memory_order_acquire)) return;
       pending_commands_.clear();
-      // A burst of submissions can leave a large buffer behind; give it back rather than hold it for ever.
-      if (pending_commands_.capacity() > 4096) pending_commands_.shrink_to_fit();
       drain_next_ = 0;
       std::lock_guard<std::mutex> lock(shared_->mutex);
       pending_commands_.swap(shared_->commands);
@@ -580,6 +584,10 @@ class runner {
         finish(node);
       }
     }
+    pending_commands_.clear();
+    drain_next_ = 0;
+    // A burst of submissions leaves a large buffer behind; give it back rather than hold it for ever.
+    if (pending_commands_.capacity() > 4096) pending_commands_.shrink_to_fit();
   }
 
   void insert(detail::runner_node* node, std::uint64_t now_key) {

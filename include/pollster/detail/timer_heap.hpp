@@ -10,6 +10,7 @@
 // dispatch is the poller the runner has to touch anyway. (Measured against a 4-ary intrusive heap in
 // benchmarks/runner_bench.cpp.)
 //
+// Entries are kept in 4 KiB chunks chained per bucket and recycled, so memory follows the timers pending.
 // Entries cannot be removed from the middle; the runner marks a timer stale instead (its node remembers which key
 // is current) and drops it when it comes out, or in a sweep when stale entries pile up. Entries with equal keys
 // come out in the order they went in, which the runner's fairness rests on.
@@ -17,9 +18,7 @@
 #include "config.hpp"
 
 #include <cstddef>  // size_t
-#include <cstdint>  // uint64_t
-#include <utility>  // swap
-#include <vector>   // vector
+#include <cstdint>  // uint32_t, uint64_t
 
 POLLSTER_NAMESPACE_BEGIN
 namespace detail {
@@ -32,6 +31,14 @@ class radix_heap {
     Item item;
   };
 
+  radix_heap() = default;
+  radix_heap(const radix_heap&) = delete;
+  radix_heap& operator=(const radix_heap&) = delete;
+  ~radix_heap() {
+    for (bucket& b : buckets_) free_chain(b.head);
+    free_chain(pool_);
+  }
+
   bool empty() const noexcept { return size_ == 0; }
   std::size_t size() const noexcept { return size_; }
   /// The last key taken out: a push below it is raised to it (that timer is overdue anyway).
@@ -39,7 +46,7 @@ class radix_heap {
 
   void push(std::uint64_t key, Item item) {
     if (key < last_) key = last_;
-    buckets_[bucket_of(key)].push_back(entry{key, item});
+    append(buckets_[bucket_of(key)], entry{key, item});
     ++size_;
     if (min_cache_ != no_min && key < min_cache_) min_cache_ = key;  // an unknown minimum stays unknown
   }
@@ -47,45 +54,52 @@ class radix_heap {
   /// The smallest key, without taking anything out: the lower bound moves only on pop(), so keys between the
   /// last one popped and this minimum can still be pushed. Precondition: !empty().
   std::uint64_t min_key() noexcept {
-    if (head_ < buckets_[0].size()) return last_;
+    if (buckets_[0].size != 0) return last_;
     if (min_cache_ == no_min) {
-      std::size_t b = 1;
-      while (buckets_[b].empty()) ++b;
-      for (const entry& e : buckets_[b]) min_cache_ = e.key < min_cache_ ? e.key : min_cache_;
+      const bucket& b = buckets_[first_nonempty()];
+      for (const chunk* c = b.head; c != nullptr; c = c->next) {
+        for (std::uint32_t i = (c == b.head ? b.read : 0); i < c->count; ++i) {
+          if (c->entries[i].key < min_cache_) min_cache_ = c->entries[i].key;
+        }
+      }
     }
     return min_cache_;
   }
 
   /// Takes out an entry with the smallest key (the oldest of equal keys). Precondition: !empty().
   entry pop() {
-    refill();
+    if (buckets_[0].size == 0) refill();
     --size_;
-    return buckets_[0][head_++];
+    return take_front(buckets_[0]);
   }
 
-  /// The entry pop() would return `ahead` pops from now, if it is already in the front bucket (for prefetching).
+  /// The entry pop() would return `ahead` pops from now, when it is at hand (for prefetching); else null.
   const entry* peek_ahead(std::size_t ahead) const noexcept {
-    const std::size_t index = head_ + ahead;
-    return index < buckets_[0].size() ? &buckets_[0][index] : nullptr;
+    const bucket& b = buckets_[0];
+    if (b.head == nullptr) return nullptr;
+    const std::size_t index = b.read + ahead;
+    return index < b.head->count ? &b.head->entries[index] : nullptr;
   }
 
-  /// Drops every entry for which `stale(entry)` is true; returns how many.
+  /// Drops every entry for which `stale(entry)` is true, keeping the order of the others; returns how many.
   template <class Predicate>
   std::size_t remove_if(Predicate stale) {
     std::size_t removed = 0;
-    for (std::size_t b = 0; b < bucket_count; ++b) {
-      std::vector<entry>& bucket = buckets_[b];
-      std::size_t out = 0;
-      for (std::size_t i = b == 0 ? head_ : 0; i < bucket.size(); ++i) {
-        if (stale(bucket[i])) {
-          ++removed;
-        } else {
-          bucket[out++] = bucket[i];
+    for (bucket& b : buckets_) {
+      bucket kept;
+      chunk* old = b.head;
+      for (chunk* c = old; c != nullptr; c = c->next) {
+        for (std::uint32_t i = (c == old ? b.read : 0); i < c->count; ++i) {
+          if (stale(c->entries[i])) {
+            ++removed;
+          } else {
+            append(kept, c->entries[i]);
+          }
         }
       }
-      bucket.resize(out);
+      release_chain(old);
+      b = kept;
     }
-    head_ = 0;
     size_ -= removed;
     min_cache_ = no_min;
     return removed;
@@ -94,59 +108,146 @@ class radix_heap {
   /// Calls `f(entry)` for every entry, then empties the heap.
   template <class F>
   void drain(F f) {
-    for (std::size_t b = 0; b < bucket_count; ++b) {
-      for (std::size_t i = b == 0 ? head_ : 0; i < buckets_[b].size(); ++i) f(buckets_[b][i]);
-      buckets_[b].clear();
+    for (bucket& b : buckets_) {
+      for (chunk* c = b.head; c != nullptr; c = c->next) {
+        for (std::uint32_t i = (c == b.head ? b.read : 0); i < c->count; ++i) f(c->entries[i]);
+      }
+      release_chain(b.head);
+      b = bucket{};
     }
-    head_ = 0;
     size_ = 0;
     min_cache_ = no_min;
   }
 
-  /// Bytes held by the buckets (capacity, not size): the timer structure's share of the runner's memory.
-  std::size_t memory_bytes() const noexcept {
-    std::size_t bytes = 0;
-    for (const auto& bucket : buckets_) bytes += bucket.capacity() * sizeof(entry);
-    return bytes;
-  }
+  /// Bytes held for entries, including the spare chunks kept for reuse.
+  std::size_t memory_bytes() const noexcept { return chunks_allocated_ * sizeof(chunk); }
 
  private:
   static constexpr std::size_t bucket_count = 65;
+  // Entries live in 4 KiB chunks, chained per bucket and recycled through a pool: memory follows the number of
+  // pending timers (no doubling slack, no copy on growth), and a sweep allocates nothing once warm.
+  static constexpr std::uint32_t chunk_entries = static_cast<std::uint32_t>((4096 - 2 * sizeof(void*)) / sizeof(entry));
+  struct chunk {
+    chunk* next;
+    std::uint32_t count;
+    entry entries[chunk_entries];
+  };
+  struct bucket {
+    chunk* head = nullptr;
+    chunk* tail = nullptr;
+    std::uint32_t read = 0;  // entries of head already taken
+    std::size_t size = 0;
+  };
+  static constexpr std::uint64_t no_min = ~std::uint64_t{0};
 
   std::size_t bucket_of(std::uint64_t key) const noexcept {
     const std::uint64_t diff = key ^ last_;
     return diff == 0 ? 0 : static_cast<std::size_t>(64 - __builtin_clzll(diff));
   }
-
-  // Makes the front bucket hold the smallest keys: find the first non-empty bucket, take its minimum as the new
-  // lower bound, and spread it; every entry lands in a lower bucket (the minimum ones in the front bucket).
-  void refill() {
-    if (head_ < buckets_[0].size()) return;
-    buckets_[0].clear();
-    head_ = 0;
-    min_cache_ = no_min;
+  std::size_t first_nonempty() const noexcept {
     std::size_t b = 1;
-    while (buckets_[b].empty()) ++b;
-    std::vector<entry>& source = buckets_[b];
-    std::uint64_t smallest = source[0].key;
-    bool all_equal = true;
-    for (const entry& e : source) {
-      all_equal = all_equal && e.key == smallest;
-      if (e.key < smallest) smallest = e.key;
-    }
-    last_ = smallest;
-    if (all_equal) {
-      std::swap(buckets_[0], source);  // the common case of a batch due together: no copy at all
-      return;
-    }
-    for (const entry& e : source) buckets_[bucket_of(e.key)].push_back(e);
-    source.clear();
+    while (buckets_[b].size == 0) ++b;
+    return b;
   }
 
-  std::vector<entry> buckets_[bucket_count];
-  static constexpr std::uint64_t no_min = ~std::uint64_t{0};
-  std::uint64_t min_cache_ = no_min;  // the minimum while buckets_[0] is used up (no_min: not known yet)
-  std::size_t head_ = 0;              // next entry to pop from buckets_[0]
+  chunk* new_chunk() {
+    chunk* c = pool_;
+    if (c != nullptr) {
+      pool_ = c->next;
+      --pooled_;
+    } else {
+      c = new chunk;
+      ++chunks_allocated_;
+    }
+    c->next = nullptr;
+    c->count = 0;
+    return c;
+  }
+  // Keeps a few spare chunks for the next pushes; gives the rest back so a shrinking fleet frees its memory.
+  void release(chunk* c) noexcept {
+    if (pooled_ > 16 && pooled_ * 8 > chunks_allocated_) {
+      delete c;
+      --chunks_allocated_;
+      return;
+    }
+    c->next = pool_;
+    pool_ = c;
+    ++pooled_;
+  }
+  void release_chain(chunk* c) noexcept {
+    while (c != nullptr) {
+      chunk* next = c->next;
+      release(c);
+      c = next;
+    }
+  }
+  static void free_chain(chunk* c) noexcept {
+    while (c != nullptr) {
+      chunk* next = c->next;
+      delete c;
+      c = next;
+    }
+  }
+
+  void append(bucket& b, const entry& e) {
+    if (b.tail == nullptr || b.tail->count == chunk_entries) {
+      chunk* c = new_chunk();
+      if (b.tail == nullptr) {
+        b.head = c;
+      } else {
+        b.tail->next = c;
+      }
+      b.tail = c;
+    }
+    b.tail->entries[b.tail->count++] = e;
+    ++b.size;
+  }
+  entry take_front(bucket& b) noexcept {
+    const entry e = b.head->entries[b.read++];
+    --b.size;
+    if (b.read == b.head->count) {
+      chunk* used = b.head;
+      b.head = used->next;
+      b.read = 0;
+      if (b.head == nullptr) b.tail = nullptr;
+      release(used);
+    }
+    return e;
+  }
+
+  // Makes the front bucket hold the smallest keys: take the first non-empty bucket's minimum as the new lower
+  // bound and spread that bucket; every entry lands in a lower bucket (the minimum ones in the front bucket).
+  void refill() {
+    min_cache_ = no_min;
+    bucket& source = buckets_[first_nonempty()];
+    std::uint64_t smallest = no_min;
+    bool all_equal = true;
+    for (const chunk* c = source.head; c != nullptr; c = c->next) {
+      for (std::uint32_t i = (c == source.head ? source.read : 0); i < c->count; ++i) {
+        const std::uint64_t key = c->entries[i].key;
+        all_equal = all_equal && (smallest == no_min || key == smallest);
+        if (key < smallest) smallest = key;
+      }
+    }
+    last_ = smallest;
+    if (all_equal) {  // the common case of a batch due together: move the whole chain, copy nothing
+      buckets_[0] = source;
+      source = bucket{};
+      return;
+    }
+    bucket spread = source;
+    source = bucket{};
+    while (spread.size != 0) {
+      const entry e = take_front(spread);
+      append(buckets_[bucket_of(e.key)], e);
+    }
+  }
+
+  bucket buckets_[bucket_count];
+  chunk* pool_ = nullptr;
+  std::size_t pooled_ = 0;
+  std::size_t chunks_allocated_ = 0;
+  std::uint64_t min_cache_ = no_min;  // the minimum while the front bucket is empty (no_min: not known yet)
   std::size_t size_ = 0;
   std::uint64_t last_ = 0;
 };
