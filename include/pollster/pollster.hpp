@@ -9,3 +9,4 @@
 #include "schedule.hpp"
 #include "stop.hpp"
 #include "poll.hpp"
+#include "runner.hpp"
