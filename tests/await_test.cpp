@@ -297,3 +297,23 @@ TEST_CASE("a fetch that throws propagates out of the blocking await, and is capt
   runner.run();
   CHECK(why == "the fetch threw, at check 1");
 }
+
+TEST_CASE("a nudge that arrives while a check runs brings exactly one check forward on the runner") {
+  // Regression: the radix heap kept a cached minimum for an entry already taken out, so the runner made the check
+  // after the nudged one at once too, then a third one.
+  manual_clock clock;
+  pollster::runner<manual_clock> runner(clock);
+  pollster::handle h;
+  std::vector<duration> checked;
+  auto fetch = [&] {
+    checked.push_back(since_start(clock));
+    if (checked.size() == 2) h.nudge();  // a callback arrives during the second check
+    return server{"BUILDING", {}, {}};
+  };
+  std::uint32_t nudges = 0;
+  h = pollster::submit_await(runner, fetch, server_rules(), pollster::constant{40s}, pollster::after_attempts{5},
+                             [&](const auto& result) { nudges = result.nudges; });
+  runner.run();
+  CHECK(checked == std::vector<duration>{0s, 40s, 40s, 80s, 120s});
+  CHECK(nudges == 1);
+}

@@ -48,7 +48,9 @@ class radix_heap {
     if (key < last_) key = last_;
     append(buckets_[bucket_of(key)], entry{key, item});
     ++size_;
-    if (min_cache_ != no_min && key < min_cache_) min_cache_ = key;  // an unknown minimum stays unknown
+    // A key equal to the last one goes to the front bucket, which min_key() reads first: caching it here would
+    // outlive its entry (a nudged timer, say) and make the heap hand out a later key before its time.
+    if (key != last_ && min_cache_ != no_min && key < min_cache_) min_cache_ = key;  // an unknown minimum stays unknown
   }
 
   /// The smallest key, without taking anything out: the lower bound moves only on pop(), so keys between the
