@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -136,4 +137,19 @@ TEST_CASE("a runner destroyed with pollers pending, while a thread still holds t
     CHECK(h.finished());
     h.cancel();
   }
+}
+
+TEST_CASE("a callback that throws on the runner's thread is handed over by stop()", "[runner][threads]") {
+  pollster::steady_clock clock;
+  pollster::runner<> fleet{clock};
+  std::atomic<bool> called{false};
+  fleet.start();
+  fleet.submit([]() -> step_type { return pollster::done(1); }, pollster::constant{1ms}, pollster::never{},
+               [&](outcome_type) {
+                 called.store(true);
+                 throw std::runtime_error("callback failed");
+               });
+  CHECK(wait_for([&] { return called.load(); }));
+  CHECK_THROWS_WITH(fleet.stop(), "callback failed");
+  CHECK_NOTHROW(fleet.stop());
 }

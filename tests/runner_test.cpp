@@ -480,3 +480,19 @@ TEST_CASE("the radix timer heap pops in key order, equal keys first in first out
   CHECK(drained == reference.size());
   CHECK(heap.empty());
 }
+
+TEST_CASE("a completion callback that throws leaves the runner consistent and usable", "[runner]") {
+  manual_clock clock;
+  runner<manual_clock> fleet{clock};
+  std::vector<int> finished;
+  fleet.submit([]() -> step_type { return pollster::done(1); }, pollster::constant{1s}, pollster::never{},
+               [](outcome_type) { throw std::runtime_error("callback failed"); });
+  std::vector<pollster::duration> calls;
+  fleet.submit(counting_check{3, &calls, &clock}, pollster::constant{1s}, pollster::never{},
+               [&](outcome_type o) { finished.push_back(o.value()); });
+  CHECK_THROWS_WITH(fleet.run(), "callback failed");  // like asio: a handler's exception leaves run()
+  CHECK(fleet.size() == 1);
+  CHECK(fleet.run() == 3);  // the other poller goes on, from where it was: not yet checked
+  CHECK(finished == std::vector<int>{3});
+  CHECK(calls == std::vector<pollster::duration>{0s, 1s, 2s});
+}

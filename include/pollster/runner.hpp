@@ -302,7 +302,7 @@ class runner {
   /// Stops the thread of start(), then destroys every poller left without calling its callback (as asio
   /// destroys pending handlers); their handles read finished.
   ~runner() {
-    stop();
+    (void)stop_thread();
     std::vector<detail::command> orphans;
     {
       std::lock_guard<std::mutex> lock(shared_->mutex);
@@ -384,16 +384,18 @@ class runner {
       std::lock_guard<std::mutex> lock(shared_->mutex);
       shared_->stopping.store(false);
     }
-    thread_ = std::thread([this] { drive(std::nullopt, false, unlimited, true); });
+    thread_ = std::thread([this] {
+      try {
+        drive(std::nullopt, false, unlimited, true);
+      } catch (...) {
+        thread_error_ = std::current_exception();  // a completion callback threw: stop() hands it over
+      }
+    });
   }
-  /// Stops the thread of start() after the check in progress; pending pollers stay pending. Idempotent.
+  /// Stops the thread of start() after the check in progress; pending pollers stay pending. Idempotent. If a
+  /// completion callback threw on that thread (which then stopped), stop() rethrows it.
   void stop() {
-    {
-      std::lock_guard<std::mutex> lock(shared_->mutex);
-      shared_->stopping.store(true);
-    }
-    shared_->wake.notify_all();
-    if (thread_.joinable()) thread_.join();
+    if (std::exception_ptr error = stop_thread()) std::rethrow_exception(error);
   }
 
   /// Pollers submitted and not finished (driving thread; commands not yet drained are not counted).
@@ -493,6 +495,18 @@ class runner {
     }
     shared_->wake.notify_one();
     return handle{shared_, slot, generation};
+  }
+
+  std::exception_ptr stop_thread() noexcept {
+    {
+      std::lock_guard<std::mutex> lock(shared_->mutex);
+      shared_->stopping.store(true);
+    }
+    shared_->wake.notify_all();
+    if (thread_.joinable()) thread_.join();
+    std::exception_ptr error = std::move(thread_error_);
+    thread_error_ = nullptr;
+    return error;
   }
 
   // The driving loop. `until`: stop there (time moved to it); `until_empty`: stop when no poller is left;
@@ -615,8 +629,8 @@ class runner {
     if (waiting_total_ != 0) checks += serve_budgets(now_key, max_checks);
     while (checks < max_checks && !timers_.empty() && timers_.min_key() <= now_key) {
       if (const auto* ahead = timers_.peek_ahead(8)) {
-        __builtin_prefetch(ahead->item);
-        __builtin_prefetch(reinterpret_cast<const char*>(ahead->item) + 64);
+        detail::prefetch(ahead->item);  // the node's first two cache lines: the header and the poller's start
+        detail::prefetch(reinterpret_cast<const char*>(ahead->item) + 64);
       }
       const auto entry = timers_.pop();
       detail::runner_node* node = entry.item;
@@ -770,6 +784,7 @@ class runner {
   std::size_t waiting_total_ = 0;
   std::atomic<bool> driving_{false};
   std::thread thread_;
+  std::exception_ptr thread_error_;
 };
 
 POLLSTER_NAMESPACE_END

@@ -23,6 +23,26 @@
 POLLSTER_NAMESPACE_BEGIN
 namespace detail {
 
+/// The number of significant bits of x (0 for 0): the radix heap's bucket number.
+inline std::size_t bit_width64(std::uint64_t x) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+  return x == 0 ? 0 : static_cast<std::size_t>(64 - __builtin_clzll(x));
+#else
+  std::size_t width = 0;
+  for (; x != 0; x >>= 1) ++width;
+  return width;
+#endif
+}
+
+/// A hint to start loading memory that will be needed soon; nothing on compilers without one.
+inline void prefetch(const void* address) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+  __builtin_prefetch(address);
+#else
+  (void)address;
+#endif
+}
+
 template <class Item>
 class radix_heap {
  public:
@@ -143,8 +163,7 @@ class radix_heap {
   static constexpr std::uint64_t no_min = ~std::uint64_t{0};
 
   std::size_t bucket_of(std::uint64_t key) const noexcept {
-    const std::uint64_t diff = key ^ last_;
-    return diff == 0 ? 0 : static_cast<std::size_t>(64 - __builtin_clzll(diff));
+    return bit_width64(key ^ last_);
   }
   std::size_t first_nonempty() const noexcept {
     std::size_t b = 1;
