@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <string>
+#include <vector>
 
 using namespace std::chrono_literals;
 
@@ -36,4 +37,34 @@ TEST_CASE("fmt honours width for pollster types, and leaves durations to fmt's c
   CHECK(fmt::format("{}", pollster::stop_reason::deadline) == "deadline");
   CHECK(fmt::format("{}", pollster::after_attempts{5} ) == "after 5 attempts");
   CHECK(fmt::format("{}", pollster::jitter::equal) == "equal");
+}
+
+namespace {
+struct server {
+  int id;
+  std::string name;
+  int version;
+};
+}  // namespace
+template <>
+struct fmt::formatter<server> : fmt::formatter<fmt::string_view> {
+  auto format(const server& s, fmt::format_context& ctx) const -> decltype(ctx.out()) {
+    return fmt::format_to(ctx.out(), "{}@v{}", s.name, s.version);
+  }
+};
+
+TEST_CASE("fmt formats diff events from diff() and from a visitor alike", "[fmt][diff]") {
+  const std::vector<server> before{{1, "foo", 5}, {2, "bar", 6}};
+  const std::vector<server> after{{1, "foo", 6}, {3, "baz", 1}};
+  const auto result = pollster::diff(before, after, &server::id, &server::version);
+  REQUIRE(result.removals.size() == 1);
+  CHECK(fmt::format("{}", result.removals[0]) == "removed 2 (last known bar@v6)");
+  CHECK(fmt::format("{}", result.changes[0]) == "changed foo@v5 -> foo@v6");
+  CHECK(fmt::format("{}", result.additions[0]) == "added baz@v1");
+  std::vector<std::string> lines;
+  pollster::diff_each(before, after, &server::id, &server::version,
+                      [&](const auto& event) { lines.push_back(fmt::format("{:>30}", event)); });
+  const std::vector<std::string> expected{" removed 2 (last known bar@v6)", "      changed foo@v5 -> foo@v6",
+                                          "                  added baz@v1"};
+  CHECK(lines == expected);
 }

@@ -9,9 +9,10 @@
 
 #include "pollster.hpp"
 
-#include <fmt/format.h>  // formatter, format_to
+#include <fmt/format.h>  // formatter, format_to, memory_buffer
 
 #include <chrono>       // duration
+#include <iterator>     // back_inserter
 #include <string>       // string
 #include <type_traits>  // enable_if_t, void_t
 #include <utility>      // declval
@@ -42,5 +43,54 @@ struct fmt::formatter<T, Char,
     const std::string text = ::pollster::to_string(value);
     return fmt::formatter<fmt::basic_string_view<Char>, Char>::format(
         fmt::basic_string_view<Char>(text.data(), text.size()), ctx);
+  }
+};
+
+// Diff events format as one line built from their elements (which must be formattable themselves):
+//   added server-1 (initial) | added server-1 | removed 42 (last known server-1) | changed a -> b | unchanged a
+// They work for the owning events of diff() and for the views a visitor receives (added<const server&>).
+POLLSTER_NAMESPACE_BEGIN
+namespace detail {
+// Formats `format_string` with `args` into a buffer, then lets fmt's string formatter apply the spec to the text.
+template <class FormatContext, class... Args>
+auto format_event(const fmt::formatter<fmt::string_view>& text_formatter, FormatContext& ctx,
+                  fmt::format_string<const Args&...> format_string, const Args&... args) -> decltype(ctx.out()) {
+  fmt::memory_buffer text;
+  fmt::format_to(std::back_inserter(text), format_string, args...);
+  return text_formatter.format(fmt::string_view(text.data(), text.size()), ctx);
+}
+}  // namespace detail
+POLLSTER_NAMESPACE_END
+
+template <class T>
+struct fmt::formatter<::pollster::added<T>> : fmt::formatter<fmt::string_view> {
+  template <class FormatContext>
+  auto format(const ::pollster::added<T>& event, FormatContext& ctx) const -> decltype(ctx.out()) {
+    if (event.initial) return ::pollster::detail::format_event(*this, ctx, "added {} (initial)", event.element);
+    return ::pollster::detail::format_event(*this, ctx, "added {}", event.element);
+  }
+};
+
+template <class K, class T>
+struct fmt::formatter<::pollster::removed<K, T>> : fmt::formatter<fmt::string_view> {
+  template <class FormatContext>
+  auto format(const ::pollster::removed<K, T>& event, FormatContext& ctx) const -> decltype(ctx.out()) {
+    return ::pollster::detail::format_event(*this, ctx, "removed {} (last known {})", event.key, event.last_known);
+  }
+};
+
+template <class T>
+struct fmt::formatter<::pollster::changed<T>> : fmt::formatter<fmt::string_view> {
+  template <class FormatContext>
+  auto format(const ::pollster::changed<T>& event, FormatContext& ctx) const -> decltype(ctx.out()) {
+    return ::pollster::detail::format_event(*this, ctx, "changed {} -> {}", event.before, event.after);
+  }
+};
+
+template <class T>
+struct fmt::formatter<::pollster::unchanged<T>> : fmt::formatter<fmt::string_view> {
+  template <class FormatContext>
+  auto format(const ::pollster::unchanged<T>& event, FormatContext& ctx) const -> decltype(ctx.out()) {
+    return ::pollster::detail::format_event(*this, ctx, "unchanged {}", event.element);
   }
 };

@@ -10,3 +10,4 @@
 #include "stop.hpp"
 #include "poll.hpp"
 #include "runner.hpp"
+#include "diff.hpp"
