@@ -459,6 +459,12 @@ TEST_CASE("the radix timer heap pops in key order, equal keys first in first out
       now = got.key;  // time moves to what was due
       reference.erase(expected);
       ++popped;
+      if (random() % 8 == 0) {  // a nudge: due exactly now, while other timers wait further ahead
+        heap.push(now, sequence);
+        reference.emplace(now, sequence);
+        ++sequence;
+      }
+      if (!reference.empty()) REQUIRE(heap.min_key() == reference.begin()->first);
     }
     if (round % 500 == 499) {  // drop every third entry, as the runner sweeps stale timers
       const std::size_t removed = heap.remove_if([](const auto& e) { return e.item % 3 == 0; });
