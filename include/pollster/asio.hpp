@@ -4,10 +4,12 @@
 // Optional integration with standalone asio (1.22+, Debian's libasio-dev): the poller driven by an
 // `asio::basic_waitable_timer` on an executor instead of a sleeping thread. Never included by pollster.hpp.
 //
-//   pollster::async_poll(io.get_executor(), check, schedule, stop, options, token)
+//   pollster::async_poll(io.get_executor(), check, schedule, stop, options, token)                 -> outcome<T, E>
+//   pollster::async_await_operation(io.get_executor(), fetch, rules, schedule, stop, options,
+//                                   [transitions,] token)                                          -> await_outcome<T, E>
 //
-// works with any completion token whose signature is `void(outcome<T, E>)`: a callback, `asio::use_future`, and
-// under C++20 `asio::use_awaitable` (`auto o = co_await pollster::async_poll(..., asio::use_awaitable);`).
+// work with any completion token: a callback taking the outcome, `asio::use_future`, and under C++20
+// `asio::use_awaitable` (`auto o = co_await pollster::async_poll(..., asio::use_awaitable);`).
 //
 // What the asynchronous driver promises (the same loop as poll_until: it drives the one `poller`):
 //  - the check is synchronous (returns a step) and runs on the operation's executor (the completion handler's
@@ -15,8 +17,10 @@
 //  - the first check is posted at once (or waits the schedule's first delay with `wait_first`); every later check
 //    waits on the timer, even a zero delay, so a fast check never starves the other handlers;
 //  - cancellation: `options.token` (a pollster stop token, stopped from any thread) and asio's per-operation
-//    cancellation slot (terminal or partial) both end a wait at once with cause `cancelled`, keeping the last
-//    value; no check starts after a stop was seen;
+//    cancellation slot (terminal or partial; a total one is refused, since checks have had effects) both end a wait
+//    at once with cause `cancelled`, keeping the last value; no check starts after a stop was seen, the first one
+//    included (unlike poll_until, whose first check is inline and immediate, this one is queued and can be
+//    cancelled before it runs);
 //  - a check that throws ends the run with cause `exception` and the exception in `outcome::exception`, as on
 //    the runner: the caller is no longer on the stack to receive it;
 //  - destroying the io_context with a poll pending destroys the handler without invoking it, and frees
