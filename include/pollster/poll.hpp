@@ -519,12 +519,12 @@ class poller : private detail::compressed<Check, 0>,
         schedule_(std::move(schedule)),
         max_hint_(options.max_hint),
         hint_lifetime_(options.hint_lifetime),
-        reset_on_nudge_(options.reset_on_nudge),
-        wait_first_(options.wait_first),
         has_deadline_(false),
         done_(false),
         last_throttled_(false),
-        nudged_(false) {
+        nudged_(false),
+        reset_on_nudge_(options.reset_on_nudge),
+        wait_first_(options.wait_first) {
     if (options.max_hint < duration::zero()) {
       detail::throw_invalid("poll_options", "max_hint", ">= 0", detail::duration_text(options.max_hint));
     }
@@ -555,7 +555,7 @@ class poller : private detail::compressed<Check, 0>,
       finish(pollster::cause::deadline, stop_reason::deadline, start);  // nothing to do: already past it
       return;
     }
-    if (wait_first_) plan_next(start, step_type{});
+    if (wait_first_) plan_next(start, duration::zero(), step_type{});
   }
 
   /// When the next check is due; `time_point::max()` once done.
@@ -574,7 +574,8 @@ class poller : private detail::compressed<Check, 0>,
     if (done_) return;
     // Idle time before this check. The attempt is counted before the check runs, so a throw leaves it counted.
     if (now > last_end_) {
-      outcome_.slept = detail::sat_add(outcome_.slept, to_duration(now - last_end_));
+      // Idle intervals never overlap and all lie within [start, now], so their sum cannot overflow.
+      outcome_.slept += to_duration(now - last_end_);
       last_end_ = now;
     }
     ++outcome_.attempts;
@@ -607,7 +608,7 @@ class poller : private detail::compressed<Check, 0>,
       finish(pollster::cause::deadline, stop_reason::deadline, end);
       return;
     }
-    plan_next(end, result);
+    plan_next(end, outcome_.elapsed, result);
   }
 
   /// Makes the poller due at `now` (notify-then-verify: a callback said something changed, so check through the
@@ -624,7 +625,7 @@ class poller : private detail::compressed<Check, 0>,
   void cancel(time_point now) noexcept {
     if (done_) return;
     if (now > last_end_) {
-      outcome_.slept = detail::sat_add(outcome_.slept, to_duration(now - last_end_));
+      outcome_.slept += to_duration(now - last_end_);
       last_end_ = now;
     }
     finish(pollster::cause::cancelled, stop_reason::none, last_end_);
@@ -673,6 +674,15 @@ class poller : private detail::compressed<Check, 0>,
     return detail::sat_add(time_point{}, t.since_epoch);
   }
 
+  /// t + d for d >= 0, saturating at time_point::max(); the general detail::sat_add costs more on this hot path.
+  static time_point later(time_point t, duration d) noexcept {
+    if constexpr (std::is_same_v<typename time_point::duration, duration>) {
+      return t.time_since_epoch() > duration::max() - d ? time_point::max() : t + d;
+    } else {
+      return detail::sat_add(t, d);
+    }
+  }
+
   Stop& stop_rule_mutable() noexcept { return static_cast<stop_holder&>(*this).get(); }
   Hooks& hooks() noexcept { return static_cast<hooks_holder&>(*this).get(); }
 
@@ -714,14 +724,14 @@ class poller : private detail::compressed<Check, 0>,
     return std::min(d, max_hint_);
   }
 
-  void plan_next(time_point end, const step_type& result) {
+  void plan_next(time_point end, duration elapsed, const step_type& result) {
     duration delay;
     delay_reason reason;
     if (result.directed) {
       delay = *result.directed;
       reason = delay_reason::directed;
     } else {
-      delay = schedule_.next();
+      delay = std::max(duration::zero(), duration{schedule_.next()});  // a custom schedule may go below zero
       reason = delay_reason::schedule;
     }
     const duration hint = hint_delay(result.hint, end);
@@ -729,7 +739,6 @@ class poller : private detail::compressed<Check, 0>,
       delay = hint;
       reason = delay_reason::hint;
     }
-    const duration elapsed = to_duration(end - start_);
     duration left = stop_rule().time_left(elapsed);
     if (has_deadline_) left = std::min(left, to_duration(deadline_ - end));
     if (delay > left) {
@@ -743,7 +752,7 @@ class poller : private detail::compressed<Check, 0>,
     }
     last_delay_ = delay;
     last_reason_ = reason;
-    next_due_ = detail::sat_add(end, delay);
+    next_due_ = later(end, delay);
     if constexpr (detail::has_before_sleep<Hooks>::value) {
       poll_state s = state_at(end);
       s.next_delay = delay;
@@ -772,14 +781,14 @@ class poller : private detail::compressed<Check, 0>,
   retry_hint::form remembered_ = retry_hint::form::none;
   step_kind last_kind_ = step_kind::pending;
   delay_reason last_reason_ = delay_reason::schedule;
-  // One byte of flags, so a poller stays as small as the runner needs (set in the constructor: C++17 has no
-  // default member initialisers for bit-fields).
-  bool reset_on_nudge_ : 1;
+  // Eight bytes of state: the flags read on every step are whole bytes (a bit-field costs a read-modify-write on
+  // the hot path); the two options read only at a start or a nudge share one byte, so a poller stays small.
+  bool has_deadline_;
+  bool done_;
+  bool last_throttled_;
+  bool nudged_;
+  bool reset_on_nudge_ : 1;  // (set in the constructor: C++17 has no default member initialisers for bit-fields)
   bool wait_first_ : 1;
-  bool has_deadline_ : 1;
-  bool done_ : 1;
-  bool last_throttled_ : 1;
-  bool nudged_ : 1;
 };
 
 /// Builds a poller, deducing its types from the arguments (the time point decides the clock).
@@ -800,16 +809,20 @@ outcome<typename check_step_t<Check>::value_type, typename check_step_t<Check>::
     Clock& clock, Check check, Schedule schedule, Stop stop = Stop{}, const poll_options& options = {},
     Hooks hooks = Hooks{}) {
   using time_point = typename Clock::time_point;
-  poller<Check, Schedule, Stop, time_point, Hooks> run(std::move(check), std::move(schedule), std::move(stop),
-                                                       clock.now(), options, std::move(hooks));
+  const time_point start = clock.now();
+  poller<Check, Schedule, Stop, time_point, Hooks> run(std::move(check), std::move(schedule), std::move(stop), start,
+                                                       options, std::move(hooks));
   const stop_token& token = options.token;
-  const auto now = [&clock] { return clock.now(); };
-  if (!options.wait_first && !run.done()) run.step(run.start_time(), now);  // at once: no time has passed
+  time_point last = start;  // the latest reading of the clock: the end of the last check
+  const auto finished = [&clock, &last] { return last = clock.now(); };
+  if (!options.wait_first && !run.done()) run.step(start, finished);  // at once: no time has passed
   while (!run.done()) {
+    // A sleep returns false at once when the token is already stopped; the test after it also catches a stop
+    // that arrived with the timer (or when there was nothing to sleep): no check runs after a stop request.
+    const time_point due = run.next_due();
+    if (due > last && !clock.sleep_until(due, token)) break;
     if (token.stop_requested()) break;
-    if (run.next_due() > clock.now() && !clock.sleep_until(run.next_due(), token)) break;
-    if (token.stop_requested()) break;  // woke on time, but a stop arrived with the timer: never check again
-    run.step(clock.now(), now);
+    run.step(clock.now(), finished);
   }
   if (!run.done()) run.cancel(clock.now());
   return run.take_outcome();
