@@ -11,3 +11,4 @@
 #include "poll.hpp"
 #include "runner.hpp"
 #include "diff.hpp"
+#include "watch.hpp"  // await_operation (await.hpp) and watcher
