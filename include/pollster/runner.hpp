@@ -4,8 +4,8 @@
 // The runner: one thread drives very many pollers, keeps them inside shared request budgets, and lets any thread
 // nudge or cancel any of them.
 //
-// Each submitted poller becomes one node, allocated once at submit: a small virtual base (state, due time, budget
-// and wait-list link) and a derived node that holds the poller and its completion callback. The runner steps the
+// Each submitted poller becomes one node, allocated once at submit: a 32-byte virtual base (due time, slot, state,
+// budget) and a derived node that holds the poller and its completion callback. The runner steps the
 // poller itself (the one loop of poll.hpp); it never re-implements it. Timers live in a radix heap
 // (detail/timer_heap.hpp) keyed on 64-bit due times; nothing is allocated per poll.
 //

@@ -7,8 +7,8 @@
 // in which a key differs from the last key taken out. A push is an append; taking the minimum scans and spreads
 // one bucket, and every entry moves down at most 64 times in its life, usually once or twice. All of it is
 // sequential memory: no sift, and nothing written into the timers themselves, so the only cache miss per
-// dispatch is the poller the runner has to touch anyway. (Measured against a 4-ary intrusive heap in
-// benchmarks/runner_bench.cpp.)
+// dispatch is the poller the runner has to touch anyway. (Measured against a 4-ary heap of {key, pointer} in
+// benchmarks/runner_bench.cpp: 5 to 6.5 times faster per operation at 10 000 to 1 000 000 timers.)
 //
 // Entries are kept in 4 KiB chunks chained per bucket and recycled, so memory follows the timers pending.
 // Entries cannot be removed from the middle; the runner marks a timer stale instead (its node remembers which key
