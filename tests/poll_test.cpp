@@ -95,6 +95,31 @@ TEST_CASE("factories build the steps a check returns", "[poll][step]") {
   CHECK_THROWS_WITH(pollster::poll_again_in(-1s), "pollster::poll_again_in: delay must be >= 0, got -1s");
 }
 
+namespace {
+/// A value type with no default constructor and no assignment, as some API clients' models are.
+struct server {
+  explicit server(std::string s) : status(std::move(s)) {}
+  server(const server&) = default;
+  server(server&&) = default;
+  server& operator=(const server&) = delete;
+  server& operator=(server&&) = delete;
+  std::string status;
+};
+}  // namespace
+
+TEST_CASE("a value or error type needs neither a default constructor nor assignment", "[poll][step]") {
+  manual_clock clock;
+  int calls = 0;
+  auto check = [&]() -> pollster::step<server, server> {
+    if (++calls == 1) return pollster::pending(server{"BUILD"});
+    if (calls == 2) return pollster::transient(server{"503"});
+    return pollster::done(server{"ACTIVE"});
+  };
+  const auto result = pollster::poll_until(clock, check, pollster::constant{1s});
+  CHECK(result.value().status == "ACTIVE");
+  CHECK(result.last_error->status == "503");
+}
+
 TEST_CASE("Heat's scheduler test: a task polled every 2nd step for 3 steps with a 1 s wait", "[poll][heat]") {
   std::vector<std::string> log;
   manual_clock clock;
