@@ -114,7 +114,7 @@ void bm_watcher_cycle(benchmark::State& state) {
     ++cycles;
   }
   check_counts(seen, cycles);
-  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * records));
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(records));
 }
 
 void bm_unordered_map_rebuild(benchmark::State& state) {
@@ -149,7 +149,7 @@ void bm_unordered_map_rebuild(benchmark::State& state) {
     ++cycles;
   }
   check_counts(seen, cycles);
-  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * records));
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(records));
 }
 
 void bm_unordered_map_in_place(benchmark::State& state) {
@@ -194,7 +194,7 @@ void bm_unordered_map_in_place(benchmark::State& state) {
     ++cycles;
   }
   check_counts(seen, cycles);
-  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * records));
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(records));
 }
 
 BENCHMARK(bm_watcher_cycle)->Unit(benchmark::kMillisecond);
