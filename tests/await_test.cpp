@@ -317,3 +317,27 @@ TEST_CASE("a nudge that arrives while a check runs brings exactly one check forw
   CHECK(checked == std::vector<duration>{0s, 40s, 40s, 80s, 120s});
   CHECK(nudges == 1);
 }
+
+namespace {
+/// A status type that can be moved but neither default-constructed nor assigned.
+struct frozen_status {
+  explicit frozen_status(std::string s) : state(std::move(s)) {}
+  frozen_status(frozen_status&&) = default;
+  frozen_status(const frozen_status&) = default;
+  frozen_status& operator=(const frozen_status&) = delete;
+  frozen_status& operator=(frozen_status&&) = delete;
+  std::string state;
+};
+}  // namespace
+
+TEST_CASE("await_operation needs only movable value types") {
+  manual_clock clock;
+  int calls = 0;
+  auto fetch = [&] { return frozen_status(++calls < 3 ? "BUILD" : "ACTIVE"); };
+  const auto result = pollster::await_operation(
+      clock, fetch, pollster::succeed_when(pollster::path(&frozen_status::state, "state") == "ACTIVE"),
+      pollster::constant{1s});
+  REQUIRE(result.ok());
+  CHECK(result.value().state == "ACTIVE");
+  CHECK(result.attempts == 3);
+}

@@ -432,6 +432,10 @@ struct await_record {
 /// that matched, and why it ended, in words.
 template <class T, class E>
 struct await_outcome : outcome<T, E> {
+  await_outcome() = default;
+  /// Takes over the poller's account (moved, never assigned: T and E need only be movable).
+  explicit await_outcome(outcome<T, E>&& run) : outcome<T, E>(std::move(run)) {}
+
   std::optional<rule_match> matched;  ///< set when a success or failure rule ended the run
   bool unmatched_error = false;       ///< cause failed because an error matched no rule (last_error holds it)
   std::uint32_t transitions = 0;
@@ -539,8 +543,7 @@ class await_check {
 /// Joins the poller's outcome and the record into the await's outcome, with `why` in words.
 template <class T, class E>
 await_outcome<T, E> finish_await(outcome<T, E>&& run, await_record&& record) {
-  await_outcome<T, E> result;
-  static_cast<outcome<T, E>&>(result) = std::move(run);
+  await_outcome<T, E> result(std::move(run));
   result.matched = std::move(record.matched);
   result.unmatched_error = record.unmatched_error;
   result.transitions = record.transitions;

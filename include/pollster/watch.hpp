@@ -204,7 +204,7 @@ class watch_check<Fetch, keyed_by<Key, Same>, Handler> {
       out.hint = result.hint;
       out.directed = result.directed;
       out.throttled = result.throttled;
-      out.error = std::move(result.error);
+      if (result.error) out.error.emplace(std::move(*result.error));
       if (result.value) diff(std::move(*result.value), poll);
     } else {
       diff(std::move(result), poll);

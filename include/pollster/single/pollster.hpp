@@ -1422,7 +1422,7 @@ namespace detail {
 template <class V = no_payload, class Er = no_payload>
 struct step_draft {
   step_kind kind = step_kind::pending;
-  V value{};
+  V value{};  // (a default member initialiser of a template is only instantiated when used)
   Er error{};
   retry_hint hint{};
   duration directed{};
@@ -1475,86 +1475,58 @@ struct step {
   bool is_final() const noexcept { return kind == step_kind::done || kind == step_kind::failed; }
 };
 
+// The factories build their drafts by aggregate initialisation, so a value or an error type needs no default
+// constructor and no assignment: a move (or copy) is all a step asks of it.
+
 /// Not yet; poll again on the schedule.
 inline detail::step_draft<> pending() { return {}; }
 /// Not yet, and the server said when to come back.
-inline detail::step_draft<> pending(retry_hint hint) {
-  detail::step_draft<> d;
-  d.hint = hint;
-  return d;
-}
+inline detail::step_draft<> pending(retry_hint hint) { return {step_kind::pending, {}, {}, hint}; }
 /// Not yet; `value` is the state seen so far ("BUILD"), kept as the outcome's last value whatever happens next.
 template <class V, class = std::enable_if_t<!detail::is_hint_like_v<V>>>
 detail::step_draft<std::decay_t<V>> pending(V&& value, retry_hint hint = {}) {
   static_assert(!detail::is_duration_arg<std::decay_t<V>>::value,
                 "pollster::pending(delay): write pending(pollster::after(delay)) for a hint, or poll_again_in(delay)");
-  detail::step_draft<std::decay_t<V>> d;
-  d.value = std::forward<V>(value);
-  d.hint = hint;
-  return d;
+  return {step_kind::pending, std::forward<V>(value), {}, hint};
 }
 /// Finished: the value the run returns.
 template <class V>
 detail::step_draft<std::decay_t<V>> done(V&& value) {
-  detail::step_draft<std::decay_t<V>> d;
-  d.kind = step_kind::done;
-  d.value = std::forward<V>(value);
-  return d;
+  return {step_kind::done, std::forward<V>(value)};
 }
 /// Finished, for a step whose T carries nothing (`std::monostate`).
-inline detail::step_draft<> done() {
-  detail::step_draft<> d;
-  d.kind = step_kind::done;
-  return d;
-}
+inline detail::step_draft<> done() { return {step_kind::done}; }
 /// Failed for good: the run ends with cause `failed`. Never retried.
 template <class Er>
 detail::step_draft<detail::no_payload, std::decay_t<Er>> failed(Er&& error) {
-  detail::step_draft<detail::no_payload, std::decay_t<Er>> d;
-  d.kind = step_kind::failed;
-  d.error = std::forward<Er>(error);
-  return d;
+  return {step_kind::failed, {}, std::forward<Er>(error)};
 }
 /// This check failed (a timeout, a 503) but the operation may still succeed: retry on the schedule. The error
 /// is kept as the outcome's last error.
 template <class Er>
 detail::step_draft<detail::no_payload, std::decay_t<Er>> transient(Er&& error, retry_hint hint = {}) {
-  detail::step_draft<detail::no_payload, std::decay_t<Er>> d;
-  d.kind = step_kind::transient;
-  d.error = std::forward<Er>(error);
-  d.hint = hint;
-  return d;
+  return {step_kind::transient, {}, std::forward<Er>(error), hint};
 }
 /// Not yet, and the check itself knows when to look again (Heat's `PollDelay(n)`): `delay` replaces the
 /// schedule's next value (the schedule is not consumed). A server hint still acts as a floor; the deadline clamps.
 inline detail::step_draft<> poll_again_in(duration delay) {
   if (delay < duration::zero()) detail::throw_invalid("poll_again_in", "delay", ">= 0", detail::duration_text(delay));
-  detail::step_draft<> d;
-  d.directed = delay;
-  d.has_directed = true;
-  return d;
+  return {step_kind::pending, {}, {}, {}, delay, true};
 }
+/// The same, with the state seen so far.
 template <class V>
 detail::step_draft<std::decay_t<V>> poll_again_in(duration delay, V&& value) {
-  detail::step_draft<std::decay_t<V>> d;
-  d.value = std::forward<V>(value);
-  d.directed = poll_again_in(delay).directed;
-  d.has_directed = true;
-  return d;
+  return {step_kind::pending, std::forward<V>(value), {}, {}, poll_again_in(delay).directed, true};
 }
 /// The server said "rate limited" (HTTP 429 or 413), usually with a Retry-After: pending, marked throttled, so a
 /// runner can back off the whole group that shares the budget.
 inline detail::step_draft<> throttled(retry_hint hint = {}) {
-  detail::step_draft<> d = pending(hint);
-  d.throttled = true;
-  return d;
+  return {step_kind::pending, {}, {}, hint, {}, false, true};
 }
 /// Rate limited, with the error to keep as the last error.
 template <class Er>
 detail::step_draft<detail::no_payload, std::decay_t<Er>> throttled(Er&& error, retry_hint hint) {
-  auto d = transient(std::forward<Er>(error), hint);
-  d.throttled = true;
-  return d;
+  return {step_kind::transient, {}, std::forward<Er>(error), hint, {}, false, true};
 }
 
 /// Heat's Delay resource: halve the time left towards a known ETA while at least `threshold` is left, in whole
@@ -1839,7 +1811,15 @@ class poller : private detail::compressed<Check, 0>,
   void restart(time_point start) {
     schedule_.reset();
     stop_rule_mutable().reset();
-    outcome_ = outcome_type{};
+    // Field by field rather than `outcome_ = {}`: the value and error types need not be assignable.
+    outcome_.cause = pollster::cause::running;
+    outcome_.stop = stop_reason::none;
+    outcome_.nudges = 0;
+    outcome_.last_value.reset();
+    outcome_.last_error.reset();
+    outcome_.exception = nullptr;
+    outcome_.attempts = 0;
+    outcome_.elapsed = outcome_.slept = outcome_.budget_wait = duration::zero();
     start_ = last_end_ = next_due_ = remembered_at_ = start;
     last_delay_ = remembered_value_ = duration::zero();
     remembered_ = retry_hint::form::none;
@@ -1888,8 +1868,9 @@ class poller : private detail::compressed<Check, 0>,
       detail::throw_invalid("poller", "hint", "a time point of the poller's clock", "a time point of another clock");
     }
     if constexpr (detail::has_after_attempt<Hooks, step_type>::value) hooks().after_attempt(state_at(end), result);
-    if (result.value) outcome_.last_value = std::move(result.value);
-    if (result.error) outcome_.last_error = std::move(result.error);
+    // emplace, not assignment: a value type need only be movable.
+    if (result.value) outcome_.last_value.emplace(std::move(*result.value));
+    if (result.error) outcome_.last_error.emplace(std::move(*result.error));
     switch (result.kind) {
       case step_kind::done: finish(pollster::cause::done, stop_reason::none, end); return;
       case step_kind::failed: finish(pollster::cause::failed, stop_reason::none, end); return;
@@ -4638,6 +4619,10 @@ struct await_record {
 /// that matched, and why it ended, in words.
 template <class T, class E>
 struct await_outcome : outcome<T, E> {
+  await_outcome() = default;
+  /// Takes over the poller's account (moved, never assigned: T and E need only be movable).
+  explicit await_outcome(outcome<T, E>&& run) : outcome<T, E>(std::move(run)) {}
+
   std::optional<rule_match> matched;  ///< set when a success or failure rule ended the run
   bool unmatched_error = false;       ///< cause failed because an error matched no rule (last_error holds it)
   std::uint32_t transitions = 0;
@@ -4745,8 +4730,7 @@ class await_check {
 /// Joins the poller's outcome and the record into the await's outcome, with `why` in words.
 template <class T, class E>
 await_outcome<T, E> finish_await(outcome<T, E>&& run, await_record&& record) {
-  await_outcome<T, E> result;
-  static_cast<outcome<T, E>&>(result) = std::move(run);
+  await_outcome<T, E> result(std::move(run));
   result.matched = std::move(record.matched);
   result.unmatched_error = record.unmatched_error;
   result.transitions = record.transitions;
@@ -5021,7 +5005,7 @@ class watch_check<Fetch, keyed_by<Key, Same>, Handler> {
       out.hint = result.hint;
       out.directed = result.directed;
       out.throttled = result.throttled;
-      out.error = std::move(result.error);
+      if (result.error) out.error.emplace(std::move(*result.error));
       if (result.value) diff(std::move(*result.value), poll);
     } else {
       diff(std::move(result), poll);
