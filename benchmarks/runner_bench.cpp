@@ -18,9 +18,9 @@
 #include <pollster/detail/timer_heap.hpp>
 #include <pollster/runner.hpp>
 
-#include <asio.hpp>
 #include <benchmark/benchmark.h>
 #include <malloc.h>  // mallinfo2
+#include <asio.hpp>
 
 #include <algorithm>  // sort
 #include <atomic>     // atomic
@@ -237,8 +237,9 @@ int main(int argc, char** argv) {
   benchmark::RunSpecifiedBenchmarks(&reporter);
 
   std::printf("\nns per poll as wall clock / CPU time (medians when --benchmark_repetitions is given)\n\n");
-  std::printf("| pollers | pollster ns/poll | asio ns/poll | speed-up | pollster bytes/poller | asio bytes/poller "
-              "| memory ratio | pollster allocs/poll |\n");
+  std::printf(
+      "| pollers | pollster ns/poll | asio ns/poll | speed-up | pollster bytes/poller | asio bytes/poller "
+      "| memory ratio | pollster allocs/poll |\n");
   std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const char* n : {"10000", "100000", "1000000"}) {
     const auto ours = reporter.rows.find(std::string("pollster_runner/") + n);

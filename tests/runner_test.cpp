@@ -161,9 +161,9 @@ TEST_CASE("pollers waiting for a budget are served in due-time order, so none st
   fleet.submit(make(2, 2), pollster::constant{10s}, pollster::never{}, ignore, options);
   fleet.run();
   const std::vector<std::pair<int, pollster::duration>> expected{
-      {0, 0s},  {1, 1s},  {2, 2s},   // all due at 0: submission order, one token per second
-      {0, 3s},  {0, 4s},  {0, 5s},  {0, 6s}, {0, 7s},  // poller 0 was due at 0.1 s; each check re-arms it 100 ms later
-      {1, 11s}, {2, 12s}};           // due at 11 s and 12 s: served on time
+      {0, 0s},  {1, 1s}, {2, 2s},                    // all due at 0: submission order, one token per second
+      {0, 3s},  {0, 4s}, {0, 5s}, {0, 6s}, {0, 7s},  // poller 0 was due at 0.1 s; each check re-arms it 100 ms later
+      {1, 11s}, {2, 12s}};                           // due at 11 s and 12 s: served on time
   CHECK(served == expected);
 }
 
@@ -386,12 +386,14 @@ TEST_CASE("bad submissions are refused with invalid_argument", "[runner]") {
   pollster::submit_options unknown;
   unknown.budget = pollster::budget_id{7};
   auto check = []() -> step_type { return pollster::pending(); };
-  CHECK_THROWS_WITH(fleet.submit(check, pollster::constant{1s}, pollster::never{}, [](outcome_type) {}, unknown),
+  CHECK_THROWS_WITH(fleet.submit(
+                        check, pollster::constant{1s}, pollster::never{}, [](outcome_type) {}, unknown),
                     "pollster::runner: budget must be an id returned by add_budget, got 7");
   pollster::stop_source source;
   pollster::submit_options with_token;
   with_token.poll.token = source.get_token();
-  CHECK_THROWS_AS(fleet.submit(check, pollster::constant{1s}, pollster::never{}, [](outcome_type) {}, with_token),
+  CHECK_THROWS_AS(fleet.submit(
+                      check, pollster::constant{1s}, pollster::never{}, [](outcome_type) {}, with_token),
                   std::invalid_argument);
   CHECK_THROWS_WITH(pollster::token_bucket(pollster::budget_options{0.0, 1}),
                     "pollster::token_bucket: rate must be finite and in (0, 1e9] per second, got 0");
@@ -414,8 +416,7 @@ TEST_CASE("a poller cancelled while it waits for its budget gives its turn to th
           served.emplace_back(id, since_start(clock));
           return pollster::done(id);
         },
-        pollster::constant{1s}, pollster::never{}, [&](outcome_type o) { outcomes.push_back(std::move(o)); },
-        options));
+        pollster::constant{1s}, pollster::never{}, [&](outcome_type o) { outcomes.push_back(std::move(o)); }, options));
   }
   CHECK(fleet.poll() == 1);  // poller 0 takes the token; 1 and 2 wait
   CHECK(handles[1].status() == poll_status::waiting_for_budget);
@@ -501,4 +502,35 @@ TEST_CASE("a completion callback that throws leaves the runner consistent and us
   CHECK(fleet.run() == 3);  // the other poller goes on, from where it was: not yet checked
   CHECK(finished == std::vector<int>{3});
   CHECK(calls == std::vector<pollster::duration>{0s, 1s, 2s});
+}
+
+TEST_CASE("throttles and recoveries never let a budget exceed rate x window + burst", "[runner][budget]") {
+  manual_clock clock;
+  runner<manual_clock> fleet{clock};
+  pollster::budget_options limits;
+  limits.rate = 20.0;
+  limits.burst = 4;
+  limits.recovery = 5s;
+  const auto api = fleet.add_budget("api", limits);
+  pollster::submit_options options;
+  options.budget = api;
+  request_log log;
+  pollster::splitmix64 random{99};
+  for (int i = 0; i < 200; ++i) {
+    fleet.submit(
+        [&log, &clock, &random, n = 0]() mutable -> step_type {
+          log.times.push_back(since_start(clock));
+          if (++n >= 20) return pollster::done(n);
+          return random() % 20 == 0 ? step_type{pollster::throttled()} : step_type{pollster::pending()};
+        },
+        pollster::constant{300ms}, pollster::never{}, [](outcome_type) {}, options);
+  }
+  CHECK(fleet.run() == 200 * 20);
+  CHECK(fleet.stats(api).throttles > 100);
+  for (const pollster::duration window :
+       {pollster::duration{100ms}, pollster::duration{1s}, pollster::duration{5s}, pollster::duration{60s}}) {
+    const double bound = 20.0 * std::chrono::duration<double>(window).count() + 4;
+    INFO("window " << std::chrono::duration<double>(window).count() << " s");
+    CHECK(static_cast<double>(log.most_in_window(window)) <= bound);
+  }
 }

@@ -26,11 +26,11 @@ POLLSTER_NAMESPACE_BEGIN
 
 /// Named parameters of a request budget (C++20: `{.rate = 10, .burst = 10}`).
 struct budget_options {
-  double rate = 10.0;                                     ///< requests per second, sustained
-  std::uint64_t burst = 1;                                ///< requests that may go at once after a quiet spell
-  double throttle_factor = 0.5;                           ///< a 429 multiplies the rate by this, in (0, 1]
-  double min_rate = 0.0;                                  ///< cuts never go below this (0: rate / 100)
-  duration recovery = std::chrono::seconds(30);           ///< time to climb back to `rate` after the last cut
+  double rate = 10.0;                            ///< requests per second, sustained
+  std::uint64_t burst = 1;                       ///< requests that may go at once after a quiet spell
+  double throttle_factor = 0.5;                  ///< a 429 multiplies the rate by this, in (0, 1]
+  double min_rate = 0.0;                         ///< cuts never go below this (0: rate / 100)
+  duration recovery = std::chrono::seconds(30);  ///< time to climb back to `rate` after the last cut
 };
 
 /// A token bucket in integer nanoseconds. Clock-free: every call takes the current time as a duration since any
@@ -79,15 +79,15 @@ class token_bucket {
     ++throttles_;
     // The server is overloaded now: spend the burst, so the next request goes one (longer) interval from now.
     const duration interval = interval_at(now);
-    theoretical_arrival_ = std::max(theoretical_arrival_, detail::sat_add(now, detail::sat_mul(interval, options_.burst)));
+    theoretical_arrival_ =
+        std::max(theoretical_arrival_, detail::sat_add(now, detail::sat_mul(interval, options_.burst)));
   }
 
   /// The sustained rate in force at `now`, in requests per second.
   double rate_at(duration now) const noexcept {
     if (!cut_ || now >= detail::sat_add(cut_at_, options_.recovery)) return options_.rate;
-    const double progress = now <= cut_at_ ? 0.0
-                                           : detail::to_double_ns(now - cut_at_) /
-                                                 detail::to_double_ns(options_.recovery);
+    const double progress =
+        now <= cut_at_ ? 0.0 : detail::to_double_ns(now - cut_at_) / detail::to_double_ns(options_.recovery);
     return std::min(options_.rate, cut_rate_ + (options_.rate - cut_rate_) * progress);
   }
 

@@ -169,7 +169,8 @@ class slot_table {
       free_.pop_back();
       return index;
     }
-    if (used_ == std::numeric_limits<std::uint32_t>::max()) throw std::length_error("pollster::runner: too many pollers");
+    if (used_ == std::numeric_limits<std::uint32_t>::max())
+      throw std::length_error("pollster::runner: too many pollers");
     const std::uint32_t index = used_++;
     std::atomic<page*>& middle = directory_[index >> 22];
     if (middle.load(std::memory_order_relaxed) == nullptr) middle.store(new page[fanout]{}, std::memory_order_release);
@@ -208,10 +209,10 @@ class slot_table {
 struct runner_shared {
   std::mutex mutex;
   std::condition_variable wake;
-  std::vector<command> commands;        // guarded by mutex
+  std::vector<command> commands;  // guarded by mutex
   std::atomic<bool> has_commands{false};
-  std::atomic<bool> stopping{false};    // written under mutex (for the condition variable), read anywhere
-  bool closed = false;                  // guarded by mutex: the runner is gone, commands are dropped
+  std::atomic<bool> stopping{false};  // written under mutex (for the condition variable), read anywhere
+  bool closed = false;                // guarded by mutex: the runner is gone, commands are dropped
   slot_table slots;
 
   void push(const command& c) {
@@ -350,8 +351,9 @@ class runner {
     }
     if constexpr (detail::has_reseed<Schedule>::value) schedule.reseed(options.seed ? *options.seed : next_seed());
     using poller_type = pollster::poller<Check, Schedule, Stop, time_point>;
-    return submit_poller(poller_type{std::move(check), std::move(schedule), std::move(stop), clock_.now(), options.poll},
-                         std::move(on_complete), options);
+    return submit_poller(
+        poller_type{std::move(check), std::move(schedule), std::move(stop), clock_.now(), options.poll},
+        std::move(on_complete), options);
   }
 
   /// Submits a poller built elsewhere (with hooks, say); it must run on this runner's clock.
@@ -402,15 +404,12 @@ class runner {
   std::size_t size() const noexcept { return live_; }
   bool empty() const noexcept { return live_ == 0; }
   /// Bytes the runner holds for its timers and slots (not the nodes): for memory accounting.
-  std::size_t memory_bytes() const noexcept {
-    return timers_.memory_bytes() + shared_->slots.memory_bytes();
-  }
+  std::size_t memory_bytes() const noexcept { return timers_.memory_bytes() + shared_->slots.memory_bytes(); }
   Clock& clock() const noexcept { return clock_; }
 
  private:
   static constexpr std::size_t unlimited = std::numeric_limits<std::size_t>::max();
-  static constexpr bool waits_on_condition =
-      std::is_same_v<time_point, std::chrono::steady_clock::time_point>;
+  static constexpr bool waits_on_condition = std::is_same_v<time_point, std::chrono::steady_clock::time_point>;
 
   struct budget_group {
     std::string name;

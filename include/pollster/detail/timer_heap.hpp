@@ -162,9 +162,7 @@ class radix_heap {
   };
   static constexpr std::uint64_t no_min = ~std::uint64_t{0};
 
-  std::size_t bucket_of(std::uint64_t key) const noexcept {
-    return bit_width64(key ^ last_);
-  }
+  std::size_t bucket_of(std::uint64_t key) const noexcept { return bit_width64(key ^ last_); }
   std::size_t first_nonempty() const noexcept {
     std::size_t b = 1;
     while (buckets_[b].size == 0) ++b;
