@@ -2317,9 +2317,7 @@ class radix_heap {
   };
   static constexpr std::uint64_t no_min = ~std::uint64_t{0};
 
-  std::size_t bucket_of(std::uint64_t key) const noexcept {
-    return bit_width64(key ^ last_);
-  }
+  std::size_t bucket_of(std::uint64_t key) const noexcept { return bit_width64(key ^ last_); }
   std::size_t first_nonempty() const noexcept {
     std::size_t b = 1;
     while (buckets_[b].size == 0) ++b;
@@ -2454,11 +2452,11 @@ POLLSTER_NAMESPACE_BEGIN
 
 /// Named parameters of a request budget (C++20: `{.rate = 10, .burst = 10}`).
 struct budget_options {
-  double rate = 10.0;                                     ///< requests per second, sustained
-  std::uint64_t burst = 1;                                ///< requests that may go at once after a quiet spell
-  double throttle_factor = 0.5;                           ///< a 429 multiplies the rate by this, in (0, 1]
-  double min_rate = 0.0;                                  ///< cuts never go below this (0: rate / 100)
-  duration recovery = std::chrono::seconds(30);           ///< time to climb back to `rate` after the last cut
+  double rate = 10.0;                            ///< requests per second, sustained
+  std::uint64_t burst = 1;                       ///< requests that may go at once after a quiet spell
+  double throttle_factor = 0.5;                  ///< a 429 multiplies the rate by this, in (0, 1]
+  double min_rate = 0.0;                         ///< cuts never go below this (0: rate / 100)
+  duration recovery = std::chrono::seconds(30);  ///< time to climb back to `rate` after the last cut
 };
 
 /// A token bucket in integer nanoseconds. Clock-free: every call takes the current time as a duration since any
@@ -2507,15 +2505,15 @@ class token_bucket {
     ++throttles_;
     // The server is overloaded now: spend the burst, so the next request goes one (longer) interval from now.
     const duration interval = interval_at(now);
-    theoretical_arrival_ = std::max(theoretical_arrival_, detail::sat_add(now, detail::sat_mul(interval, options_.burst)));
+    theoretical_arrival_ =
+        std::max(theoretical_arrival_, detail::sat_add(now, detail::sat_mul(interval, options_.burst)));
   }
 
   /// The sustained rate in force at `now`, in requests per second.
   double rate_at(duration now) const noexcept {
     if (!cut_ || now >= detail::sat_add(cut_at_, options_.recovery)) return options_.rate;
-    const double progress = now <= cut_at_ ? 0.0
-                                           : detail::to_double_ns(now - cut_at_) /
-                                                 detail::to_double_ns(options_.recovery);
+    const double progress =
+        now <= cut_at_ ? 0.0 : detail::to_double_ns(now - cut_at_) / detail::to_double_ns(options_.recovery);
     return std::min(options_.rate, cut_rate_ + (options_.rate - cut_rate_) * progress);
   }
 
@@ -2684,7 +2682,8 @@ class slot_table {
       free_.pop_back();
       return index;
     }
-    if (used_ == std::numeric_limits<std::uint32_t>::max()) throw std::length_error("pollster::runner: too many pollers");
+    if (used_ == std::numeric_limits<std::uint32_t>::max())
+      throw std::length_error("pollster::runner: too many pollers");
     const std::uint32_t index = used_++;
     std::atomic<page*>& middle = directory_[index >> 22];
     if (middle.load(std::memory_order_relaxed) == nullptr) middle.store(new page[fanout]{}, std::memory_order_release);
@@ -2723,10 +2722,10 @@ class slot_table {
 struct runner_shared {
   std::mutex mutex;
   std::condition_variable wake;
-  std::vector<command> commands;        // guarded by mutex
+  std::vector<command> commands;  // guarded by mutex
   std::atomic<bool> has_commands{false};
-  std::atomic<bool> stopping{false};    // written under mutex (for the condition variable), read anywhere
-  bool closed = false;                  // guarded by mutex: the runner is gone, commands are dropped
+  std::atomic<bool> stopping{false};  // written under mutex (for the condition variable), read anywhere
+  bool closed = false;                // guarded by mutex: the runner is gone, commands are dropped
   slot_table slots;
 
   void push(const command& c) {
@@ -2865,8 +2864,9 @@ class runner {
     }
     if constexpr (detail::has_reseed<Schedule>::value) schedule.reseed(options.seed ? *options.seed : next_seed());
     using poller_type = pollster::poller<Check, Schedule, Stop, time_point>;
-    return submit_poller(poller_type{std::move(check), std::move(schedule), std::move(stop), clock_.now(), options.poll},
-                         std::move(on_complete), options);
+    return submit_poller(
+        poller_type{std::move(check), std::move(schedule), std::move(stop), clock_.now(), options.poll},
+        std::move(on_complete), options);
   }
 
   /// Submits a poller built elsewhere (with hooks, say); it must run on this runner's clock.
@@ -2917,15 +2917,12 @@ class runner {
   std::size_t size() const noexcept { return live_; }
   bool empty() const noexcept { return live_ == 0; }
   /// Bytes the runner holds for its timers and slots (not the nodes): for memory accounting.
-  std::size_t memory_bytes() const noexcept {
-    return timers_.memory_bytes() + shared_->slots.memory_bytes();
-  }
+  std::size_t memory_bytes() const noexcept { return timers_.memory_bytes() + shared_->slots.memory_bytes(); }
   Clock& clock() const noexcept { return clock_; }
 
  private:
   static constexpr std::size_t unlimited = std::numeric_limits<std::size_t>::max();
-  static constexpr bool waits_on_condition =
-      std::is_same_v<time_point, std::chrono::steady_clock::time_point>;
+  static constexpr bool waits_on_condition = std::is_same_v<time_point, std::chrono::steady_clock::time_point>;
 
   struct budget_group {
     std::string name;
