@@ -87,9 +87,14 @@ foreach(_file IN LISTS _installed)
                         "package would break when moved")
   endif()
 endforeach()
+# The config directory follows GNUInstallDirs' libdir (lib, lib64, lib/<multiarch>), so look for it.
+file(GLOB_RECURSE _config RELATIVE "${_moved}" "${_moved}/*/pollsterConfig.cmake")
+if(NOT _config)
+  message(FATAL_ERROR "consumer check FAILED: the install has no pollsterConfig.cmake; it has:\n${_installed}")
+endif()
+get_filename_component(_config_dir "${_config}" DIRECTORY)
 foreach(_expected include/pollster/pollster.hpp include/pollster/version.hpp share/pkgconfig/pollster.pc
-                  lib/cmake/pollster/pollsterConfig.cmake lib/cmake/pollster/pollsterConfigVersion.cmake
-                  lib/cmake/pollster/pollsterTargets.cmake)
+                  ${_config_dir}/pollsterConfigVersion.cmake ${_config_dir}/pollsterTargets.cmake)
   if(NOT EXISTS "${_moved}/${_expected}")
     message(FATAL_ERROR "consumer check FAILED: the install has no ${_expected}; it has:\n${_installed}")
   endif()
