@@ -68,3 +68,22 @@ TEST_CASE("fmt formats diff events from diff() and from a visitor alike", "[fmt]
                                           "                  added baz@v1"};
   CHECK(lines == expected);
 }
+
+TEST_CASE("fmt formats an outcome as one line that keeps the last value seen", "[fmt][poll]") {
+  pollster::manual_clock clock;
+  int calls = 0;
+  const auto exhausted = pollster::poll_until(
+      clock,
+      [&]() -> pollster::step<std::string, int> {
+        ++calls;
+        return pollster::pending(std::string("BUILD"));
+      },
+      pollster::constant{2s}, pollster::after_attempts{4});
+  CHECK(fmt::format("{}", exhausted) == "exhausted (attempts) after 4 attempts in 6s; last value BUILD");
+
+  const auto done = pollster::poll_until(
+      clock, []() -> pollster::step<std::string, int> { return pollster::done(std::string("ACTIVE")); },
+      pollster::presets::heat());
+  CHECK(fmt::format("{}", done) == "done: ACTIVE after 1 attempt in 0s");
+  CHECK(fmt::format("{}", done.cause) == "done");
+}

@@ -12,6 +12,7 @@
 #include <fmt/format.h>  // formatter, format_to, memory_buffer
 
 #include <chrono>       // duration
+#include <exception>    // exception, rethrow_exception
 #include <iterator>     // back_inserter
 #include <string>       // string
 #include <type_traits>  // enable_if_t, void_t
@@ -92,5 +93,58 @@ struct fmt::formatter<::pollster::unchanged<T>> : fmt::formatter<fmt::string_vie
   template <class FormatContext>
   auto format(const ::pollster::unchanged<T>& event, FormatContext& ctx) const -> decltype(ctx.out()) {
     return ::pollster::detail::format_event(*this, ctx, "unchanged {}", event.element);
+  }
+};
+
+// An outcome reads as one line; the value and error appear when fmt can format their types:
+//   done: ACTIVE after 53 attempts in 601.14s
+//   exhausted (attempts) after 4 attempts in 6s; last value BUILD; last error 503 Service Unavailable
+//   cancelled after 1 attempt in 0s, 2 nudges; last value BUILD
+// (There is deliberately no to_string(outcome): the generic formatter above and this one would be ambiguous.)
+template <class T, class E>
+struct fmt::formatter<::pollster::outcome<T, E>, char> {
+  constexpr auto parse(fmt::format_parse_context& ctx) -> decltype(ctx.begin()) {
+    auto it = ctx.begin();
+    if (it != ctx.end() && *it != '}') throw fmt::format_error("pollster::outcome takes no format spec");
+    return it;
+  }
+
+  template <class FormatContext>
+  auto format(const ::pollster::outcome<T, E>& o, FormatContext& ctx) const -> decltype(ctx.out()) {
+    using ::pollster::cause;
+    auto out = fmt::format_to(ctx.out(), "{}", ::pollster::to_string(o.cause));
+    if ((o.cause == cause::exhausted || o.cause == cause::deadline) && o.stop != ::pollster::stop_reason::none &&
+        o.stop != ::pollster::stop_reason::deadline) {
+      out = fmt::format_to(out, " ({})", ::pollster::to_string(o.stop));
+    }
+    if constexpr (fmt::is_formattable<T>::value) {
+      if (o.cause == cause::done && o.last_value) out = fmt::format_to(out, ": {}", *o.last_value);
+    }
+    if constexpr (fmt::is_formattable<E>::value) {
+      if (o.cause == cause::failed && o.last_error) out = fmt::format_to(out, ": {}", *o.last_error);
+    }
+    out = fmt::format_to(out, " after {} attempt{} in {}", o.attempts, o.attempts == 1 ? "" : "s",
+                         ::pollster::detail::duration_text(o.elapsed, 2));
+    if (o.budget_wait > ::pollster::duration::zero()) {
+      out = fmt::format_to(out, ", {} waiting for the rate budget", ::pollster::detail::duration_text(o.budget_wait, 2));
+    }
+    if (o.nudges != 0) out = fmt::format_to(out, ", {} nudge{}", o.nudges, o.nudges == 1 ? "" : "s");
+    // The last value and error of a run that did not end with them: what was seen before it ended.
+    if constexpr (fmt::is_formattable<T>::value) {
+      if (o.cause != cause::done && o.last_value) out = fmt::format_to(out, "; last value {}", *o.last_value);
+    }
+    if constexpr (fmt::is_formattable<E>::value) {
+      if (o.cause != cause::failed && o.last_error) out = fmt::format_to(out, "; last error {}", *o.last_error);
+    }
+    if (o.exception) {
+      try {
+        std::rethrow_exception(o.exception);
+      } catch (const std::exception& e) {
+        out = fmt::format_to(out, "; the check threw: {}", e.what());
+      } catch (...) {
+        out = fmt::format_to(out, "; the check threw");
+      }
+    }
+    return out;
   }
 };
