@@ -19,22 +19,29 @@ class ratio_reporter : public benchmark::ConsoleReporter {
     for (const Run& run : runs) {
       const std::string name = run.benchmark_name();
       if (run.run_type == Run::RT_Aggregate) {
-        if (run.aggregate_name == "median") times_[run.run_name.str()] = {run.GetAdjustedRealTime(), true};
+        if (run.aggregate_name == "median") {
+          times_[run.run_name.str()] = {run.GetAdjustedRealTime(), run.GetAdjustedCPUTime(), true};
+        }
       } else {
-        auto& slot = times_[name];
-        if (!slot.second) slot = {run.GetAdjustedRealTime(), false};
+        timing& slot = times_[name];
+        if (!slot.median) slot = {run.GetAdjustedRealTime(), run.GetAdjustedCPUTime(), false};
       }
     }
     ConsoleReporter::ReportRuns(runs);
   }
-  /// Time per iteration of a benchmark by its full name, or a negative number when it did not run.
-  double time_of(const std::string& name) const {
+  struct timing {
+    double wall = -1;
+    double cpu = -1;
+    bool median = false;
+  };
+  /// Wall-clock and CPU time per iteration of a benchmark by its full name (negative when it did not run).
+  timing time_of(const std::string& name) const {
     const auto it = times_.find(name);
-    return it == times_.end() ? -1 : it->second.first;
+    return it == times_.end() ? timing{} : it->second;
   }
 
  private:
-  std::map<std::string, std::pair<double, bool>> times_;  // name -> (time, is a median)
+  std::map<std::string, timing> times_;
 };
 
 /// Runs the benchmarks, then prints baseline/pollster for each pair: > 1 means pollster is faster.
@@ -44,14 +51,16 @@ inline int run_and_print_ratios(int argc, char** argv,
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   ratio_reporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
-  std::printf("\n%-44s %-44s %12s\n", "pollster", "baseline", "time ratio");
+  std::printf("\n%-40s %-40s %10s %10s\n", "pollster", "baseline", "wall ratio", "cpu ratio");
   for (const auto& [ours, theirs] : pollster_vs_baseline) {
-    const double a = reporter.time_of(ours);
-    const double b = reporter.time_of(theirs);
-    if (a <= 0 || b <= 0) continue;  // filtered out with --benchmark_filter
-    std::printf("%-44s %-44s %11.2fx\n", ours.c_str(), theirs.c_str(), a / b);
+    const ratio_reporter::timing a = reporter.time_of(ours);
+    const ratio_reporter::timing b = reporter.time_of(theirs);
+    if (a.wall <= 0 || b.wall <= 0) continue;  // filtered out with --benchmark_filter
+    std::printf("%-40s %-40s %9.2fx %9.2fx\n", ours.c_str(), theirs.c_str(), a.wall / b.wall,
+                b.cpu > 0 ? a.cpu / b.cpu : 0.0);
   }
-  std::printf("(time ratio = pollster time / baseline time: below 1 is faster than the baseline)\n");
+  std::printf("(ratio = pollster time / baseline time, medians when repeated: below 1 is faster than the baseline;\n"
+              " on a shared machine the CPU-time ratio is the steadier of the two)\n");
   benchmark::Shutdown();
   return 0;
 }
