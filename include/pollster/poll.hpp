@@ -523,7 +523,7 @@ class poller : private detail::compressed<Check, 0>,
     outcome_.exception = nullptr;
     outcome_.attempts = 0;
     outcome_.elapsed = outcome_.slept = outcome_.budget_wait = duration::zero();
-    start_ = last_end_ = next_due_ = remembered_at_ = start;
+    start_ = next_due_ = remembered_at_ = start;
     last_delay_ = remembered_value_ = duration::zero();
     remembered_ = retry_hint::form::none;
     last_kind_ = step_kind::pending;
@@ -552,17 +552,18 @@ class poller : private detail::compressed<Check, 0>,
   template <class Finished>
   void step(time_point now, Finished&& finished) {
     if (done_) return;
-    // Idle time before this check. The attempt is counted before the check runs, so a throw leaves it counted.
-    if (now > last_end_) {
+    // Idle time before this check, and the run's time so far. The attempt is counted before the check runs, so a
+    // throw leaves it counted, with the account up to the check's start.
+    const time_point last_end = last_end_time();
+    if (now > last_end) {
       // Idle intervals never overlap and all lie within [start, now], so their sum cannot overflow.
-      outcome_.slept += to_duration(now - last_end_);
-      last_end_ = now;
+      outcome_.slept += to_duration(now - last_end);
+      outcome_.elapsed = to_duration(now - start_);
     }
     ++outcome_.attempts;
     if constexpr (detail::has_before_attempt<Hooks>::value) hooks().before_attempt(state_at(now));
     step_type result = invoke_check(now);
     const time_point end = std::max(now, static_cast<time_point>(finished()));
-    last_end_ = end;
     nudged_ = false;
     outcome_.elapsed = to_duration(end - start_);
     last_kind_ = result.kind;
@@ -605,11 +606,12 @@ class poller : private detail::compressed<Check, 0>,
   /// Ends the run with cause cancelled, keeping the last value and error. No further check runs.
   void cancel(time_point now) noexcept {
     if (done_) return;
-    if (now > last_end_) {
-      outcome_.slept += to_duration(now - last_end_);
-      last_end_ = now;
+    time_point end = last_end_time();
+    if (now > end) {
+      outcome_.slept += to_duration(now - end);
+      end = now;
     }
-    finish(pollster::cause::cancelled, stop_reason::none, last_end_);
+    finish(pollster::cause::cancelled, stop_reason::none, end);
   }
 
   /// Ends the run with cause exception, for a driver that catches what a check threw (the runner). The
@@ -617,7 +619,7 @@ class poller : private detail::compressed<Check, 0>,
   void capture(std::exception_ptr error, time_point now) noexcept {
     if (done_) return;
     outcome_.exception = std::move(error);
-    finish(pollster::cause::exception, stop_reason::none, std::max(now, last_end_));
+    finish(pollster::cause::exception, stop_reason::none, std::max(now, last_end_time()));
   }
 
   /// For a driver that held a due check back while waiting for a shared rate budget.
@@ -664,6 +666,11 @@ class poller : private detail::compressed<Check, 0>,
     }
   }
 
+  /// The end of the last check (or the start): idle time counts from here.
+  time_point last_end_time() const noexcept {
+    return start_ + std::chrono::duration_cast<typename time_point::duration>(outcome_.elapsed);
+  }
+
   Stop& stop_rule_mutable() noexcept { return static_cast<stop_holder&>(*this).get(); }
   Hooks& hooks() noexcept { return static_cast<hooks_holder&>(*this).get(); }
 
@@ -694,7 +701,9 @@ class poller : private detail::compressed<Check, 0>,
       remembered_ = fresh.kind();
       remembered_value_ = fresh.value();
       remembered_at_ = end;
-    } else if (remembered_ == retry_hint::form::none || to_duration(end - remembered_at_) >= hint_lifetime_) {
+    } else if (remembered_ == retry_hint::form::none) {
+      return duration::zero();  // the common case: no hint now, none remembered
+    } else if (to_duration(end - remembered_at_) >= hint_lifetime_) {
       remembered_ = retry_hint::form::none;
       return duration::zero();
     }
@@ -749,9 +758,8 @@ class poller : private detail::compressed<Check, 0>,
   }
 
   Schedule schedule_;
-  outcome_type outcome_;
+  outcome_type outcome_;        // its `elapsed` also says where the last check ended: idle time counts from there
   time_point start_{};
-  time_point last_end_{};       // the end of the last check (or the start): idle time counts from here
   time_point next_due_{};
   time_point remembered_at_{};  // when the remembered hint arrived
   time_point deadline_{};
