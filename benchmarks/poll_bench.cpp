@@ -4,6 +4,14 @@
 // replacing the global operator new in this translation unit.
 //
 //   poll_bench --benchmark_repetitions=9 --benchmark_report_aggregates_only=true
+//
+// Instruction counts stay put on a noisy machine: `--count-instructions=poll_until` (or `=hand_loop`) makes 1000
+// runs of 200 attempts of the same two loops in a function of that name, for callgrind to count alone; the
+// instructions per attempt are callgrind's "Collected" over the attempts printed. (The compiler inlines these
+// copies differently from the benchmark bodies, so they count a poll_until that is not inlined into its caller.)
+//
+//   valgrind --tool=callgrind --toggle-collect='*count_poll_until*' poll_bench --count-instructions=poll_until
+//   valgrind --tool=callgrind --toggle-collect='*count_hand_loop*' poll_bench --count-instructions=hand_loop
 
 #if defined(__GNUC__) && !defined(__clang__)
 // The counting operator new below pairs malloc with free; GCC's check cannot see through the replacement.
@@ -22,6 +30,7 @@
 #include <cstdint>    // int64_t, uint64_t
 #include <cstdio>     // printf
 #include <cstdlib>    // malloc, free
+#include <cstring>    // strcmp
 #include <map>        // map
 #include <new>        // operator new, bad_alloc
 #include <string>     // string
@@ -177,6 +186,70 @@ BENCHMARK(BM_hand_written_step)->Arg(53)->Arg(200);
 }  // namespace
 
 namespace {
+// For callgrind (see the top of the file): the loops of BM_poll_until and BM_hand_written_loop, 1000 runs of 200.
+constexpr int counted_runs = 1000;
+constexpr std::int64_t counted_attempts_per_run = 200;
+
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+std::uint64_t
+count_poll_until() {
+  pollster::manual_clock clock;
+  pollster::stop_source cancel;
+  pollster::poll_options options;
+  options.token = cancel.get_token();
+  const pollster::geometric heat = pollster::presets::heat();
+  const pollster::before_deadline deadline{1h};
+  std::uint64_t attempts = 0;
+  for (int i = 0; i < counted_runs; ++i) {
+    resource r{counted_attempts_per_run};
+    auto check = [&r]() -> pollster::step<int, int> {
+      const int s = r.status();
+      return s == 1 ? pollster::step<int, int>{pollster::done(s)} : pollster::step<int, int>{pollster::pending()};
+    };
+    const auto result = pollster::poll_until(clock, check, heat, deadline, options);
+    benchmark::DoNotOptimize(result.attempts);
+    attempts += result.attempts;
+  }
+  return attempts;
+}
+
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+std::uint64_t
+count_hand_loop() {
+  pollster::manual_clock clock;
+  pollster::stop_source cancel;
+  const pollster::stop_token token = cancel.get_token();
+  const pollster::geometric heat = pollster::presets::heat();
+  const pollster::duration budget = 1h;
+  std::uint64_t attempts = 0;
+  for (int i = 0; i < counted_runs; ++i) {
+    resource r{counted_attempts_per_run};
+    pollster::geometric schedule = heat;
+    const auto start = clock.now();
+    std::uint64_t tries = 0;
+    int last = -1;
+    while (true) {
+      ++tries;
+      last = r.status();
+      if (last == 1) break;
+      const pollster::duration elapsed = clock.now() - start;
+      if (elapsed >= budget || token.stop_requested()) break;
+      const pollster::duration delay = std::min(schedule.next(), budget - elapsed);
+      if (!clock.sleep_until(clock.now() + delay, token) || token.stop_requested()) break;
+    }
+    const pollster::duration elapsed = clock.now() - start;
+    benchmark::DoNotOptimize(tries);
+    benchmark::DoNotOptimize(last);
+    benchmark::DoNotOptimize(elapsed);
+    attempts += tries;
+  }
+  return attempts;
+}
+
 /// Like ratio.hpp's reporter, but keeps CPU time too: on a shared, loaded machine the wall-clock time of a
 /// single-threaded loop swings with the other processes, while its CPU time stays comparable within a run.
 class cpu_ratio_reporter : public benchmark::ConsoleReporter {
@@ -209,6 +282,14 @@ class cpu_ratio_reporter : public benchmark::ConsoleReporter {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 2 && std::strcmp(argv[1], "--count-instructions=poll_until") == 0) {
+    std::printf("attempts %llu\n", static_cast<unsigned long long>(count_poll_until()));
+    return 0;
+  }
+  if (argc == 2 && std::strcmp(argv[1], "--count-instructions=hand_loop") == 0) {
+    std::printf("attempts %llu\n", static_cast<unsigned long long>(count_hand_loop()));
+    return 0;
+  }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   cpu_ratio_reporter reporter;
