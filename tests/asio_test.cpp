@@ -285,6 +285,25 @@ TEST_CASE("destroying the io_context with a poll pending frees it without invoki
   CHECK(source.request_stop());           // the stop callback was unhooked: nothing dangles
 }
 
+TEST_CASE("with use_future every check runs on the thread that runs the io_context", "[asio][future]") {
+  // use_future's own executor posts to asio's system thread pool; the adapter must post to the I/O executor
+  // instead, or the first check runs on a thread of asio's own and races the io_context (a crash seen in CI).
+  asio::io_context io;
+  auto threads = std::make_shared<std::vector<std::thread::id>>();
+  auto check = [threads]() -> count_step {
+    threads->push_back(std::this_thread::get_id());
+    if (threads->size() == 3) return pollster::done(3);
+    return pollster::pending(static_cast<int>(threads->size()));
+  };
+  auto future = pollster::async_poll(io.get_executor(), check, fast_schedule(), pollster::never{},
+                                     pollster::poll_options{}, asio::use_future);
+  io.run();
+  REQUIRE(future.wait_for(0s) == std::future_status::ready);
+  CHECK(future.get().cause == cause::done);
+  REQUIRE(threads->size() == 3);
+  for (const std::thread::id id : *threads) CHECK(id == std::this_thread::get_id());
+}
+
 TEST_CASE("a future whose poll died with its io_context reports a broken promise", "[asio][shutdown]") {
   std::future<count_outcome> future;
   {

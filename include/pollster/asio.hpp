@@ -33,6 +33,7 @@
 #include "stop.hpp"
 
 #include <asio/associated_executor.hpp>      // get_associated_executor
+#include <asio/bind_executor.hpp>            // bind_executor
 #include <asio/async_result.hpp>             // async_result (completion tokens)
 #include <asio/basic_waitable_timer.hpp>     // basic_waitable_timer
 #include <asio/cancellation_type.hpp>        // cancellation_type
@@ -106,14 +107,19 @@ class async_poll_op {
     if (!started_) {
       started_ = true;
       self.reset_cancellation_state(asio::enable_partial_cancellation());
+      // Everything is posted to the I/O executor, which then dispatches to the handler's own executor (a strand
+      // bound to the handler, say). Posting to the handler's executor directly would be wrong for use_future:
+      // its executor posts to asio's system thread pool, where the check would race the io_context.
+      const Executor io = timer_->timer.get_executor();
       if (token_.stop_possible()) {
         // A stop may come from any thread: it posts the timer's cancellation to where the operation runs.
-        auto run_on = asio::get_associated_executor(self, timer_->timer.get_executor());
+        auto run_on = asio::get_associated_executor(self, io);
         std::weak_ptr<async_poll_timer<Executor>> timer = timer_;
-        stop_bridge_ = std::make_unique<stop_callback<std::function<void()>>>(
-            token_, [run_on, timer] { asio::post(run_on, cancel_timer_later<Executor>{timer}); });
+        stop_bridge_ = std::make_unique<stop_callback<std::function<void()>>>(token_, [io, run_on, timer] {
+          asio::post(io, asio::bind_executor(run_on, cancel_timer_later<Executor>{timer}));
+        });
       }
-      asio::post(std::move(self));
+      asio::post(io, std::move(self));
       return;
     }
     // Checked before every check, the first included: no check starts once a stop or a cancellation was seen.
