@@ -60,6 +60,12 @@ class flat_index {
   /// can prefetch that record too.
   std::uint32_t first_probe(std::uint64_t hash) const noexcept { return slots_[home(hash)]; }
 
+  /// The handle `step` slots after the one `hash` starts at (0 if empty): the rest of a short probe chain, whose
+  /// records a loop can prefetch as well (they share the first slot's cache line most of the time).
+  std::uint32_t probe(std::uint64_t hash, std::size_t step) const noexcept {
+    return slots_[(home(hash) + step) & (slots_.size() - 1)];
+  }
+
   /// Writes `handle` into the empty `slot` returned by `find()`; grows (rehashing every handle through `hash_of`)
   /// when the load would pass 3/4. Returns false if it grew, in which case earlier slot pointers are stale.
   template <class HashOf>
