@@ -3380,6 +3380,12 @@ class flat_index {
   /// can prefetch that record too.
   std::uint32_t first_probe(std::uint64_t hash) const noexcept { return slots_[home(hash)]; }
 
+  /// The handle `step` slots after the one `hash` starts at (0 if empty): the rest of a short probe chain, whose
+  /// records a loop can prefetch as well (they share the first slot's cache line most of the time).
+  std::uint32_t probe(std::uint64_t hash, std::size_t step) const noexcept {
+    return slots_[(home(hash) + step) & (slots_.size() - 1)];
+  }
+
   /// Writes `handle` into the empty `slot` returned by `find()`; grows (rehashing every handle through `hash_of`)
   /// when the load would pass 3/4. Returns false if it grew, in which case earlier slot pointers are stale.
   template <class HashOf>
@@ -3862,11 +3868,21 @@ void match_by_hash(const BeforeView& before, const AfterView& after, const Key& 
   // shared through a callback, because GCC at -O2 then inlines nothing and runs four times slower.
   constexpr std::size_t slot_ahead = 16;
   constexpr std::size_t record_ahead = 8;
+  constexpr std::size_t probe_ahead = 3;
   std::uint64_t hashes[slot_ahead] = {};
   const auto prefetch_record = [&](std::uint32_t handle) {
     if (handle == 0U) return;
     const std::size_t at = handle - 1U;
     prefetch_bytes(std::addressof(at < before_size ? before[at] : after[at - before_size]), sizeof(T));
+  };
+  // The records of the first slots of a probe chain: at this load a lookup passes one or two occupied slots
+  // before it finds its own or an empty one, and each occupied slot costs a record read (a cache miss).
+  const auto prefetch_chain = [&](std::uint64_t hash) {
+    for (std::size_t step = 0; step < probe_ahead; ++step) {
+      const std::uint32_t handle = index.probe(hash, step);
+      if (handle == 0U) break;
+      prefetch_record(handle);
+    }
   };
   const auto start_pipeline = [&](const auto& view) {
     for (std::size_t at = 0; at < view.size() && at < slot_ahead; ++at) {
@@ -3882,7 +3898,7 @@ void match_by_hash(const BeforeView& before, const AfterView& after, const Key& 
       hashes[b % slot_ahead] = hash_of(std::invoke(key, before[b + slot_ahead]));
       index.prefetch(hashes[b % slot_ahead]);
     }
-    if (b + record_ahead < before_size) prefetch_record(index.first_probe(hashes[(b + record_ahead) % slot_ahead]));
+    if (b + record_ahead < before_size) prefetch_chain(hashes[(b + record_ahead) % slot_ahead]);
 
     const auto& k = std::invoke(key, before[b]);
     std::uint32_t* slot = index.find(
@@ -3904,7 +3920,7 @@ void match_by_hash(const BeforeView& before, const AfterView& after, const Key& 
       hashes[a % slot_ahead] = hash_of(std::invoke(key, after[a + slot_ahead]));
       index.prefetch(hashes[a % slot_ahead]);
     }
-    if (a + record_ahead < after_size) prefetch_record(index.first_probe(hashes[(a + record_ahead) % slot_ahead]));
+    if (a + record_ahead < after_size) prefetch_chain(hashes[(a + record_ahead) % slot_ahead]);
 
     const auto& k = std::invoke(key, after[a]);
     std::uint32_t* slot =
