@@ -222,7 +222,9 @@ class stop_source {
 };
 
 /// Runs `fn` once when the token is stopped (at once, on this thread, if it already is). Destroying the
-/// callback unregisters it; if it is running on another thread, the destructor waits for it to finish.
+/// callback unregisters it; if it is running on another thread, the destructor waits for it to finish. `fn` runs
+/// under the source's lock, so keep it short (wake a thread, post a job), and never let it request a stop on, or
+/// register a callback with, the same source: that would deadlock.
 template <class F>
 class stop_callback {
  public:
