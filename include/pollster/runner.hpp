@@ -69,6 +69,8 @@ struct submit_options {
   std::optional<std::uint64_t> seed{};
 };
 
+/// Runner-wide settings. The seed makes a fleet's jitter reproducible run to run, while every poller still gets
+/// a stream of its own.
 struct runner_options {
   std::uint64_t seed = 0x5eed5eed5eed5eedULL;  ///< start of the seed sequence for jittered schedules
 };

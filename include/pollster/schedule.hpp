@@ -266,6 +266,7 @@ exponential(const exponential_options&) -> exponential<splitmix64>;
 template <class URBG>
 exponential(const exponential_options&, URBG) -> exponential<URBG>;
 
+/// Named parameters of `decorrelated_jitter_v2` (Polly's names: the median first delay, and the largest delay).
 struct decorrelated_jitter_v2_options {
   duration median_first_delay = std::chrono::seconds(1);
   duration cap = duration::max();
@@ -388,6 +389,7 @@ struct plan {
   duration mean_detection_delay{};   ///< average lateness for completion uniform over [0, noticed_at]
 };
 
+/// How `plan_for` simulates: whether the first check is immediate, and where it gives up on a schedule it cannot jump.
 struct plan_options {
   bool immediate_first_poll = true;    ///< the default: check at t = 0, then sleep
   std::uint64_t max_polls = 100000000; ///< refuse to simulate past this (a jittered schedule cannot be jumped)

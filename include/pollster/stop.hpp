@@ -174,6 +174,7 @@ stop_all<A, B> operator&(const detail::stop_rule_base<A>& a, const detail::stop_
   return {static_cast<const A&>(a), static_cast<const B&>(b)};
 }
 
+/// Readable text for logs and the fmt integration (`fmt.hpp` formats stop rules and reasons through these).
 inline std::string to_string(stop_reason reason) {
   switch (reason) {
     case stop_reason::none: return "none";

@@ -708,6 +708,7 @@ exponential(const exponential_options&) -> exponential<splitmix64>;
 template <class URBG>
 exponential(const exponential_options&, URBG) -> exponential<URBG>;
 
+/// Named parameters of `decorrelated_jitter_v2` (Polly's names: the median first delay, and the largest delay).
 struct decorrelated_jitter_v2_options {
   duration median_first_delay = std::chrono::seconds(1);
   duration cap = duration::max();
@@ -830,6 +831,7 @@ struct plan {
   duration mean_detection_delay{};   ///< average lateness for completion uniform over [0, noticed_at]
 };
 
+/// How `plan_for` simulates: whether the first check is immediate, and where it gives up on a schedule it cannot jump.
 struct plan_options {
   bool immediate_first_poll = true;    ///< the default: check at t = 0, then sleep
   std::uint64_t max_polls = 100000000; ///< refuse to simulate past this (a jittered schedule cannot be jumped)
@@ -1104,6 +1106,7 @@ stop_all<A, B> operator&(const detail::stop_rule_base<A>& a, const detail::stop_
   return {static_cast<const A&>(a), static_cast<const B&>(b)};
 }
 
+/// Readable text for logs and the fmt integration (`fmt.hpp` formats stop rules and reasons through these).
 inline std::string to_string(stop_reason reason) {
   switch (reason) {
     case stop_reason::none: return "none";
@@ -2592,6 +2595,8 @@ struct submit_options {
   std::optional<std::uint64_t> seed{};
 };
 
+/// Runner-wide settings. The seed makes a fleet's jitter reproducible run to run, while every poller still gets
+/// a stream of its own.
 struct runner_options {
   std::uint64_t seed = 0x5eed5eed5eed5eedULL;  ///< start of the seed sequence for jittered schedules
 };
