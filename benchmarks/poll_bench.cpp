@@ -24,6 +24,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include "ratio.hpp"
+
 #include <algorithm>  // min
 #include <atomic>     // atomic
 #include <chrono>     // literals
@@ -31,11 +33,7 @@
 #include <cstdio>     // printf
 #include <cstdlib>    // malloc, free
 #include <cstring>    // strcmp
-#include <map>        // map
 #include <new>        // operator new, bad_alloc
-#include <string>     // string
-#include <utility>    // pair
-#include <vector>     // vector
 
 namespace {
 std::atomic<std::uint64_t> allocations{0};
@@ -249,36 +247,6 @@ count_hand_loop() {
   }
   return attempts;
 }
-
-/// Like ratio.hpp's reporter, but keeps CPU time too: on a shared, loaded machine the wall-clock time of a
-/// single-threaded loop swings with the other processes, while its CPU time stays comparable within a run.
-class cpu_ratio_reporter : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    for (const Run& run : runs) {
-      if (run.run_type == Run::RT_Aggregate && run.aggregate_name == "median") {
-        times_[run.run_name.str()] = {run.GetAdjustedRealTime(), run.GetAdjustedCPUTime()};
-      } else if (run.run_type != Run::RT_Aggregate && times_.count(run.benchmark_name()) == 0) {
-        times_[run.benchmark_name()] = {run.GetAdjustedRealTime(), run.GetAdjustedCPUTime()};
-      }
-    }
-    ConsoleReporter::ReportRuns(runs);
-  }
-  void print_ratios(const std::vector<std::pair<std::string, std::string>>& pairs) const {
-    std::printf("\n%-24s %-28s %10s %10s\n", "pollster", "baseline", "real ratio", "CPU ratio");
-    for (const auto& [ours, theirs] : pairs) {
-      const auto a = times_.find(ours);
-      const auto b = times_.find(theirs);
-      if (a == times_.end() || b == times_.end()) continue;  // filtered out
-      std::printf("%-24s %-28s %9.2fx %9.2fx\n", ours.c_str(), theirs.c_str(), a->second.first / b->second.first,
-                  a->second.second / b->second.second);
-    }
-    std::printf("(pollster time / baseline time, medians when repeated: below 1 is faster than the baseline)\n");
-  }
-
- private:
-  std::map<std::string, std::pair<double, double>> times_;  // name -> (real, CPU) time per iteration
-};
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -290,15 +258,10 @@ int main(int argc, char** argv) {
     std::printf("attempts %llu\n", static_cast<unsigned long long>(count_hand_loop()));
     return 0;
   }
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  cpu_ratio_reporter reporter;
-  benchmark::RunSpecifiedBenchmarks(&reporter);
-  reporter.print_ratios({{"BM_poll_until/1", "BM_hand_written_loop/1"},
-                         {"BM_poll_until/53", "BM_hand_written_loop/53"},
-                         {"BM_poll_until/200", "BM_hand_written_loop/200"},
-                         {"BM_poller_step/53", "BM_hand_written_step/53"},
-                         {"BM_poller_step/200", "BM_hand_written_step/200"}});
-  benchmark::Shutdown();
-  return 0;
+  return pollster_bench::run_and_print_ratios(argc, argv,
+                                              {{"BM_poll_until/1", "BM_hand_written_loop/1"},
+                                               {"BM_poll_until/53", "BM_hand_written_loop/53"},
+                                               {"BM_poll_until/200", "BM_hand_written_loop/200"},
+                                               {"BM_poller_step/53", "BM_hand_written_step/53"},
+                                               {"BM_poller_step/200", "BM_hand_written_step/200"}});
 }
