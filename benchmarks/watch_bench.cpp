@@ -19,6 +19,7 @@
 #include <cstdlib>        // abort
 #include <random>         // mt19937_64
 #include <string>         // string, to_string
+#include <string_view>    // string_view
 #include <unordered_map>  // unordered_map
 #include <utility>        // move
 #include <vector>         // vector
@@ -94,9 +95,9 @@ void check_counts(const counts& c, std::uint64_t cycles) {
   }
 }
 
-void bm_watcher_cycle(benchmark::State& state) {
-  counts seen;
-  list_api api;
+// Each side is a callable that runs one cycle and owns its state; the first call reports the initial list.
+
+auto watcher_cycle(counts& seen, list_api& api) {
   pollster::watch_options options;
   auto check = pollster::watch_check<std::reference_wrapper<list_api>,
                                      pollster::keyed_by<std::uint64_t record::*, std::uint64_t record::*>,
@@ -106,23 +107,14 @@ void bm_watcher_cycle(benchmark::State& state) {
                                                                                 std::chrono::seconds(60)},
                                                             check.changes(), options.adaptive);
   using time_point = pollster::manual_clock::time_point;
-  auto poller = pollster::make_poller(std::move(check), std::move(schedule), pollster::never{}, time_point{});
-  poller.step(poller.next_due());  // the initial list
-  std::uint64_t cycles = 1;
-  for (auto _ : state) {
+  return [poller = pollster::make_poller(std::move(check), std::move(schedule), pollster::never{}, time_point{})]() mutable {
     poller.step(poller.next_due());
-    ++cycles;
-  }
-  check_counts(seen, cycles);
-  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(records));
+  };
 }
 
-void bm_unordered_map_rebuild(benchmark::State& state) {
-  counts seen;
-  list_api api;
-  const counting_handler handler{&seen};
-  std::unordered_map<std::uint64_t, record> known;
-  const auto cycle = [&] {
+auto unordered_map_rebuild_cycle(counts& seen, list_api& api) {
+  return [&seen, &api, known = std::unordered_map<std::uint64_t, record>()]() mutable {
+    const counting_handler handler{&seen};
     const std::vector<record>& list = api();
     std::unordered_map<std::uint64_t, record> next;
     next.reserve(list.size());
@@ -142,28 +134,18 @@ void bm_unordered_map_rebuild(benchmark::State& state) {
     }
     known.swap(next);
   };
-  cycle();
-  std::uint64_t cycles = 1;
-  for (auto _ : state) {
-    cycle();
-    ++cycles;
-  }
-  check_counts(seen, cycles);
-  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(records));
 }
 
-void bm_unordered_map_in_place(benchmark::State& state) {
-  counts seen;
-  list_api api;
-  const counting_handler handler{&seen};
-  struct slot {
-    record last;
-    std::uint64_t seen_in = 0;
-  };
-  std::unordered_map<std::uint64_t, slot> known;
-  known.reserve(records * 2);
-  std::uint64_t generation = 0;
-  const auto cycle = [&] {
+struct slot {
+  record last;
+  std::uint64_t seen_in = 0;
+};
+
+auto unordered_map_in_place_cycle(counts& seen, list_api& api) {
+  std::unordered_map<std::uint64_t, slot> reserved;
+  reserved.reserve(records * 2);
+  return [&seen, &api, known = std::move(reserved), generation = std::uint64_t{0}]() mutable {
+    const counting_handler handler{&seen};
     const std::vector<record>& list = api();
     ++generation;
     for (const record& r : list) {
@@ -187,7 +169,14 @@ void bm_unordered_map_in_place(benchmark::State& state) {
       }
     }
   };
-  cycle();
+}
+
+template <class MakeCycle>
+void run_benchmark(benchmark::State& state, MakeCycle make_cycle) {
+  counts seen;
+  list_api api;
+  auto cycle = make_cycle(seen, api);
+  cycle();  // the initial list
   std::uint64_t cycles = 1;
   for (auto _ : state) {
     cycle();
@@ -195,6 +184,37 @@ void bm_unordered_map_in_place(benchmark::State& state) {
   }
   check_counts(seen, cycles);
   state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(records));
+}
+
+void bm_watcher_cycle(benchmark::State& state) {
+  run_benchmark(state, [](counts& seen, list_api& api) { return watcher_cycle(seen, api); });
+}
+void bm_unordered_map_rebuild(benchmark::State& state) {
+  run_benchmark(state, [](counts& seen, list_api& api) { return unordered_map_rebuild_cycle(seen, api); });
+}
+void bm_unordered_map_in_place(benchmark::State& state) {
+  run_benchmark(state, [](counts& seen, list_api& api) { return unordered_map_in_place_cycle(seen, api); });
+}
+
+// Instruction and cache-miss counts stay put on a noisy machine: `--count-instructions=NAME` runs the initial cycle
+// and then `counted_cycles` cycles of one side inside `run_counted_cycles`, for callgrind to count alone.
+constexpr std::uint64_t counted_cycles = 10;
+
+template <class Cycle>
+[[gnu::noinline]] void run_counted_cycles(Cycle& cycle) {
+  for (std::uint64_t i = 0; i < counted_cycles; ++i) cycle();
+}
+
+template <class MakeCycle>
+int count_instructions(MakeCycle make_cycle) {
+  counts seen;
+  list_api api;
+  auto cycle = make_cycle(seen, api);
+  cycle();
+  run_counted_cycles(cycle);
+  check_counts(seen, counted_cycles + 1);
+  std::printf("cycles %llu\n", static_cast<unsigned long long>(counted_cycles));
+  return 0;
 }
 
 BENCHMARK(bm_watcher_cycle)->Unit(benchmark::kMillisecond);
@@ -205,6 +225,12 @@ BENCHMARK(bm_unordered_map_in_place)->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
   data();  // build the snapshots before timing
+  if (argc == 2) {
+    const std::string_view arg = argv[1];
+    if (arg == "--count-instructions=watcher") return count_instructions(watcher_cycle);
+    if (arg == "--count-instructions=rebuild") return count_instructions(unordered_map_rebuild_cycle);
+    if (arg == "--count-instructions=in_place") return count_instructions(unordered_map_in_place_cycle);
+  }
   return pollster_bench::run_and_print_ratios(
       argc, argv, {{"bm_watcher_cycle", "bm_unordered_map_rebuild"}, {"bm_watcher_cycle", "bm_unordered_map_in_place"}});
 }
