@@ -197,9 +197,9 @@ class watch_check<Fetch, keyed_by<Key, Same>, Handler> {
   const detail::change_counter* changes() const noexcept { return &state_->changes; }
 
   step_type operator()(const poll_state& poll) {
-    fetched result = call_fetch(poll);
     step_type out;
     if constexpr (detail::is_step<fetched>::value) {
+      fetched result = call_fetch(poll);
       out.kind = result.kind;
       out.hint = result.hint;
       out.directed = result.directed;
@@ -207,7 +207,9 @@ class watch_check<Fetch, keyed_by<Key, Same>, Handler> {
       if (result.error) out.error.emplace(std::move(*result.error));
       if (result.value) diff(std::move(*result.value), poll);
     } else {
-      diff(std::move(result), poll);
+      // A list returned by reference is diffed where it is: the snapshot copies it once, into storage it reuses.
+      decltype(auto) result = call_fetch(poll);
+      diff(std::forward<decltype(result)>(result), poll);
     }
     out.value = state_->summary;
     return out;
@@ -261,7 +263,7 @@ class watch_check<Fetch, keyed_by<Key, Same>, Handler> {
     }
   };
 
-  fetched call_fetch(const poll_state& poll) {
+  decltype(auto) call_fetch(const poll_state& poll) {
     auto& fetch = detail::unwrapped(fetch_);
     if constexpr (std::is_invocable_v<fetch_type&, const poll_state&>) {
       return fetch(poll);
