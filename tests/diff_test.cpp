@@ -7,6 +7,7 @@
 #include <algorithm>  // reverse, sort
 #include <cstdint>    // uint64_t
 #include <list>       // list
+#include <random>     // mt19937_64, uniform_int_distribution
 #include <set>        // set
 #include <stdexcept>  // invalid_argument, runtime_error
 #include <string>     // string, to_string
@@ -351,6 +352,138 @@ TEST_CASE("a filtered snapshot turns starting to match into an add and stopping 
   const auto quiet = active.update(std::vector<server>{{1, "ACTIVE", 2}, {2, "DELETED", 3}, {3, "ACTIVE", 2}});
   INFO("server 2 keeps not matching; it must not be reported again");
   CHECK(quiet.empty());
+}
+
+namespace {
+
+// A record with an integer key and version: the snapshot keeps these two in its index. `tag` is unique per record, so
+// the events show which record they carry.
+struct numbered {
+  std::uint64_t id;
+  int version;
+  int tag;
+};
+
+struct numbered_log {
+  std::vector<std::string> lines;
+  void operator()(const pollster::added<const numbered&>& event) {
+    lines.push_back("added " + std::to_string(event.element.id) + " #" + std::to_string(event.element.tag) +
+                    (event.initial ? " (initial)" : ""));
+  }
+  void operator()(const pollster::removed<std::uint64_t, const numbered&>& event) {
+    lines.push_back("removed " + std::to_string(event.key) + " last #" + std::to_string(event.last_known.tag));
+  }
+  void operator()(const pollster::changed<const numbered&>& event) {
+    lines.push_back("changed " + std::to_string(event.after.id) + " #" + std::to_string(event.before.tag) + " -> #" +
+                    std::to_string(event.after.tag));
+  }
+  void operator()(const pollster::unchanged<const numbered&>& event) {
+    lines.push_back("unchanged " + std::to_string(event.element.id) + " #" + std::to_string(event.element.tag));
+  }
+};
+
+std::vector<int> tags_of(const std::vector<numbered>& records) {
+  std::vector<int> tags;
+  for (const numbered& r : records) tags.push_back(r.tag);
+  return tags;
+}
+
+}  // namespace
+
+TEST_CASE("a snapshot with an integer key and version reports what a one-shot diff of neighbouring lists reports") {
+  const bool last_wins = GENERATE(false, true);
+  const bool report_unchanged = GENERATE(false, true);
+  const bool filtered = GENERATE(false, true);
+  pollster::diff_options options;
+  options.duplicates = last_wins ? pollster::duplicate_keys::last_wins : pollster::duplicate_keys::error;
+  options.report_unchanged = report_unchanged;
+  const auto keep = [filtered](const numbered& r) { return !filtered || r.version % 3 != 0; };
+  const auto kept_of = [&](const std::vector<numbered>& list) {
+    std::vector<numbered> out;
+    for (const numbered& r : list) {
+      if (keep(r)) out.push_back(r);
+    }
+    return out;
+  };
+  auto tracker = pollster::make_filtered_snapshot<numbered>(keep, &numbered::id, &numbered::version, options);
+
+  std::mt19937_64 random(filtered ? 11U : 7U);
+  const auto below = [&random](std::uint64_t bound) {
+    return std::uniform_int_distribution<std::uint64_t>(0, bound - 1)(random);
+  };
+  std::vector<numbered> kept;  // what the snapshot must hold: the last list that did not throw, filtered
+  int tag = 0;
+  int compared = 0;
+  int threw = 0;
+  for (int step = 0; step < 600; ++step) {
+    // Mostly small lists, which find the corner cases; every 40th is large, so the index grows and later shrinks.
+    const bool large = step % 40 == 20;
+    const std::size_t size = large ? 3000 + below(3000) : below(30);
+    const std::uint64_t key_range = large ? 1U << 20U : 1 + below(60);
+    const bool duplicates_allowed = below(8) == 0;
+    std::vector<numbered> next;
+    std::set<std::uint64_t> used;
+    while (next.size() < size) {
+      std::uint64_t id = below(std::max<std::uint64_t>(key_range, 2 * size));
+      int version = static_cast<int>(below(4));
+      if (!kept.empty() && below(2) == 0) {  // an old key, with the same or a new version
+        const numbered& old = kept[below(kept.size())];
+        id = old.id;
+        version = below(2) == 0 ? old.version : old.version + 1;
+      }
+      if (!duplicates_allowed && !used.insert(id).second) continue;
+      next.push_back({id, version, tag++});
+    }
+    if (below(5) == 0) {
+      std::sort(next.begin(), next.end(), [](const numbered& l, const numbered& r) { return l.id < r.id; });
+    }
+
+    numbered_log expected;
+    bool expected_throws = false;
+    try {
+      pollster::diff_each(kept, kept_of(next), &numbered::id, &numbered::version, expected, options);
+    } catch (const std::invalid_argument&) {
+      expected_throws = true;
+    }
+    if (!tracker.has_baseline()) {
+      for (std::string& line : expected.lines) line += " (initial)";
+    }
+
+    if (!expected_throws && !expected.lines.empty() && below(12) == 0) {
+      INFO("step " << step << ": a visitor that throws leaves the last list as it was");
+      CHECK_THROWS_AS(tracker.update(next, [](const auto&) { throw std::runtime_error("consumer failed"); }),
+                      std::runtime_error);
+      REQUIRE(tags_of(tracker.elements()) == tags_of(kept));
+    }
+
+    numbered_log seen;
+    bool seen_throws = false;
+    try {
+      if (below(2) == 0) {
+        tracker.update(std::vector<numbered>(next), seen);  // an rvalue vector, which the snapshot takes
+      } else {
+        tracker.update(next, seen);
+      }
+    } catch (const std::invalid_argument&) {
+      seen_throws = true;
+    }
+    INFO("step " << step << ", " << next.size() << " records");
+    REQUIRE(seen_throws == expected_throws);
+    if (seen_throws) {
+      ++threw;
+      INFO("a duplicate key throws before any event and keeps the last list");
+      CHECK(seen.lines.empty());
+      REQUIRE(tags_of(tracker.elements()) == tags_of(kept));
+      continue;
+    }
+    REQUIRE(seen.lines == expected.lines);
+    kept = kept_of(next);
+    REQUIRE(tags_of(tracker.elements()) == tags_of(kept));
+    ++compared;
+  }
+  INFO("lists that diff and (with duplicate_keys::error) lists that throw must both have come up");
+  CHECK(compared > 400);
+  CHECK((last_wins ? threw == 0 : threw > 10));
 }
 
 #if __cplusplus >= 202002L
