@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <stdexcept>
@@ -183,6 +184,52 @@ TEST_CASE("changed is decided by the version projection given with keyed()") {
   w.run(clock);
   CHECK(w.handler().lines ==
         std::vector<std::string>{"0s initial a BUILD", "0s initial b BUILD", "1s changed a BUILD -> ACTIVE"});
+}
+
+TEST_CASE("a list the fetch returns by reference is diffed where it is and left as it was") {
+  // Integer ids and versions: the snapshot's indexed path, through the watcher.
+  struct machine {
+    std::uint64_t id;
+    int version;
+    std::string state;
+  };
+  manual_clock clock;
+  std::vector<machine> fleet{{7, 1, "BUILD"}, {9, 1, "ACTIVE"}};
+  std::vector<std::string> seen;
+  // The fleet the fetch hands out changes between polls: 7 goes ACTIVE at the second, 9 is deleted and 11 appears
+  // at the third.
+  int call = 0;
+  auto fetch = [&]() -> std::vector<machine>& {
+    ++call;
+    if (call == 2) fleet[0] = {7, 2, "ACTIVE"};
+    if (call == 3) fleet = {{11, 1, "BUILD"}, {7, 2, "ACTIVE"}};
+    return fleet;
+  };
+  auto handler = [&seen](const auto& event) {
+    using event_type = std::decay_t<decltype(event)>;
+    if constexpr (std::is_same_v<event_type, pollster::added<const machine&>>) {
+      seen.push_back("added " + std::to_string(event.element.id) + (event.initial ? " (initial)" : ""));
+    } else if constexpr (std::is_same_v<event_type, pollster::removed<std::uint64_t, const machine&>>) {
+      seen.push_back("removed " + std::to_string(event.key) + " was " + event.last_known.state);
+    } else if constexpr (std::is_same_v<event_type, pollster::changed<const machine&>>) {
+      seen.push_back("changed " + std::to_string(event.after.id) + " " + event.before.state + " -> " +
+                     event.after.state);
+    }
+  };
+  pollster::watcher w(std::ref(fetch), pollster::keyed(&machine::id, &machine::version), handler,
+                      pollster::constant{1s}, pollster::after_attempts{4});
+  const auto result = w.run(clock);
+
+  CHECK(seen == std::vector<std::string>{"added 7 (initial)", "added 9 (initial)", "changed 7 BUILD -> ACTIVE",
+                                         "removed 9 was ACTIVE", "added 11"});
+  INFO("the watcher copied the list it keeps; the caller's list must still hold its records");
+  REQUIRE(fleet.size() == 2);
+  CHECK(fleet[0].id == 11);
+  CHECK(fleet[0].state == "BUILD");
+  CHECK(fleet[1].state == "ACTIVE");
+  REQUIRE(result.last_value);
+  CHECK(result.last_value->size == 2);
+  CHECK(result.last_value->polls == 4);
 }
 
 TEST_CASE("a nudge verifies at once through the list call, on the runner") {
