@@ -380,6 +380,38 @@ TEST_CASE("many nudges leave stale timers that are swept, not leaked", "[runner]
   CHECK(fleet.run() == 0);
 }
 
+TEST_CASE("one poller nudged a thousand times between far-apart checks stays exact", "[runner]") {
+  // Every nudge leaves the poller's earlier timer entry behind, stale, an hour ahead: a thousand of them point at
+  // one node (more than its small reference count holds) while the fleet is far too small for the global sweep.
+  manual_clock clock;
+  runner<manual_clock> fleet{clock};
+  int checks = 0;
+  std::vector<outcome_type> outcomes;
+  auto h = fleet.submit(
+      [&checks]() -> step_type {
+        ++checks;
+        return pollster::pending(checks);
+      },
+      pollster::constant{1h}, pollster::never{}, [&](outcome_type o) { outcomes.push_back(std::move(o)); });
+  CHECK(fleet.poll() == 1);
+  for (int i = 0; i < 1000; ++i) {
+    clock.advance(1s);
+    h.nudge();
+    REQUIRE(fleet.poll() == 1);
+  }
+  CHECK(checks == 1001);
+  CHECK(fleet.run_for(2h) == 2);  // the schedule resumed an hour after the last nudged check, and again at 2 h
+  CHECK(checks == 1003);
+  h.cancel();
+  fleet.poll();
+  REQUIRE(outcomes.size() == 1);
+  CHECK(outcomes[0].cause == cause::cancelled);
+  CHECK(outcomes[0].nudges == 1000);
+  CHECK(outcomes[0].attempts == 1003);
+  CHECK(outcomes[0].last_value == 1003);
+  CHECK(fleet.empty());
+}
+
 TEST_CASE("bad submissions are refused with invalid_argument", "[runner]") {
   manual_clock clock;
   runner<manual_clock> fleet{clock};
