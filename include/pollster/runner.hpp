@@ -43,6 +43,19 @@
 #include <utility>             // move, forward
 #include <vector>              // vector
 
+// Under AddressSanitizer the node arena poisons the blocks it holds, so a use after free is still caught although
+// the memory does not go back to malloc.
+#if defined(__SANITIZE_ADDRESS__)
+#define POLLSTER_ASAN_POISON 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define POLLSTER_ASAN_POISON 1
+#endif
+#endif
+#ifdef POLLSTER_ASAN_POISON
+#include <sanitizer/asan_interface.h>  // __asan_poison_memory_region
+#endif
+
 POLLSTER_NAMESPACE_BEGIN
 
 /// Where a submitted poller is, as seen through its handle from any thread.
@@ -232,7 +245,10 @@ class node_arena {
   node_arena(const node_arena&) = delete;
   node_arena& operator=(const node_arena&) = delete;
   ~node_arena() {
-    for (void* slab : slabs_) ::operator delete(slab);
+    for (void* slab : slabs_) {
+      unpoison(slab, slab_bytes);
+      ::operator delete(slab);
+    }
   }
 
   void* allocate(std::size_t size, std::size_t alignment) {
@@ -243,6 +259,7 @@ class node_arena {
     if (c.free != nullptr) {
       free_block* b = c.free;
       c.free = b->next;
+      unpoison(b, block);
       return b;
     }
     if (static_cast<std::size_t>(c.end - c.bump) < block) {
@@ -250,9 +267,11 @@ class node_arena {
       c.bump = static_cast<char*>(::operator new(slab_bytes));
       c.end = c.bump + slab_bytes;
       slabs_.push_back(c.bump);
+      poison(c.bump, slab_bytes);
     }
     void* p = c.bump;
     c.bump += block;
+    unpoison(p, block);
     return p;
   }
   void deallocate(void* p, std::size_t size, std::size_t alignment) noexcept {
@@ -264,6 +283,7 @@ class node_arena {
     std::lock_guard<std::mutex> lock(mutex_);
     size_class& c = classes_[block / granule];
     c.free = ::new (p) free_block{c.free};
+    poison(static_cast<char*>(p) + sizeof(free_block), block - sizeof(free_block));  // all but the link
   }
   /// Bytes held in slabs (in use or free).
   std::size_t memory_bytes() const {
@@ -289,6 +309,23 @@ class node_arena {
     const std::size_t unit = alignment > granule ? alignment : granule;
     const std::size_t block = (size + unit - 1) / unit * unit;
     return block <= max_block ? block : 0;
+  }
+
+  static void poison(void* p, std::size_t n) noexcept {
+#ifdef POLLSTER_ASAN_POISON
+    __asan_poison_memory_region(p, n);
+#else
+    (void)p;
+    (void)n;
+#endif
+  }
+  static void unpoison(void* p, std::size_t n) noexcept {
+#ifdef POLLSTER_ASAN_POISON
+    __asan_unpoison_memory_region(p, n);
+#else
+    (void)p;
+    (void)n;
+#endif
   }
 
   mutable std::mutex mutex_;
@@ -917,3 +954,5 @@ class runner {
 };
 
 POLLSTER_NAMESPACE_END
+
+#undef POLLSTER_ASAN_POISON
