@@ -605,6 +605,36 @@ TEST_CASE("a poller reports throttling and carries the budget wait a runner adds
   CHECK(p.outcome().elapsed == 10s);
 }
 
+TEST_CASE("a copy of a poller owns its own options, remembered hint, nudges and budget wait", "[poll][poller]") {
+  using tp = manual_clock::time_point;
+  int calls = 0;
+  auto check = [&]() -> status_step {
+    if (++calls == 1) return pollster::pending("BUILD", pollster::after(30s));
+    return pollster::pending("BUILD");
+  };
+  pollster::poll_options options;
+  options.max_hint = 20s;
+  auto p = pollster::make_poller(check, pollster::constant{5s}, pollster::never{}, tp{}, options);
+  p.step(tp{});
+  CHECK(p.next_due() == tp{20s});  // the 30 s hint, capped by max_hint
+  auto copy = p;
+  p.nudge(tp{1s});
+  p.add_budget_wait(3s);
+  CHECK(p.next_due() == tp{1s});
+  CHECK(copy.next_due() == tp{20s});
+  copy.step(tp{20s});
+  CHECK(copy.next_due() == tp{40s});  // the copy remembers the hint too, and its own max_hint
+  CHECK(copy.last_reason() == delay_reason::hint);
+  copy.cancel(tp{25s});
+  p.cancel(tp{2s});
+  CHECK(copy.outcome().nudges == 0);
+  CHECK(copy.outcome().budget_wait == 0s);
+  CHECK(copy.outcome().attempts == 2);
+  CHECK(p.outcome().nudges == 1);
+  CHECK(p.outcome().budget_wait == 3s);
+  CHECK(p.outcome().attempts == 1);
+}
+
 TEST_CASE("cancel ends a poller at once and keeps what it saw", "[poll][poller][cancel]") {
   using tp = manual_clock::time_point;
   auto check = []() -> status_step { return pollster::pending("BUILD"); };

@@ -491,6 +491,9 @@ using check_step_t = std::decay_t<typename detail::check_result<Check>::type>;
 /// The one polling loop, as a step-able object (Heat's TaskRunner): it knows when it is next due and does one
 /// check per `step(now)`. It never reads a clock and never sleeps, so the blocking driver, the runner and the
 /// watchers all drive it the same way. It allocates nothing per step and is not thread-safe: its driver owns it.
+/// What few runs use (options that are not the default, a remembered server hint, nudges, budget wait, a captured
+/// exception) lives in a cold part that the poller allocates once, when it first needs it, so that a fleet of a
+/// million pending pollers stays small.
 ///
 /// Driving it: call `step(now)` when `now >= next_due()` until `done()`, then read `outcome()`. A check that
 /// throws propagates out of `step`, and the poller stays consistent: the attempt is counted, nothing else

@@ -624,6 +624,7 @@ class runner {
   struct node_owner {
     detail::node_arena& arena;
     detail::runner_node* node;
+    node_owner(detail::node_arena& a, detail::runner_node* n) noexcept : arena(a), node(n) {}
     node_owner(const node_owner&) = delete;
     node_owner& operator=(const node_owner&) = delete;
     ~node_owner() {
