@@ -635,6 +635,25 @@ TEST_CASE("a copy of a poller owns its own options, remembered hint, nudges and 
   CHECK(p.outcome().attempts == 1);
 }
 
+TEST_CASE("a poller moved from is left valid: its cold part and deadline went with the move", "[poll][poller]") {
+  using tp = manual_clock::time_point;
+  auto check = []() -> status_step { return pollster::pending("BUILD"); };
+  pollster::poll_options options;
+  options.deadline = pollster::at(tp{10s});
+  auto p = pollster::make_poller(check, pollster::constant{4s}, pollster::never{}, tp{}, options);
+  auto q = std::move(p);
+  q.step(tp{});
+  q.step(q.next_due());
+  q.step(q.next_due());
+  CHECK(q.next_due() == tp{10s});  // the deadline moved with q: the last sleep is cut to land on it
+  p.restart(tp{});                 // the source has default options now, and no deadline to look up
+  p.step(tp{});
+  p.step(p.next_due());
+  p.step(p.next_due());
+  CHECK(p.next_due() == tp{12s});
+  CHECK_FALSE(p.done());
+}
+
 TEST_CASE("cancel ends a poller at once and keeps what it saw", "[poll][poller][cancel]") {
   using tp = manual_clock::time_point;
   auto check = []() -> status_step { return pollster::pending("BUILD"); };

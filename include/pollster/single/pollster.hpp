@@ -1777,6 +1777,29 @@ class cold_box {
   X* x_ = nullptr;
 };
 
+/// A flag that says a cold_box holds something, and moves with it: a move clears it in the source, as the box's
+/// move empties the source's box.
+class box_flag {
+ public:
+  box_flag() noexcept = default;
+  box_flag(const box_flag&) noexcept = default;
+  box_flag(box_flag&& other) noexcept : set_(other.set_) { other.set_ = false; }
+  box_flag& operator=(const box_flag&) noexcept = default;
+  box_flag& operator=(box_flag&& other) noexcept {
+    const bool set = other.set_;
+    other.set_ = false;
+    set_ = set;
+    return *this;
+  }
+  ~box_flag() = default;
+
+  void set() noexcept { set_ = true; }
+  explicit operator bool() const noexcept { return set_; }
+
+ private:
+  bool set_ = false;
+};
+
 template <class C, class = void>
 struct is_clock : std::false_type {};
 template <class C>
@@ -1841,7 +1864,7 @@ class poller : private detail::compressed<Check, 0>,
       c.wait_first = options.wait_first;
       if (options.deadline) {
         c.deadline = to_time_point(*options.deadline, "deadline");
-        has_deadline_ = true;
+        has_deadline_.set();
       }
     }
     restart(start);
@@ -2160,7 +2183,7 @@ class poller : private detail::compressed<Check, 0>,
   std::uint8_t stop_ = 0;  // a stop_reason
   step_kind last_kind_ = step_kind::pending;
   delay_reason last_reason_ = delay_reason::schedule;
-  bool has_deadline_ = false;  // then cold_ holds the deadline
+  detail::box_flag has_deadline_;  // then cold_ holds the deadline (a move clears both in the source)
   bool done_ = false;
   bool last_throttled_ = false;
   bool nudged_ = false;
