@@ -2275,7 +2275,8 @@ POLLSTER_NAMESPACE_END
 // Threads: the runner's structures belong to the thread that drives it (run(), run_for(), poll(), or the thread of
 // start()). Handles and submit() may be used from any thread: they go through a mutex-protected command queue that
 // the driving thread drains between batches, and they carry the node's address checked against a generation in
-// its slot, so a handle to a finished (or recycled) poller is harmless. Completion callbacks run on the driving thread; they may submit.
+// its slot, so a handle to a finished (or recycled) poller is harmless. Completion callbacks run on the driving
+// thread; they may submit.
 
 // ---- begin pollster/detail/timer_heap.hpp ----
 
@@ -2667,7 +2668,7 @@ POLLSTER_NAMESPACE_END
 #include <exception>           // exception_ptr
 #include <limits>              // numeric_limits
 #include <memory>              // shared_ptr
-#include <new>                 // operator new, placement new
+#include <new>                 // operator new, placement new, align_val_t
 #include <mutex>               // mutex, lock_guard, unique_lock
 #include <optional>            // optional
 #include <stdexcept>           // logic_error, length_error
@@ -2887,7 +2888,10 @@ class node_arena {
 
   void* allocate(std::size_t size, std::size_t alignment) {
     const std::size_t block = block_size(size, alignment);
-    if (block == 0) return ::operator new(size);  // large or over-aligned: malloc's business
+    if (block == 0) {  // large or over-aligned: the global operator new's business
+      if (alignment > __STDCPP_DEFAULT_NEW_ALIGNMENT__) return ::operator new(size, std::align_val_t{alignment});
+      return ::operator new(size);
+    }
     std::lock_guard<std::mutex> lock(mutex_);
     size_class& c = classes_[block / granule];
     if (c.free != nullptr) {
@@ -2911,18 +2915,17 @@ class node_arena {
   void deallocate(void* p, std::size_t size, std::size_t alignment) noexcept {
     const std::size_t block = block_size(size, alignment);
     if (block == 0) {
-      ::operator delete(p);
+      if (alignment > __STDCPP_DEFAULT_NEW_ALIGNMENT__) {
+        ::operator delete(p, std::align_val_t{alignment});
+      } else {
+        ::operator delete(p);
+      }
       return;
     }
     std::lock_guard<std::mutex> lock(mutex_);
     size_class& c = classes_[block / granule];
     c.free = ::new (p) free_block{c.free};
     poison(static_cast<char*>(p) + sizeof(free_block), block - sizeof(free_block));  // all but the link
-  }
-  /// Bytes held in slabs (in use or free).
-  std::size_t memory_bytes() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return slabs_.size() * slab_bytes;
   }
 
  private:
@@ -2937,9 +2940,10 @@ class node_arena {
     char* bump = nullptr;
     char* end = nullptr;
   };
-  // Sizes rounded to the alignment keep every block of a slab (16-aligned) aligned; 0: not an arena size.
+  // Sizes rounded to the alignment keep every block of a slab (aligned as operator new aligns) aligned; 0: not an
+  // arena size.
   static std::size_t block_size(std::size_t size, std::size_t alignment) noexcept {
-    if (alignment > 16) return 0;
+    if (alignment > __STDCPP_DEFAULT_NEW_ALIGNMENT__) return 0;
     const std::size_t unit = alignment > granule ? alignment : granule;
     const std::size_t block = (size + unit - 1) / unit * unit;
     return block <= max_block ? block : 0;
@@ -2962,7 +2966,7 @@ class node_arena {
 #endif
   }
 
-  mutable std::mutex mutex_;
+  std::mutex mutex_;
   size_class classes_[max_block / granule + 1];
   std::vector<void*> slabs_;
 };
