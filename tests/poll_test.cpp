@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -604,6 +605,55 @@ TEST_CASE("a poller reports throttling and carries the budget wait a runner adds
   CHECK(p.outcome().elapsed == 10s);
 }
 
+TEST_CASE("a copy of a poller owns its own options, remembered hint, nudges and budget wait", "[poll][poller]") {
+  using tp = manual_clock::time_point;
+  int calls = 0;
+  auto check = [&]() -> status_step {
+    if (++calls == 1) return pollster::pending("BUILD", pollster::after(30s));
+    return pollster::pending("BUILD");
+  };
+  pollster::poll_options options;
+  options.max_hint = 20s;
+  auto p = pollster::make_poller(check, pollster::constant{5s}, pollster::never{}, tp{}, options);
+  p.step(tp{});
+  CHECK(p.next_due() == tp{20s});  // the 30 s hint, capped by max_hint
+  auto copy = p;
+  p.nudge(tp{1s});
+  p.add_budget_wait(3s);
+  CHECK(p.next_due() == tp{1s});
+  CHECK(copy.next_due() == tp{20s});
+  copy.step(tp{20s});
+  CHECK(copy.next_due() == tp{40s});  // the copy remembers the hint too, and its own max_hint
+  CHECK(copy.last_reason() == delay_reason::hint);
+  copy.cancel(tp{25s});
+  p.cancel(tp{2s});
+  CHECK(copy.outcome().nudges == 0);
+  CHECK(copy.outcome().budget_wait == 0s);
+  CHECK(copy.outcome().attempts == 2);
+  CHECK(p.outcome().nudges == 1);
+  CHECK(p.outcome().budget_wait == 3s);
+  CHECK(p.outcome().attempts == 1);
+}
+
+TEST_CASE("a poller moved from is left valid: its cold part and deadline went with the move", "[poll][poller]") {
+  using tp = manual_clock::time_point;
+  auto check = []() -> status_step { return pollster::pending("BUILD"); };
+  pollster::poll_options options;
+  options.deadline = pollster::at(tp{10s});
+  auto p = pollster::make_poller(check, pollster::constant{4s}, pollster::never{}, tp{}, options);
+  auto q = std::move(p);
+  q.step(tp{});
+  q.step(q.next_due());
+  q.step(q.next_due());
+  CHECK(q.next_due() == tp{10s});  // the deadline moved with q: the last sleep is cut to land on it
+  p.restart(tp{});                 // the source has default options now, and no deadline to look up
+  p.step(tp{});
+  p.step(p.next_due());
+  p.step(p.next_due());
+  CHECK(p.next_due() == tp{12s});
+  CHECK_FALSE(p.done());
+}
+
 TEST_CASE("cancel ends a poller at once and keeps what it saw", "[poll][poller][cancel]") {
   using tp = manual_clock::time_point;
   auto check = []() -> status_step { return pollster::pending("BUILD"); };
@@ -625,16 +675,18 @@ TEST_CASE("a poller is small and hooks that are unset cost no space", "[poll][po
   using heat = decltype(pollster::make_poller(check, pollster::presets::heat(), pollster::before_deadline{15min}, tp{}));
   using hooked = pollster::poller<decltype(check), pollster::geometric, pollster::before_deadline, tp,
                                   pollster::hook_functions<int, int>>;
-  // The outcome is most of it: an empty check, `never` and no hooks take no space at all.
-  CHECK(sizeof(minimal) == sizeof(pollster::outcome<int, int>) + sizeof(pollster::constant) + 4 * sizeof(tp) +
-                               4 * sizeof(pollster::duration) + 8);
+  // An empty check, `never` and no hooks take no space at all. Per run: the schedule, the last value and error,
+  // attempts, elapsed and slept; start and next due; the last delay; one pointer to the cold part (options that
+  // are not the default, a remembered hint, nudges, budget wait, a captured exception); eight bytes of state.
+  CHECK(sizeof(minimal) == sizeof(pollster::constant) + 2 * sizeof(std::optional<int>) + sizeof(std::uint64_t) +
+                               2 * sizeof(tp) + 3 * sizeof(pollster::duration) + sizeof(void*) + 8);
   CHECK(sizeof(heat) == sizeof(minimal) - sizeof(pollster::constant) + sizeof(pollster::geometric) +
                             sizeof(pollster::before_deadline));
   CHECK(sizeof(hooked) == sizeof(heat) + sizeof(pollster::hook_functions<int, int>));
   UNSCOPED_INFO("sizeof poller: constant/never " << sizeof(minimal) << " B, heat/before_deadline " << sizeof(heat)
                                                   << " B, outcome<int, int> " << sizeof(pollster::outcome<int, int>)
                                                   << " B");
-  CHECK(sizeof(minimal) <= 152);
+  CHECK(sizeof(minimal) <= 88);
 }
 
 TEST_CASE("a transient error is retried on the schedule and its hint is a floor too", "[poll][hint]") {

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <functional>
 #include <map>
@@ -378,6 +380,84 @@ TEST_CASE("many nudges leave stale timers that are swept, not leaked", "[runner]
   fleet.poll();
   CHECK(fleet.empty());
   CHECK(fleet.run() == 0);
+}
+
+TEST_CASE("one poller nudged a thousand times between far-apart checks stays exact", "[runner]") {
+  // Every nudge leaves the poller's earlier timer entry behind, stale, an hour ahead: a thousand of them point at
+  // one node (more than its small reference count holds) while the fleet is far too small for the global sweep.
+  manual_clock clock;
+  runner<manual_clock> fleet{clock};
+  int checks = 0;
+  std::vector<outcome_type> outcomes;
+  auto h = fleet.submit(
+      [&checks]() -> step_type {
+        ++checks;
+        return pollster::pending(checks);
+      },
+      pollster::constant{1h}, pollster::never{}, [&](outcome_type o) { outcomes.push_back(std::move(o)); });
+  CHECK(fleet.poll() == 1);
+  for (int i = 0; i < 1000; ++i) {
+    clock.advance(1s);
+    h.nudge();
+    REQUIRE(fleet.poll() == 1);
+  }
+  CHECK(checks == 1001);
+  h.cancel();  // while the stale entries still wait in the timers: they must not free the node early
+  fleet.poll();
+  REQUIRE(outcomes.size() == 1);
+  CHECK(outcomes[0].cause == cause::cancelled);
+  CHECK(outcomes[0].nudges == 1000);
+  CHECK(outcomes[0].attempts == 1001);
+  CHECK(outcomes[0].last_value == 1001);
+  CHECK(fleet.empty());
+  CHECK(fleet.run() == 0);  // the stale entries come out over the next hours of virtual time, and nothing runs
+  CHECK(checks == 1001);
+}
+
+namespace {
+/// A check aligned to 16 bytes, the arena's largest alignment; it checks its own address.
+struct alignas(16) aligned_check {
+  int calls = 0;
+  step_type operator()() {
+    CHECK(reinterpret_cast<std::uintptr_t>(this) % 16 == 0);
+    ++calls;
+    if (calls == 2) return pollster::done(calls);
+    return pollster::pending(calls);
+  }
+};
+}  // namespace
+
+TEST_CASE("the node arena aligns what it hands out and leaves large or over-aligned nodes to operator new",
+          "[runner]") {
+  pollster::detail::node_arena arena;
+  std::vector<void*> blocks;
+  for (std::size_t alignment : {std::size_t{8}, std::size_t{16}, std::size_t{64}}) {
+    for (std::size_t size : {std::size_t{24}, std::size_t{40}, std::size_t{112}, std::size_t{2000}}) {
+      void* p = arena.allocate(size, alignment);
+      CHECK(reinterpret_cast<std::uintptr_t>(p) % alignment == 0);
+      std::memset(p, 0xab, size);  // (ASan: the whole block is usable)
+      arena.deallocate(p, size, alignment);
+      void* again = arena.allocate(size, alignment);
+      if (size <= 1024 && alignment <= 16) CHECK(again == p);  // a freed block serves the next of its size
+      blocks.push_back(again);
+      std::memset(again, 0xcd, size);
+      arena.deallocate(again, size, alignment);
+    }
+  }
+  CHECK(blocks.size() == 12);
+}
+
+TEST_CASE("pollers with 16-byte aligned checks get aligned nodes", "[runner]") {
+  manual_clock clock;
+  runner<manual_clock> fleet{clock};
+  std::vector<outcome_type> outcomes;
+  for (int i = 0; i < 5; ++i) {
+    fleet.submit(aligned_check{}, pollster::constant{1s}, pollster::never{},
+                 [&](outcome_type o) { outcomes.push_back(std::move(o)); });
+  }
+  CHECK(fleet.run() == 10);
+  REQUIRE(outcomes.size() == 5);
+  for (const outcome_type& o : outcomes) CHECK(o.value() == 2);
 }
 
 TEST_CASE("bad submissions are refused with invalid_argument", "[runner]") {

@@ -23,11 +23,12 @@
 #include <cstdint>      // uint8_t, uint32_t, uint64_t
 #include <exception>    // exception_ptr
 #include <functional>   // function (hook_functions only)
+#include <new>          // nothrow
 #include <optional>     // optional
 #include <stdexcept>    // logic_error
 #include <string>       // string
 #include <type_traits>  // decay_t, enable_if_t, is_invocable_v, is_empty_v
-#include <utility>      // move, forward
+#include <utility>      // move, forward, swap
 
 POLLSTER_NAMESPACE_BEGIN
 
@@ -444,6 +445,59 @@ struct compressed<X, Slot, false> {
   X x_;
 };
 
+/// Owns an object that most holders never need, so that the holder pays one pointer for it until it does. Copies
+/// deep, like the member it replaces.
+template <class X>
+class cold_box {
+ public:
+  cold_box() noexcept = default;
+  cold_box(const cold_box& other) : x_(other.x_ != nullptr ? new X(*other.x_) : nullptr) {}
+  cold_box(cold_box&& other) noexcept : x_(other.x_) { other.x_ = nullptr; }
+  cold_box& operator=(cold_box other) noexcept {
+    std::swap(x_, other.x_);
+    return *this;
+  }
+  ~cold_box() { delete x_; }
+
+  X* get() const noexcept { return x_; }
+  /// Creates it on first use (may throw std::bad_alloc; nothing changes then).
+  X& make() {
+    if (x_ == nullptr) x_ = new X();
+    return *x_;
+  }
+  /// The same for a noexcept caller: null when memory is exhausted.
+  X* try_make() noexcept {
+    if (x_ == nullptr) x_ = new (std::nothrow) X();
+    return x_;
+  }
+
+ private:
+  X* x_ = nullptr;
+};
+
+/// A flag that says a cold_box holds something, and moves with it: a move clears it in the source, as the box's
+/// move empties the source's box.
+class box_flag {
+ public:
+  box_flag() noexcept = default;
+  box_flag(const box_flag&) noexcept = default;
+  box_flag(box_flag&& other) noexcept : set_(other.set_) { other.set_ = false; }
+  box_flag& operator=(const box_flag&) noexcept = default;
+  box_flag& operator=(box_flag&& other) noexcept {
+    const bool set = other.set_;
+    other.set_ = false;
+    set_ = set;
+    return *this;
+  }
+  ~box_flag() = default;
+
+  void set() noexcept { set_ = true; }
+  explicit operator bool() const noexcept { return set_; }
+
+ private:
+  bool set_ = false;
+};
+
 template <class C, class = void>
 struct is_clock : std::false_type {};
 template <class C>
@@ -460,6 +514,9 @@ using check_step_t = std::decay_t<typename detail::check_result<Check>::type>;
 /// The one polling loop, as a step-able object (Heat's TaskRunner): it knows when it is next due and does one
 /// check per `step(now)`. It never reads a clock and never sleeps, so the blocking driver, the runner and the
 /// watchers all drive it the same way. It allocates nothing per step and is not thread-safe: its driver owns it.
+/// What few runs use (options that are not the default, a remembered server hint, nudges, budget wait, a captured
+/// exception) lives in a cold part that the poller allocates once, when it first needs it, so that a fleet of a
+/// million pending pollers stays small.
 ///
 /// Driving it: call `step(now)` when `now >= next_due()` until `done()`, then read `outcome()`. A check that
 /// throws propagates out of `step`, and the poller stays consistent: the attempt is counted, nothing else
@@ -488,24 +545,25 @@ class poller : private detail::compressed<Check, 0>,
       : check_holder(std::move(check)),
         stop_holder(std::move(stop)),
         hooks_holder(std::move(hooks)),
-        schedule_(std::move(schedule)),
-        max_hint_(options.max_hint),
-        hint_lifetime_(options.hint_lifetime),
-        has_deadline_(false),
-        done_(false),
-        last_throttled_(false),
-        nudged_(false),
-        reset_on_nudge_(options.reset_on_nudge),
-        wait_first_(options.wait_first) {
+        schedule_(std::move(schedule)) {
     if (options.max_hint < duration::zero()) {
       detail::throw_invalid("poll_options", "max_hint", ">= 0", detail::duration_text(options.max_hint));
     }
     if (options.hint_lifetime < duration::zero()) {
       detail::throw_invalid("poll_options", "hint_lifetime", ">= 0", detail::duration_text(options.hint_lifetime));
     }
-    if (options.deadline) {
-      deadline_ = to_time_point(*options.deadline, "deadline");
-      has_deadline_ = true;
+    // The defaults need no storage; any other option is kept in the cold part, created here once.
+    if (options.deadline || options.wait_first || options.reset_on_nudge || options.max_hint != duration::max() ||
+        options.hint_lifetime != duration::max()) {
+      cold_state& c = cold_.make();
+      c.max_hint = options.max_hint;
+      c.hint_lifetime = options.hint_lifetime;
+      c.reset_on_nudge = options.reset_on_nudge;
+      c.wait_first = options.wait_first;
+      if (options.deadline) {
+        c.deadline = to_time_point(*options.deadline, "deadline");
+        has_deadline_.set();
+      }
     }
     restart(start);
   }
@@ -515,27 +573,30 @@ class poller : private detail::compressed<Check, 0>,
     schedule_.reset();
     stop_rule_mutable().reset();
     // Field by field rather than `outcome_ = {}`: the value and error types need not be assignable.
-    outcome_.cause = pollster::cause::running;
-    outcome_.stop = stop_reason::none;
-    outcome_.nudges = 0;
+    cause_ = pollster::cause::running;
+    stop_ = 0;
     outcome_.last_value.reset();
     outcome_.last_error.reset();
-    outcome_.exception = nullptr;
     outcome_.attempts = 0;
-    outcome_.elapsed = outcome_.slept = outcome_.budget_wait = duration::zero();
-    start_ = next_due_ = remembered_at_ = start;
-    last_delay_ = remembered_value_ = duration::zero();
-    remembered_ = retry_hint::form::none;
+    outcome_.elapsed = outcome_.slept = duration::zero();
+    if (cold_state* c = cold_.get()) {
+      c->nudges = 0;
+      c->exception = nullptr;
+      c->budget_wait = duration::zero();
+      c->remembered = retry_hint::form::none;
+    }
+    start_ = next_due_ = start;
+    last_delay_ = duration::zero();
     last_kind_ = step_kind::pending;
     last_reason_ = delay_reason::schedule;
     done_ = false;
     last_throttled_ = false;
     nudged_ = false;
-    if (has_deadline_ && deadline_ <= start) {
+    if (has_deadline_ && cold_.get()->deadline <= start) {
       finish(pollster::cause::deadline, stop_reason::deadline, start);  // nothing to do: already past it
       return;
     }
-    if (wait_first_) plan_next(start, duration::zero(), step_type{});
+    if (cold_.get() != nullptr && cold_.get()->wait_first) plan_next(start, duration::zero(), step_type{});
   }
 
   /// When the next check is due; `time_point::max()` once done.
@@ -586,7 +647,7 @@ class poller : private detail::compressed<Check, 0>,
       finish(reason == stop_reason::deadline ? pollster::cause::deadline : pollster::cause::exhausted, reason, end);
       return;
     }
-    if (has_deadline_ && end >= deadline_) {
+    if (has_deadline_ && end >= cold_.get()->deadline) {
       finish(pollster::cause::deadline, stop_reason::deadline, end);
       return;
     }
@@ -594,13 +655,15 @@ class poller : private detail::compressed<Check, 0>,
   }
 
   /// Makes the poller due at `now` (notify-then-verify: a callback said something changed, so check through the
-  /// real API at once). The schedule then resumes, from its start with `reset_on_nudge`.
+  /// real API at once). The schedule then resumes, from its start with `reset_on_nudge`. The first nudge of a run
+  /// may allocate (the count lives in the poller's cold part): std::bad_alloc then leaves the poller unchanged.
   void nudge(time_point now) {
     if (done_) return;
-    ++outcome_.nudges;
+    cold_state& c = cold_.make();
+    ++c.nudges;
     nudged_ = true;
     if (now < next_due_) next_due_ = now;
-    if (reset_on_nudge_) schedule_.reset();
+    if (c.reset_on_nudge) schedule_.reset();
   }
 
   /// Ends the run with cause cancelled, keeping the last value and error. No further check runs.
@@ -616,22 +679,28 @@ class poller : private detail::compressed<Check, 0>,
 
   /// Ends the run with cause exception, for a driver that catches what a check threw (the runner). The
   /// attempt that threw stays counted; the time is that of the last check's start or end, whichever is later.
+  /// (The exception is kept in the poller's cold part; should even that allocation fail, the cause still says
+  /// exception, without the pointer.)
   void capture(std::exception_ptr error, time_point now) noexcept {
     if (done_) return;
-    outcome_.exception = std::move(error);
+    if (cold_state* c = cold_.try_make()) c->exception = std::move(error);
     finish(pollster::cause::exception, stop_reason::none, std::max(now, last_end_time()));
   }
 
-  /// For a driver that held a due check back while waiting for a shared rate budget.
-  void add_budget_wait(duration waited) noexcept {
-    if (waited > duration::zero()) outcome_.budget_wait = detail::sat_add(outcome_.budget_wait, waited);
+  /// For a driver that held a due check back while waiting for a shared rate budget. The first wait of a run may
+  /// allocate (it lives in the poller's cold part): std::bad_alloc then leaves the poller unchanged.
+  void add_budget_wait(duration waited) {
+    if (waited > duration::zero()) {
+      cold_state& c = cold_.make();
+      c.budget_wait = detail::sat_add(c.budget_wait, waited);
+    }
   }
 
-  /// The account so far (complete once done()).
-  const outcome_type& outcome() const noexcept { return outcome_; }
+  /// The account so far (complete once done()), as a copy: the poller keeps it in a more compact form.
+  outcome_type outcome() const { return make_outcome(outcome_.last_value, outcome_.last_error); }
   /// Moves the account out (once done): the poller is spent until `restart`.
   outcome_type take_outcome() noexcept(std::is_nothrow_move_constructible_v<outcome_type>) {
-    return std::move(outcome_);
+    return make_outcome(std::move(outcome_.last_value), std::move(outcome_.last_error));
   }
 
   /// What the last check said, for a driver: its kind, whether it reported "rate limited", and the delay chosen
@@ -695,23 +764,26 @@ class poller : private detail::compressed<Check, 0>,
   }
 
   /// The hint in force after a check that ended at `end`, as a delay: this response's, else the remembered one
-  /// while it lives (`hint_lifetime` after the response that carried it).
-  duration hint_delay(const retry_hint& fresh, time_point end) noexcept {
+  /// while it lives (`hint_lifetime` after the response that carried it). The first hint of a poller creates its
+  /// cold part (one allocation per poller at most, never one per check).
+  duration hint_delay(const retry_hint& fresh, time_point end) {
+    cold_state* c = cold_.get();
     if (fresh) {
-      remembered_ = fresh.kind();
-      remembered_value_ = fresh.value();
-      remembered_at_ = end;
-    } else if (remembered_ == retry_hint::form::none) {
+      c = &cold_.make();
+      c->remembered = fresh.kind();
+      c->remembered_value = fresh.value();
+      c->remembered_at = end;
+    } else if (c == nullptr || c->remembered == retry_hint::form::none) {
       return duration::zero();  // the common case: no hint now, none remembered
-    } else if (to_duration(end - remembered_at_) >= hint_lifetime_) {
-      remembered_ = retry_hint::form::none;
+    } else if (to_duration(end - c->remembered_at) >= c->hint_lifetime) {
+      c->remembered = retry_hint::form::none;
       return duration::zero();
     }
-    duration d = remembered_value_;
-    if (remembered_ == retry_hint::form::at) {
-      d = std::max(duration::zero(), to_duration(detail::sat_add(time_point{}, remembered_value_) - end));
+    duration d = c->remembered_value;
+    if (c->remembered == retry_hint::form::at) {
+      d = std::max(duration::zero(), to_duration(detail::sat_add(time_point{}, c->remembered_value) - end));
     }
-    return std::min(d, max_hint_);
+    return std::min(d, c->max_hint);
   }
 
   void plan_next(time_point end, duration elapsed, const step_type& result) {
@@ -730,7 +802,7 @@ class poller : private detail::compressed<Check, 0>,
       reason = delay_reason::hint;
     }
     duration left = stop_rule().time_left(elapsed);
-    if (has_deadline_) left = std::min(left, to_duration(deadline_ - end));
+    if (has_deadline_) left = std::min(left, to_duration(cold_.get()->deadline - end));
     if (delay > left) {
       if (reason == delay_reason::hint) {
         // The server will not be ready before the deadline: polling again before then is pointless.
@@ -752,32 +824,68 @@ class poller : private detail::compressed<Check, 0>,
 
   void finish(pollster::cause why, stop_reason reason, time_point end) noexcept {
     done_ = true;
-    outcome_.cause = why;
-    outcome_.stop = reason;
+    cause_ = why;
+    stop_ = static_cast<std::uint8_t>(reason);  // (stop_reason is an int-sized enum: one byte suffices)
     outcome_.elapsed = to_duration(end - start_);
   }
 
+  // What most runs never use, out of line, so that a poller pays one pointer for it until it does: the options
+  // that differ from their defaults (set at construction), the remembered server hint (from the first hint), the
+  // nudge count (from the first nudge), the budget wait (from the first wait) and a captured exception.
+  struct cold_state {
+    time_point deadline{};  // valid when has_deadline_
+    duration max_hint = duration::max();
+    duration hint_lifetime = duration::max();
+    time_point remembered_at{};  // when the remembered hint arrived
+    duration remembered_value{};
+    std::exception_ptr exception;
+    duration budget_wait{};
+    std::uint32_t nudges = 0;
+    retry_hint::form remembered = retry_hint::form::none;
+    bool reset_on_nudge = false;
+    bool wait_first = false;
+  };
+
+
+  // The part of the outcome that every run needs, updated on every check; outcome() adds the rest.
+  struct account {
+    std::optional<value_type> last_value;
+    std::optional<error_type> last_error;
+    std::uint64_t attempts = 0;
+    duration elapsed{};  // also says where the last check ended: idle time counts from there
+    duration slept{};
+  };
+
+  template <class Value, class Error>
+  outcome_type make_outcome(Value&& value, Error&& error) const {
+    const cold_state* c = cold_.get();
+    return outcome_type{cause_,
+                        static_cast<stop_reason>(stop_),
+                        c != nullptr ? c->nudges : 0,
+                        std::forward<Value>(value),
+                        std::forward<Error>(error),
+                        c != nullptr ? c->exception : nullptr,
+                        outcome_.attempts,
+                        outcome_.elapsed,
+                        outcome_.slept,
+                        c != nullptr ? c->budget_wait : duration::zero()};
+  }
+
   Schedule schedule_;
-  outcome_type outcome_;        // its `elapsed` also says where the last check ended: idle time counts from there
+  account outcome_;
   time_point start_{};
   time_point next_due_{};
-  time_point remembered_at_{};  // when the remembered hint arrived
-  time_point deadline_{};
   duration last_delay_{};
-  duration remembered_value_{};
-  duration max_hint_;
-  duration hint_lifetime_;
-  retry_hint::form remembered_ = retry_hint::form::none;
+  detail::cold_box<cold_state> cold_;
+  // Eight bytes of state, each a whole byte: the flags read on every step would cost a read-modify-write as bits.
+  pollster::cause cause_ = pollster::cause::running;
+  std::uint8_t stop_ = 0;  // a stop_reason
   step_kind last_kind_ = step_kind::pending;
   delay_reason last_reason_ = delay_reason::schedule;
-  // Eight bytes of state: the flags read on every step are whole bytes (a bit-field costs a read-modify-write on
-  // the hot path); the two options read only at a start or a nudge share one byte, so a poller stays small.
-  bool has_deadline_;
-  bool done_;
-  bool last_throttled_;
-  bool nudged_;
-  bool reset_on_nudge_ : 1;  // (set in the constructor: C++17 has no default member initialisers for bit-fields)
-  bool wait_first_ : 1;
+  detail::box_flag has_deadline_;  // then cold_ holds the deadline (a move clears both in the source)
+  bool done_ = false;
+  bool last_throttled_ = false;
+  bool nudged_ = false;
 };
 
 /// Builds a poller, deducing its types from the arguments (the time point decides the clock).

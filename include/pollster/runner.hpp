@@ -4,15 +4,17 @@
 // The runner: one thread drives very many pollers, keeps them inside shared request budgets, and lets any thread
 // nudge or cancel any of them.
 //
-// Each submitted poller becomes one node, allocated once at submit: a 32-byte virtual base (due time, slot, state,
-// budget) and a derived node that holds the poller and its completion callback. The runner steps the
-// poller itself (the one loop of poll.hpp); it never re-implements it. Timers live in a radix heap
-// (detail/timer_heap.hpp) keyed on 64-bit due times; nothing is allocated per poll.
+// Each submitted poller becomes one node, allocated once at submit from the runner's slab arena: a 24-byte
+// virtual base (due time, slot, budget, references, state) and a derived node that holds the poller and its
+// completion callback. The runner steps the poller itself (the one loop of poll.hpp); it never re-implements it.
+// Timers live in a radix heap (detail/timer_heap.hpp) keyed on 64-bit due times; nothing is allocated per poll.
+// Per pending poller the runner adds 16 bytes of timer entry and a 4-byte handle slot to the node.
 //
 // Threads: the runner's structures belong to the thread that drives it (run(), run_for(), poll(), or the thread of
 // start()). Handles and submit() may be used from any thread: they go through a mutex-protected command queue that
-// the driving thread drains between batches, and they name nodes by a generation-checked slot, so a handle to a
-// finished (or recycled) poller is harmless. Completion callbacks run on the driving thread; they may submit.
+// the driving thread drains between batches, and they carry the node's address checked against a generation in
+// its slot, so a handle to a finished (or recycled) poller is harmless. Completion callbacks run on the driving
+// thread; they may submit.
 
 #include "clock.hpp"
 #include "detail/config.hpp"
@@ -31,15 +33,29 @@
 #include <deque>               // deque
 #include <exception>           // exception_ptr
 #include <limits>              // numeric_limits
-#include <memory>              // shared_ptr, unique_ptr
+#include <memory>              // shared_ptr
+#include <new>                 // operator new, placement new, align_val_t
 #include <mutex>               // mutex, lock_guard, unique_lock
 #include <optional>            // optional
 #include <stdexcept>           // logic_error, length_error
 #include <string>              // string
 #include <thread>              // thread
 #include <type_traits>         // is_same_v, void_t
-#include <utility>             // move
+#include <utility>             // move, forward
 #include <vector>              // vector
+
+// Under AddressSanitizer the node arena poisons the blocks it holds, so a use after free is still caught although
+// the memory does not go back to malloc.
+#if defined(__SANITIZE_ADDRESS__)
+#define POLLSTER_ASAN_POISON 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define POLLSTER_ASAN_POISON 1
+#endif
+#endif
+#ifdef POLLSTER_ASAN_POISON
+#include <sanitizer/asan_interface.h>  // __asan_poison_memory_region
+#endif
 
 POLLSTER_NAMESPACE_BEGIN
 
@@ -105,6 +121,8 @@ struct step_report {
   bool throttled = false;      ///< the check said "rate limited": slow the whole budget down
 };
 
+class node_arena;
+
 /// The runner's view of a poller: everything it needs, type-erased behind one virtual call per poll.
 class runner_node {
  public:
@@ -115,40 +133,51 @@ class runner_node {
 
   /// Runs one check at `now`; a check that throws is captured into the poller's outcome (never propagates).
   virtual step_report step(std::uint64_t now_key) noexcept = 0;
-  /// A nudge arrived: the poller is due now; returns the key to arm it at.
-  virtual std::uint64_t nudge(std::uint64_t now_key) noexcept = 0;
+  /// A nudge arrived: the poller is due now; returns the key to arm it at. (Its first nudge may allocate the
+  /// poller's cold part: std::bad_alloc leaves it unchanged.)
+  virtual std::uint64_t nudge(std::uint64_t now_key) = 0;
   /// Cancels the poller; its outcome says cancelled and keeps the last value.
   virtual void cancel(std::uint64_t now_key) noexcept = 0;
-  /// Adds time spent waiting for a rate budget to the outcome.
-  virtual void add_budget_wait(duration waited) noexcept = 0;
+  /// Adds time spent waiting for a rate budget to the outcome (may allocate, as nudge does).
+  virtual void add_budget_wait(duration waited) = 0;
   /// The key of the first check (or finished_key when the poller is over before it starts).
   virtual std::uint64_t first_key() noexcept = 0;
   /// Hands the outcome to the completion callback (which may throw; the runner stays consistent).
   virtual void complete() = 0;
+  /// Destroys the node and gives its block back to the arena it came from.
+  virtual void destroy(node_arena& arena) noexcept = 0;
 
+  // 24 bytes with the vtable pointer: every byte here is paid a million times over.
   std::uint64_t due_key = 0;  // the key of the one live heap entry when armed; the due time when waiting
   std::uint32_t slot = 0;     // the handle's slot
-  std::uint32_t refs = 0;     // heap entries + wait-list membership that still point here
   std::uint16_t budget = no_budget;
+  std::uint8_t refs = 0;  // heap entries + wait-list membership that still point here (kept below max_refs)
   node_state state = node_state::armed;
 };
+
+/// A node's stale heap entries come from nudges; before they could overflow its 8-bit count, a sweep drops them.
+constexpr std::uint8_t max_refs = 250;
 
 struct command {
   enum kind_type : std::uint8_t { insert, nudge, cancel };
   kind_type kind;
   std::uint32_t slot;
   std::uint32_t generation;
-  runner_node* node;  // insert only
+  runner_node* node;  // dereferenced only while the slot's generation still matches: the node is alive then
 };
 
-/// A slot names a node for handles. Slots live in 64 KiB pages that never move (a two-level directory finds
-/// them), so another thread may read a slot's generation and status while the table grows, and the table
-/// holds at most one partly used page beyond what is in use.
-struct slot_entry {
-  std::atomic<std::uint32_t> generation{0};
-  std::atomic<poll_status> status{poll_status::finished};
-  runner_node* node = nullptr;  // driving thread only (written by submit under the mutex, before the command)
-};
+/// A slot tells handles on any thread whether their poller is still there and where it is, in one word: the
+/// generation (bumped when the poller finishes, so a handle to an earlier occupant reads finished) times four,
+/// plus the poll_status. Handles carry the node's address themselves; the slot only vouches for it.
+using slot_entry = std::atomic<std::uint32_t>;
+constexpr std::uint32_t slot_word(std::uint32_t generation, poll_status status) noexcept {
+  return static_cast<std::uint32_t>(generation << 2) | static_cast<std::uint32_t>(status);
+}
+constexpr std::uint32_t generation_of(std::uint32_t word) noexcept { return word >> 2; }
+constexpr poll_status status_of(std::uint32_t word) noexcept { return static_cast<poll_status>(word & 3); }
+
+/// Slots live in 16 KiB pages that never move (a two-level directory finds them), so another thread may read a
+/// slot while the table grows, and the table holds at most one partly used page beyond what is in use.
 
 class slot_table {
  public:
@@ -178,7 +207,7 @@ class slot_table {
     if (middle.load(std::memory_order_relaxed) == nullptr) middle.store(new page[fanout]{}, std::memory_order_release);
     page& entries = middle.load(std::memory_order_relaxed)[(index >> 12) & (fanout - 1)];
     if (entries.load(std::memory_order_relaxed) == nullptr) {
-      entries.store(new slot_entry[page_slots], std::memory_order_release);
+      entries.store(new slot_entry[page_slots](), std::memory_order_release);
     }
     return index;
   }
@@ -205,6 +234,107 @@ class slot_table {
   std::atomic<page*> directory_[fanout] = {};
   std::vector<std::uint32_t> free_;
   std::uint32_t used_ = 0;
+};
+
+/// Blocks for the runner's nodes, carved from 16 KiB slabs with one free list per size: a node costs its own
+/// size rounded to 8 bytes, with no malloc header and no rounding to 16, and a finished poller's block serves the
+/// next node of its size. Blocks go back to the free list, not to malloc: the slabs are freed with the runner.
+/// Thread-safe (submit allocates on any thread, the driving thread frees).
+class node_arena {
+ public:
+  node_arena() = default;
+  node_arena(const node_arena&) = delete;
+  node_arena& operator=(const node_arena&) = delete;
+  ~node_arena() {
+    for (void* slab : slabs_) {
+      unpoison(slab, slab_bytes);
+      ::operator delete(slab);
+    }
+  }
+
+  void* allocate(std::size_t size, std::size_t alignment) {
+    const std::size_t block = block_size(size, alignment);
+    if (block == 0) {  // large or over-aligned: the global operator new's business
+      if (alignment > __STDCPP_DEFAULT_NEW_ALIGNMENT__) return ::operator new(size, std::align_val_t{alignment});
+      return ::operator new(size);
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    size_class& c = classes_[block / granule];
+    if (c.free != nullptr) {
+      free_block* b = c.free;
+      c.free = b->next;
+      unpoison(b, block);
+      return b;
+    }
+    if (static_cast<std::size_t>(c.end - c.bump) < block) {
+      slabs_.reserve(slabs_.size() + 1);  // (so that the push_back below cannot throw and leak the slab)
+      c.bump = static_cast<char*>(::operator new(slab_bytes));
+      c.end = c.bump + slab_bytes;
+      slabs_.push_back(c.bump);
+      poison(c.bump, slab_bytes);
+    }
+    void* p = c.bump;
+    c.bump += block;
+    unpoison(p, block);
+    return p;
+  }
+  void deallocate(void* p, std::size_t size, std::size_t alignment) noexcept {
+    const std::size_t block = block_size(size, alignment);
+    if (block == 0) {
+      if (alignment > __STDCPP_DEFAULT_NEW_ALIGNMENT__) {
+        ::operator delete(p, std::align_val_t{alignment});
+      } else {
+        ::operator delete(p);
+      }
+      return;
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    size_class& c = classes_[block / granule];
+    c.free = ::new (p) free_block{c.free};
+    poison(static_cast<char*>(p) + sizeof(free_block), block - sizeof(free_block));  // all but the link
+  }
+
+ private:
+  static constexpr std::size_t granule = 8;
+  static constexpr std::size_t max_block = 1024;
+  static constexpr std::size_t slab_bytes = 16 * 1024;  // small enough that a small fleet wastes little
+  struct free_block {
+    free_block* next;
+  };
+  struct size_class {
+    free_block* free = nullptr;
+    char* bump = nullptr;
+    char* end = nullptr;
+  };
+  // Sizes rounded to the alignment keep every block of a slab (aligned as operator new aligns) aligned; 0: not an
+  // arena size.
+  static std::size_t block_size(std::size_t size, std::size_t alignment) noexcept {
+    if (alignment > __STDCPP_DEFAULT_NEW_ALIGNMENT__) return 0;
+    const std::size_t unit = alignment > granule ? alignment : granule;
+    const std::size_t block = (size + unit - 1) / unit * unit;
+    return block <= max_block ? block : 0;
+  }
+
+  static void poison(void* p, std::size_t n) noexcept {
+#ifdef POLLSTER_ASAN_POISON
+    __asan_poison_memory_region(p, n);
+#else
+    (void)p;
+    (void)n;
+#endif
+  }
+  static void unpoison(void* p, std::size_t n) noexcept {
+#ifdef POLLSTER_ASAN_POISON
+    __asan_unpoison_memory_region(p, n);
+#else
+    (void)p;
+    (void)n;
+#endif
+  }
+
+  std::mutex mutex_;
+  size_class classes_[max_block / granule + 1];
+  std::vector<void*> slabs_;
 };
 
 /// What handles share with their runner; it outlives the runner while a handle holds it.
@@ -263,11 +393,9 @@ class handle {
   /// Where the poller is. Commands are asynchronous: right after cancel(), this may still say scheduled.
   poll_status status() const noexcept {
     if (!shared_) return poll_status::finished;
-    const detail::slot_entry& entry = shared_->slots[slot_];
-    const poll_status status = entry.status.load(std::memory_order_acquire);
-    // Read the generation after the status: if it still matches, the status belonged to our poller.
-    if (entry.generation.load(std::memory_order_acquire) != generation_) return poll_status::finished;
-    return status;
+    const std::uint32_t word = shared_->slots[slot_].load(std::memory_order_acquire);
+    if (detail::generation_of(word) != generation_) return poll_status::finished;  // the slot has moved on
+    return detail::status_of(word);
   }
   bool finished() const noexcept { return status() == poll_status::finished; }
 
@@ -276,15 +404,17 @@ class handle {
  private:
   template <class Clock>
   friend class runner;
-  handle(std::shared_ptr<detail::runner_shared> shared, std::uint32_t slot, std::uint32_t generation) noexcept
-      : shared_(std::move(shared)), slot_(slot), generation_(generation) {}
+  handle(std::shared_ptr<detail::runner_shared> shared, detail::runner_node* node, std::uint32_t slot,
+         std::uint32_t generation) noexcept
+      : shared_(std::move(shared)), node_(node), slot_(slot), generation_(generation) {}
 
   void send(detail::command::kind_type kind) const {
     if (!shared_) return;
-    shared_->push(detail::command{kind, slot_, generation_, nullptr});
+    shared_->push(detail::command{kind, slot_, generation_, node_});
   }
 
   std::shared_ptr<detail::runner_shared> shared_;
+  detail::runner_node* node_ = nullptr;  // never dereferenced here: the driving thread checks the generation first
   std::uint32_t slot_ = 0;
   std::uint32_t generation_ = 0;
 };
@@ -316,7 +446,7 @@ class runner {
     for (const detail::command& c : orphans) {
       if (c.kind == detail::command::insert) {
         retire_slot(c.node->slot);
-        delete c.node;
+        c.node->destroy(arena_);
       }
     }
     timers_.drain([this](const auto& entry) { release_ref(entry.item, true); });
@@ -366,9 +496,9 @@ class runner {
       detail::throw_invalid("runner", "budget", "an id returned by add_budget", std::to_string(options.budget.value));
     }
     using node_type = poller_node<pollster::poller<Check, Schedule, Stop, time_point, Hooks>, OnComplete>;
-    auto node = std::make_unique<node_type>(std::move(poller), std::move(on_complete));
+    node_owner node{arena_, make_node<node_type>(std::move(poller), std::move(on_complete))};
     node->budget = options.budget == budget_id{} ? detail::no_budget : static_cast<std::uint16_t>(options.budget.value);
-    return enqueue(std::move(node));
+    return enqueue(node);
   }
 
   /// Runs until no poller is left (sleeping on the clock between checks). Returns the checks made.
@@ -443,16 +573,20 @@ class runner {
       if (!report.finished) report.next_key = key_of(poller_.next_due());
       return report;
     }
-    std::uint64_t nudge(std::uint64_t now_key) noexcept override {
+    std::uint64_t nudge(std::uint64_t now_key) override {
       poller_.nudge(point_of(now_key));
       return key_of(poller_.next_due());
     }
     void cancel(std::uint64_t now_key) noexcept override { poller_.cancel(point_of(now_key)); }
-    void add_budget_wait(duration waited) noexcept override { poller_.add_budget_wait(waited); }
+    void add_budget_wait(duration waited) override { poller_.add_budget_wait(waited); }
     std::uint64_t first_key() noexcept override {
       return poller_.done() ? detail::finished_key : key_of(poller_.next_due());
     }
     void complete() override { callback::get()(poller_.take_outcome()); }
+    void destroy(detail::node_arena& arena) noexcept override {
+      this->~poller_node();
+      arena.deallocate(this, sizeof(poller_node), alignof(poller_node));
+    }
 
    private:
     Poller poller_;
@@ -479,8 +613,34 @@ class runner {
     return budgets_[id.value];
   }
 
-  template <class Node>
-  handle enqueue(std::unique_ptr<Node> node) {
+  template <class Node, class... Args>
+  Node* make_node(Args&&... args) {
+    void* block = arena_.allocate(sizeof(Node), alignof(Node));
+    try {
+      return ::new (block) Node(std::forward<Args>(args)...);
+    } catch (...) {
+      arena_.deallocate(block, sizeof(Node), alignof(Node));
+      throw;
+    }
+  }
+
+  // Owns a node until the insert command takes it over.
+  struct node_owner {
+    detail::node_arena& arena;
+    detail::runner_node* node;
+    node_owner(detail::node_arena& a, detail::runner_node* n) noexcept : arena(a), node(n) {}
+    node_owner(const node_owner&) = delete;
+    node_owner& operator=(const node_owner&) = delete;
+    ~node_owner() {
+      if (node != nullptr) node->destroy(arena);
+    }
+    detail::runner_node* operator->() const noexcept { return node; }
+    detail::runner_node* get() const noexcept { return node; }
+    void release() noexcept { node = nullptr; }
+  };
+
+  handle enqueue(node_owner& node) {
+    detail::runner_node* const node_address = node.get();
     std::uint32_t slot = 0;
     std::uint32_t generation = 0;
     {
@@ -488,16 +648,15 @@ class runner {
       if (shared_->closed) throw std::logic_error("pollster::runner: submit() after the runner was destroyed");
       slot = shared_->slots.allocate();
       detail::slot_entry& entry = shared_->slots[slot];
-      generation = entry.generation.load(std::memory_order_relaxed);
-      entry.node = node.get();
-      entry.status.store(poll_status::scheduled, std::memory_order_release);
+      generation = detail::generation_of(entry.load(std::memory_order_relaxed));
+      entry.store(detail::slot_word(generation, poll_status::scheduled), std::memory_order_release);
       node->slot = slot;
       shared_->commands.push_back(detail::command{detail::command::insert, slot, generation, node.get()});
       shared_->has_commands.store(true, std::memory_order_release);
       node.release();
     }
     shared_->wake.notify_one();
-    return handle{shared_, slot, generation};
+    return handle{shared_, node_address, slot, generation};
   }
 
   std::exception_ptr stop_thread() noexcept {
@@ -587,13 +746,15 @@ class runner {
         insert(c.node, now_key);
         continue;
       }
-      detail::slot_entry& entry = shared_->slots[c.slot];
-      if (entry.generation.load(std::memory_order_relaxed) != c.generation) continue;  // finished long ago
-      detail::runner_node* node = entry.node;
+      const std::uint32_t word = shared_->slots[c.slot].load(std::memory_order_relaxed);
+      if (detail::generation_of(word) != c.generation) continue;  // finished long ago
+      detail::runner_node* node = c.node;
       if (c.kind == detail::command::nudge) {
         if (node->state == detail::node_state::armed) {
+          if (node->refs >= detail::max_refs) sweep_stale();  // drops this node's stale entries too
+          const std::uint64_t key = node->nudge(now_key);
           ++stale_;  // the entry it had stays behind, stale
-          arm(node, node->nudge(now_key));
+          arm(node, key);
         }
       } else if (node->state == detail::node_state::armed || node->state == detail::node_state::waiting) {
         if (node->state == detail::node_state::armed) ++stale_;
@@ -670,12 +831,12 @@ class runner {
           continue;
         }
         if (!group.bucket.try_acquire(now)) break;
+        const duration waited = detail::sat_sub(now, detail::duration_of(node->due_key));
+        node->add_budget_wait(waited);  // first: it may throw (its first wait allocates), with nothing else changed
         pop_waiting(group);
         --node->refs;
-        const duration waited = detail::sat_sub(now, detail::duration_of(node->due_key));
         group.total_wait = detail::sat_add(group.total_wait, waited);
-        node->add_budget_wait(waited);
-        shared_->slots[node->slot].status.store(poll_status::scheduled, std::memory_order_release);
+        set_status(node, poll_status::scheduled);
         ++checks;
         check(node, now_key);
       }
@@ -701,7 +862,7 @@ class runner {
     ++node->refs;
     group.waiting.push_back(node);
     ++waiting_total_;
-    shared_->slots[node->slot].status.store(poll_status::waiting_for_budget, std::memory_order_release);
+    set_status(node, poll_status::waiting_for_budget);
   }
 
   detail::runner_node* pop_waiting(budget_group& group) noexcept {
@@ -740,11 +901,17 @@ class runner {
     node->complete();
   }
 
+  // Only the driving thread writes a live slot (submit writes it before the insert command is sent).
+  void set_status(const detail::runner_node* node, poll_status status) noexcept {
+    detail::slot_entry& entry = shared_->slots[node->slot];
+    entry.store(detail::slot_word(detail::generation_of(entry.load(std::memory_order_relaxed)), status),
+                std::memory_order_release);
+  }
+
   void retire_slot(std::uint32_t slot) {
     detail::slot_entry& entry = shared_->slots[slot];
-    entry.status.store(poll_status::finished, std::memory_order_release);
-    entry.generation.fetch_add(1, std::memory_order_release);
-    entry.node = nullptr;
+    const std::uint32_t generation = detail::generation_of(entry.load(std::memory_order_relaxed));
+    entry.store(detail::slot_word(generation + 1, poll_status::finished), std::memory_order_release);
     std::lock_guard<std::mutex> lock(shared_->mutex);
     shared_->slots.release(slot);
   }
@@ -759,7 +926,7 @@ class runner {
         retire_slot(node->slot);
       }
     }
-    if (node->refs == 0 && node->state == detail::node_state::finished) delete node;
+    if (node->refs == 0 && node->state == detail::node_state::finished) node->destroy(arena_);
   }
 
   void sweep_stale() {
@@ -773,6 +940,7 @@ class runner {
     stale_ -= removed;
   }
 
+  detail::node_arena arena_;  // first: destroyed last, after every node has gone back to it
   Clock& clock_;
   std::shared_ptr<detail::runner_shared> shared_;
   const std::uint64_t seed_base_;
@@ -791,3 +959,5 @@ class runner {
 };
 
 POLLSTER_NAMESPACE_END
+
+#undef POLLSTER_ASAN_POISON

@@ -182,9 +182,10 @@ class radix_heap {
     c->count = 0;
     return c;
   }
-  // Keeps a few spare chunks for the next pushes; gives the rest back so a shrinking fleet frees its memory.
+  // Keeps a few spare chunks for the next pushes (a sweep frees one chunk for each it fills, so a few suffice);
+  // gives the rest back so a shrinking fleet frees its memory.
   void release(chunk* c) noexcept {
-    if (pooled_ > 16 && pooled_ * 8 > chunks_allocated_) {
+    if (pooled_ > 4 && pooled_ * 16 > chunks_allocated_) {
       delete c;
       --chunks_allocated_;
       return;

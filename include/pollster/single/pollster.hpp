@@ -1325,11 +1325,12 @@ POLLSTER_NAMESPACE_END
 #include <cstdint>      // uint8_t, uint32_t, uint64_t
 #include <exception>    // exception_ptr
 #include <functional>   // function (hook_functions only)
+#include <new>          // nothrow
 #include <optional>     // optional
 #include <stdexcept>    // logic_error
 #include <string>       // string
 #include <type_traits>  // decay_t, enable_if_t, is_invocable_v, is_empty_v
-#include <utility>      // move, forward
+#include <utility>      // move, forward, swap
 
 POLLSTER_NAMESPACE_BEGIN
 
@@ -1746,6 +1747,59 @@ struct compressed<X, Slot, false> {
   X x_;
 };
 
+/// Owns an object that most holders never need, so that the holder pays one pointer for it until it does. Copies
+/// deep, like the member it replaces.
+template <class X>
+class cold_box {
+ public:
+  cold_box() noexcept = default;
+  cold_box(const cold_box& other) : x_(other.x_ != nullptr ? new X(*other.x_) : nullptr) {}
+  cold_box(cold_box&& other) noexcept : x_(other.x_) { other.x_ = nullptr; }
+  cold_box& operator=(cold_box other) noexcept {
+    std::swap(x_, other.x_);
+    return *this;
+  }
+  ~cold_box() { delete x_; }
+
+  X* get() const noexcept { return x_; }
+  /// Creates it on first use (may throw std::bad_alloc; nothing changes then).
+  X& make() {
+    if (x_ == nullptr) x_ = new X();
+    return *x_;
+  }
+  /// The same for a noexcept caller: null when memory is exhausted.
+  X* try_make() noexcept {
+    if (x_ == nullptr) x_ = new (std::nothrow) X();
+    return x_;
+  }
+
+ private:
+  X* x_ = nullptr;
+};
+
+/// A flag that says a cold_box holds something, and moves with it: a move clears it in the source, as the box's
+/// move empties the source's box.
+class box_flag {
+ public:
+  box_flag() noexcept = default;
+  box_flag(const box_flag&) noexcept = default;
+  box_flag(box_flag&& other) noexcept : set_(other.set_) { other.set_ = false; }
+  box_flag& operator=(const box_flag&) noexcept = default;
+  box_flag& operator=(box_flag&& other) noexcept {
+    const bool set = other.set_;
+    other.set_ = false;
+    set_ = set;
+    return *this;
+  }
+  ~box_flag() = default;
+
+  void set() noexcept { set_ = true; }
+  explicit operator bool() const noexcept { return set_; }
+
+ private:
+  bool set_ = false;
+};
+
 template <class C, class = void>
 struct is_clock : std::false_type {};
 template <class C>
@@ -1762,6 +1816,9 @@ using check_step_t = std::decay_t<typename detail::check_result<Check>::type>;
 /// The one polling loop, as a step-able object (Heat's TaskRunner): it knows when it is next due and does one
 /// check per `step(now)`. It never reads a clock and never sleeps, so the blocking driver, the runner and the
 /// watchers all drive it the same way. It allocates nothing per step and is not thread-safe: its driver owns it.
+/// What few runs use (options that are not the default, a remembered server hint, nudges, budget wait, a captured
+/// exception) lives in a cold part that the poller allocates once, when it first needs it, so that a fleet of a
+/// million pending pollers stays small.
 ///
 /// Driving it: call `step(now)` when `now >= next_due()` until `done()`, then read `outcome()`. A check that
 /// throws propagates out of `step`, and the poller stays consistent: the attempt is counted, nothing else
@@ -1790,24 +1847,25 @@ class poller : private detail::compressed<Check, 0>,
       : check_holder(std::move(check)),
         stop_holder(std::move(stop)),
         hooks_holder(std::move(hooks)),
-        schedule_(std::move(schedule)),
-        max_hint_(options.max_hint),
-        hint_lifetime_(options.hint_lifetime),
-        has_deadline_(false),
-        done_(false),
-        last_throttled_(false),
-        nudged_(false),
-        reset_on_nudge_(options.reset_on_nudge),
-        wait_first_(options.wait_first) {
+        schedule_(std::move(schedule)) {
     if (options.max_hint < duration::zero()) {
       detail::throw_invalid("poll_options", "max_hint", ">= 0", detail::duration_text(options.max_hint));
     }
     if (options.hint_lifetime < duration::zero()) {
       detail::throw_invalid("poll_options", "hint_lifetime", ">= 0", detail::duration_text(options.hint_lifetime));
     }
-    if (options.deadline) {
-      deadline_ = to_time_point(*options.deadline, "deadline");
-      has_deadline_ = true;
+    // The defaults need no storage; any other option is kept in the cold part, created here once.
+    if (options.deadline || options.wait_first || options.reset_on_nudge || options.max_hint != duration::max() ||
+        options.hint_lifetime != duration::max()) {
+      cold_state& c = cold_.make();
+      c.max_hint = options.max_hint;
+      c.hint_lifetime = options.hint_lifetime;
+      c.reset_on_nudge = options.reset_on_nudge;
+      c.wait_first = options.wait_first;
+      if (options.deadline) {
+        c.deadline = to_time_point(*options.deadline, "deadline");
+        has_deadline_.set();
+      }
     }
     restart(start);
   }
@@ -1817,27 +1875,30 @@ class poller : private detail::compressed<Check, 0>,
     schedule_.reset();
     stop_rule_mutable().reset();
     // Field by field rather than `outcome_ = {}`: the value and error types need not be assignable.
-    outcome_.cause = pollster::cause::running;
-    outcome_.stop = stop_reason::none;
-    outcome_.nudges = 0;
+    cause_ = pollster::cause::running;
+    stop_ = 0;
     outcome_.last_value.reset();
     outcome_.last_error.reset();
-    outcome_.exception = nullptr;
     outcome_.attempts = 0;
-    outcome_.elapsed = outcome_.slept = outcome_.budget_wait = duration::zero();
-    start_ = next_due_ = remembered_at_ = start;
-    last_delay_ = remembered_value_ = duration::zero();
-    remembered_ = retry_hint::form::none;
+    outcome_.elapsed = outcome_.slept = duration::zero();
+    if (cold_state* c = cold_.get()) {
+      c->nudges = 0;
+      c->exception = nullptr;
+      c->budget_wait = duration::zero();
+      c->remembered = retry_hint::form::none;
+    }
+    start_ = next_due_ = start;
+    last_delay_ = duration::zero();
     last_kind_ = step_kind::pending;
     last_reason_ = delay_reason::schedule;
     done_ = false;
     last_throttled_ = false;
     nudged_ = false;
-    if (has_deadline_ && deadline_ <= start) {
+    if (has_deadline_ && cold_.get()->deadline <= start) {
       finish(pollster::cause::deadline, stop_reason::deadline, start);  // nothing to do: already past it
       return;
     }
-    if (wait_first_) plan_next(start, duration::zero(), step_type{});
+    if (cold_.get() != nullptr && cold_.get()->wait_first) plan_next(start, duration::zero(), step_type{});
   }
 
   /// When the next check is due; `time_point::max()` once done.
@@ -1888,7 +1949,7 @@ class poller : private detail::compressed<Check, 0>,
       finish(reason == stop_reason::deadline ? pollster::cause::deadline : pollster::cause::exhausted, reason, end);
       return;
     }
-    if (has_deadline_ && end >= deadline_) {
+    if (has_deadline_ && end >= cold_.get()->deadline) {
       finish(pollster::cause::deadline, stop_reason::deadline, end);
       return;
     }
@@ -1896,13 +1957,15 @@ class poller : private detail::compressed<Check, 0>,
   }
 
   /// Makes the poller due at `now` (notify-then-verify: a callback said something changed, so check through the
-  /// real API at once). The schedule then resumes, from its start with `reset_on_nudge`.
+  /// real API at once). The schedule then resumes, from its start with `reset_on_nudge`. The first nudge of a run
+  /// may allocate (the count lives in the poller's cold part): std::bad_alloc then leaves the poller unchanged.
   void nudge(time_point now) {
     if (done_) return;
-    ++outcome_.nudges;
+    cold_state& c = cold_.make();
+    ++c.nudges;
     nudged_ = true;
     if (now < next_due_) next_due_ = now;
-    if (reset_on_nudge_) schedule_.reset();
+    if (c.reset_on_nudge) schedule_.reset();
   }
 
   /// Ends the run with cause cancelled, keeping the last value and error. No further check runs.
@@ -1918,22 +1981,28 @@ class poller : private detail::compressed<Check, 0>,
 
   /// Ends the run with cause exception, for a driver that catches what a check threw (the runner). The
   /// attempt that threw stays counted; the time is that of the last check's start or end, whichever is later.
+  /// (The exception is kept in the poller's cold part; should even that allocation fail, the cause still says
+  /// exception, without the pointer.)
   void capture(std::exception_ptr error, time_point now) noexcept {
     if (done_) return;
-    outcome_.exception = std::move(error);
+    if (cold_state* c = cold_.try_make()) c->exception = std::move(error);
     finish(pollster::cause::exception, stop_reason::none, std::max(now, last_end_time()));
   }
 
-  /// For a driver that held a due check back while waiting for a shared rate budget.
-  void add_budget_wait(duration waited) noexcept {
-    if (waited > duration::zero()) outcome_.budget_wait = detail::sat_add(outcome_.budget_wait, waited);
+  /// For a driver that held a due check back while waiting for a shared rate budget. The first wait of a run may
+  /// allocate (it lives in the poller's cold part): std::bad_alloc then leaves the poller unchanged.
+  void add_budget_wait(duration waited) {
+    if (waited > duration::zero()) {
+      cold_state& c = cold_.make();
+      c.budget_wait = detail::sat_add(c.budget_wait, waited);
+    }
   }
 
-  /// The account so far (complete once done()).
-  const outcome_type& outcome() const noexcept { return outcome_; }
+  /// The account so far (complete once done()), as a copy: the poller keeps it in a more compact form.
+  outcome_type outcome() const { return make_outcome(outcome_.last_value, outcome_.last_error); }
   /// Moves the account out (once done): the poller is spent until `restart`.
   outcome_type take_outcome() noexcept(std::is_nothrow_move_constructible_v<outcome_type>) {
-    return std::move(outcome_);
+    return make_outcome(std::move(outcome_.last_value), std::move(outcome_.last_error));
   }
 
   /// What the last check said, for a driver: its kind, whether it reported "rate limited", and the delay chosen
@@ -1997,23 +2066,26 @@ class poller : private detail::compressed<Check, 0>,
   }
 
   /// The hint in force after a check that ended at `end`, as a delay: this response's, else the remembered one
-  /// while it lives (`hint_lifetime` after the response that carried it).
-  duration hint_delay(const retry_hint& fresh, time_point end) noexcept {
+  /// while it lives (`hint_lifetime` after the response that carried it). The first hint of a poller creates its
+  /// cold part (one allocation per poller at most, never one per check).
+  duration hint_delay(const retry_hint& fresh, time_point end) {
+    cold_state* c = cold_.get();
     if (fresh) {
-      remembered_ = fresh.kind();
-      remembered_value_ = fresh.value();
-      remembered_at_ = end;
-    } else if (remembered_ == retry_hint::form::none) {
+      c = &cold_.make();
+      c->remembered = fresh.kind();
+      c->remembered_value = fresh.value();
+      c->remembered_at = end;
+    } else if (c == nullptr || c->remembered == retry_hint::form::none) {
       return duration::zero();  // the common case: no hint now, none remembered
-    } else if (to_duration(end - remembered_at_) >= hint_lifetime_) {
-      remembered_ = retry_hint::form::none;
+    } else if (to_duration(end - c->remembered_at) >= c->hint_lifetime) {
+      c->remembered = retry_hint::form::none;
       return duration::zero();
     }
-    duration d = remembered_value_;
-    if (remembered_ == retry_hint::form::at) {
-      d = std::max(duration::zero(), to_duration(detail::sat_add(time_point{}, remembered_value_) - end));
+    duration d = c->remembered_value;
+    if (c->remembered == retry_hint::form::at) {
+      d = std::max(duration::zero(), to_duration(detail::sat_add(time_point{}, c->remembered_value) - end));
     }
-    return std::min(d, max_hint_);
+    return std::min(d, c->max_hint);
   }
 
   void plan_next(time_point end, duration elapsed, const step_type& result) {
@@ -2032,7 +2104,7 @@ class poller : private detail::compressed<Check, 0>,
       reason = delay_reason::hint;
     }
     duration left = stop_rule().time_left(elapsed);
-    if (has_deadline_) left = std::min(left, to_duration(deadline_ - end));
+    if (has_deadline_) left = std::min(left, to_duration(cold_.get()->deadline - end));
     if (delay > left) {
       if (reason == delay_reason::hint) {
         // The server will not be ready before the deadline: polling again before then is pointless.
@@ -2054,32 +2126,67 @@ class poller : private detail::compressed<Check, 0>,
 
   void finish(pollster::cause why, stop_reason reason, time_point end) noexcept {
     done_ = true;
-    outcome_.cause = why;
-    outcome_.stop = reason;
+    cause_ = why;
+    stop_ = static_cast<std::uint8_t>(reason);  // (stop_reason is an int-sized enum: one byte suffices)
     outcome_.elapsed = to_duration(end - start_);
   }
 
+  // What most runs never use, out of line, so that a poller pays one pointer for it until it does: the options
+  // that differ from their defaults (set at construction), the remembered server hint (from the first hint), the
+  // nudge count (from the first nudge), the budget wait (from the first wait) and a captured exception.
+  struct cold_state {
+    time_point deadline{};  // valid when has_deadline_
+    duration max_hint = duration::max();
+    duration hint_lifetime = duration::max();
+    time_point remembered_at{};  // when the remembered hint arrived
+    duration remembered_value{};
+    std::exception_ptr exception;
+    duration budget_wait{};
+    std::uint32_t nudges = 0;
+    retry_hint::form remembered = retry_hint::form::none;
+    bool reset_on_nudge = false;
+    bool wait_first = false;
+  };
+
+  // The part of the outcome that every run needs, updated on every check; outcome() adds the rest.
+  struct account {
+    std::optional<value_type> last_value;
+    std::optional<error_type> last_error;
+    std::uint64_t attempts = 0;
+    duration elapsed{};  // also says where the last check ended: idle time counts from there
+    duration slept{};
+  };
+
+  template <class Value, class Error>
+  outcome_type make_outcome(Value&& value, Error&& error) const {
+    const cold_state* c = cold_.get();
+    return outcome_type{cause_,
+                        static_cast<stop_reason>(stop_),
+                        c != nullptr ? c->nudges : 0,
+                        std::forward<Value>(value),
+                        std::forward<Error>(error),
+                        c != nullptr ? c->exception : nullptr,
+                        outcome_.attempts,
+                        outcome_.elapsed,
+                        outcome_.slept,
+                        c != nullptr ? c->budget_wait : duration::zero()};
+  }
+
   Schedule schedule_;
-  outcome_type outcome_;        // its `elapsed` also says where the last check ended: idle time counts from there
+  account outcome_;
   time_point start_{};
   time_point next_due_{};
-  time_point remembered_at_{};  // when the remembered hint arrived
-  time_point deadline_{};
   duration last_delay_{};
-  duration remembered_value_{};
-  duration max_hint_;
-  duration hint_lifetime_;
-  retry_hint::form remembered_ = retry_hint::form::none;
+  detail::cold_box<cold_state> cold_;
+  // Eight bytes of state, each a whole byte: the flags read on every step would cost a read-modify-write as bits.
+  pollster::cause cause_ = pollster::cause::running;
+  std::uint8_t stop_ = 0;  // a stop_reason
   step_kind last_kind_ = step_kind::pending;
   delay_reason last_reason_ = delay_reason::schedule;
-  // Eight bytes of state: the flags read on every step are whole bytes (a bit-field costs a read-modify-write on
-  // the hot path); the two options read only at a start or a nudge share one byte, so a poller stays small.
-  bool has_deadline_;
-  bool done_;
-  bool last_throttled_;
-  bool nudged_;
-  bool reset_on_nudge_ : 1;  // (set in the constructor: C++17 has no default member initialisers for bit-fields)
-  bool wait_first_ : 1;
+  detail::box_flag has_deadline_;  // then cold_ holds the deadline (a move clears both in the source)
+  bool done_ = false;
+  bool last_throttled_ = false;
+  bool nudged_ = false;
 };
 
 /// Builds a poller, deducing its types from the arguments (the time point decides the clock).
@@ -2159,15 +2266,17 @@ POLLSTER_NAMESPACE_END
 // The runner: one thread drives very many pollers, keeps them inside shared request budgets, and lets any thread
 // nudge or cancel any of them.
 //
-// Each submitted poller becomes one node, allocated once at submit: a 32-byte virtual base (due time, slot, state,
-// budget) and a derived node that holds the poller and its completion callback. The runner steps the
-// poller itself (the one loop of poll.hpp); it never re-implements it. Timers live in a radix heap
-// (detail/timer_heap.hpp) keyed on 64-bit due times; nothing is allocated per poll.
+// Each submitted poller becomes one node, allocated once at submit from the runner's slab arena: a 24-byte
+// virtual base (due time, slot, budget, references, state) and a derived node that holds the poller and its
+// completion callback. The runner steps the poller itself (the one loop of poll.hpp); it never re-implements it.
+// Timers live in a radix heap (detail/timer_heap.hpp) keyed on 64-bit due times; nothing is allocated per poll.
+// Per pending poller the runner adds 16 bytes of timer entry and a 4-byte handle slot to the node.
 //
 // Threads: the runner's structures belong to the thread that drives it (run(), run_for(), poll(), or the thread of
 // start()). Handles and submit() may be used from any thread: they go through a mutex-protected command queue that
-// the driving thread drains between batches, and they name nodes by a generation-checked slot, so a handle to a
-// finished (or recycled) poller is harmless. Completion callbacks run on the driving thread; they may submit.
+// the driving thread drains between batches, and they carry the node's address checked against a generation in
+// its slot, so a handle to a finished (or recycled) poller is harmless. Completion callbacks run on the driving
+// thread; they may submit.
 
 // ---- begin pollster/detail/timer_heap.hpp ----
 
@@ -2350,9 +2459,10 @@ class radix_heap {
     c->count = 0;
     return c;
   }
-  // Keeps a few spare chunks for the next pushes; gives the rest back so a shrinking fleet frees its memory.
+  // Keeps a few spare chunks for the next pushes (a sweep frees one chunk for each it fills, so a few suffice);
+  // gives the rest back so a shrinking fleet frees its memory.
   void release(chunk* c) noexcept {
-    if (pooled_ > 16 && pooled_ * 8 > chunks_allocated_) {
+    if (pooled_ > 4 && pooled_ * 16 > chunks_allocated_) {
       delete c;
       --chunks_allocated_;
       return;
@@ -2557,15 +2667,29 @@ POLLSTER_NAMESPACE_END
 #include <deque>               // deque
 #include <exception>           // exception_ptr
 #include <limits>              // numeric_limits
-#include <memory>              // shared_ptr, unique_ptr
+#include <memory>              // shared_ptr
+#include <new>                 // operator new, placement new, align_val_t
 #include <mutex>               // mutex, lock_guard, unique_lock
 #include <optional>            // optional
 #include <stdexcept>           // logic_error, length_error
 #include <string>              // string
 #include <thread>              // thread
 #include <type_traits>         // is_same_v, void_t
-#include <utility>             // move
+#include <utility>             // move, forward
 #include <vector>              // vector
+
+// Under AddressSanitizer the node arena poisons the blocks it holds, so a use after free is still caught although
+// the memory does not go back to malloc.
+#if defined(__SANITIZE_ADDRESS__)
+#define POLLSTER_ASAN_POISON 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define POLLSTER_ASAN_POISON 1
+#endif
+#endif
+#ifdef POLLSTER_ASAN_POISON
+#include <sanitizer/asan_interface.h>  // __asan_poison_memory_region
+#endif
 
 POLLSTER_NAMESPACE_BEGIN
 
@@ -2631,6 +2755,8 @@ struct step_report {
   bool throttled = false;      ///< the check said "rate limited": slow the whole budget down
 };
 
+class node_arena;
+
 /// The runner's view of a poller: everything it needs, type-erased behind one virtual call per poll.
 class runner_node {
  public:
@@ -2641,40 +2767,51 @@ class runner_node {
 
   /// Runs one check at `now`; a check that throws is captured into the poller's outcome (never propagates).
   virtual step_report step(std::uint64_t now_key) noexcept = 0;
-  /// A nudge arrived: the poller is due now; returns the key to arm it at.
-  virtual std::uint64_t nudge(std::uint64_t now_key) noexcept = 0;
+  /// A nudge arrived: the poller is due now; returns the key to arm it at. (Its first nudge may allocate the
+  /// poller's cold part: std::bad_alloc leaves it unchanged.)
+  virtual std::uint64_t nudge(std::uint64_t now_key) = 0;
   /// Cancels the poller; its outcome says cancelled and keeps the last value.
   virtual void cancel(std::uint64_t now_key) noexcept = 0;
-  /// Adds time spent waiting for a rate budget to the outcome.
-  virtual void add_budget_wait(duration waited) noexcept = 0;
+  /// Adds time spent waiting for a rate budget to the outcome (may allocate, as nudge does).
+  virtual void add_budget_wait(duration waited) = 0;
   /// The key of the first check (or finished_key when the poller is over before it starts).
   virtual std::uint64_t first_key() noexcept = 0;
   /// Hands the outcome to the completion callback (which may throw; the runner stays consistent).
   virtual void complete() = 0;
+  /// Destroys the node and gives its block back to the arena it came from.
+  virtual void destroy(node_arena& arena) noexcept = 0;
 
+  // 24 bytes with the vtable pointer: every byte here is paid a million times over.
   std::uint64_t due_key = 0;  // the key of the one live heap entry when armed; the due time when waiting
   std::uint32_t slot = 0;     // the handle's slot
-  std::uint32_t refs = 0;     // heap entries + wait-list membership that still point here
   std::uint16_t budget = no_budget;
+  std::uint8_t refs = 0;  // heap entries + wait-list membership that still point here (kept below max_refs)
   node_state state = node_state::armed;
 };
+
+/// A node's stale heap entries come from nudges; before they could overflow its 8-bit count, a sweep drops them.
+constexpr std::uint8_t max_refs = 250;
 
 struct command {
   enum kind_type : std::uint8_t { insert, nudge, cancel };
   kind_type kind;
   std::uint32_t slot;
   std::uint32_t generation;
-  runner_node* node;  // insert only
+  runner_node* node;  // dereferenced only while the slot's generation still matches: the node is alive then
 };
 
-/// A slot names a node for handles. Slots live in 64 KiB pages that never move (a two-level directory finds
-/// them), so another thread may read a slot's generation and status while the table grows, and the table
-/// holds at most one partly used page beyond what is in use.
-struct slot_entry {
-  std::atomic<std::uint32_t> generation{0};
-  std::atomic<poll_status> status{poll_status::finished};
-  runner_node* node = nullptr;  // driving thread only (written by submit under the mutex, before the command)
-};
+/// A slot tells handles on any thread whether their poller is still there and where it is, in one word: the
+/// generation (bumped when the poller finishes, so a handle to an earlier occupant reads finished) times four,
+/// plus the poll_status. Handles carry the node's address themselves; the slot only vouches for it.
+using slot_entry = std::atomic<std::uint32_t>;
+constexpr std::uint32_t slot_word(std::uint32_t generation, poll_status status) noexcept {
+  return static_cast<std::uint32_t>(generation << 2) | static_cast<std::uint32_t>(status);
+}
+constexpr std::uint32_t generation_of(std::uint32_t word) noexcept { return word >> 2; }
+constexpr poll_status status_of(std::uint32_t word) noexcept { return static_cast<poll_status>(word & 3); }
+
+/// Slots live in 16 KiB pages that never move (a two-level directory finds them), so another thread may read a
+/// slot while the table grows, and the table holds at most one partly used page beyond what is in use.
 
 class slot_table {
  public:
@@ -2704,7 +2841,7 @@ class slot_table {
     if (middle.load(std::memory_order_relaxed) == nullptr) middle.store(new page[fanout]{}, std::memory_order_release);
     page& entries = middle.load(std::memory_order_relaxed)[(index >> 12) & (fanout - 1)];
     if (entries.load(std::memory_order_relaxed) == nullptr) {
-      entries.store(new slot_entry[page_slots], std::memory_order_release);
+      entries.store(new slot_entry[page_slots](), std::memory_order_release);
     }
     return index;
   }
@@ -2731,6 +2868,107 @@ class slot_table {
   std::atomic<page*> directory_[fanout] = {};
   std::vector<std::uint32_t> free_;
   std::uint32_t used_ = 0;
+};
+
+/// Blocks for the runner's nodes, carved from 16 KiB slabs with one free list per size: a node costs its own
+/// size rounded to 8 bytes, with no malloc header and no rounding to 16, and a finished poller's block serves the
+/// next node of its size. Blocks go back to the free list, not to malloc: the slabs are freed with the runner.
+/// Thread-safe (submit allocates on any thread, the driving thread frees).
+class node_arena {
+ public:
+  node_arena() = default;
+  node_arena(const node_arena&) = delete;
+  node_arena& operator=(const node_arena&) = delete;
+  ~node_arena() {
+    for (void* slab : slabs_) {
+      unpoison(slab, slab_bytes);
+      ::operator delete(slab);
+    }
+  }
+
+  void* allocate(std::size_t size, std::size_t alignment) {
+    const std::size_t block = block_size(size, alignment);
+    if (block == 0) {  // large or over-aligned: the global operator new's business
+      if (alignment > __STDCPP_DEFAULT_NEW_ALIGNMENT__) return ::operator new(size, std::align_val_t{alignment});
+      return ::operator new(size);
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    size_class& c = classes_[block / granule];
+    if (c.free != nullptr) {
+      free_block* b = c.free;
+      c.free = b->next;
+      unpoison(b, block);
+      return b;
+    }
+    if (static_cast<std::size_t>(c.end - c.bump) < block) {
+      slabs_.reserve(slabs_.size() + 1);  // (so that the push_back below cannot throw and leak the slab)
+      c.bump = static_cast<char*>(::operator new(slab_bytes));
+      c.end = c.bump + slab_bytes;
+      slabs_.push_back(c.bump);
+      poison(c.bump, slab_bytes);
+    }
+    void* p = c.bump;
+    c.bump += block;
+    unpoison(p, block);
+    return p;
+  }
+  void deallocate(void* p, std::size_t size, std::size_t alignment) noexcept {
+    const std::size_t block = block_size(size, alignment);
+    if (block == 0) {
+      if (alignment > __STDCPP_DEFAULT_NEW_ALIGNMENT__) {
+        ::operator delete(p, std::align_val_t{alignment});
+      } else {
+        ::operator delete(p);
+      }
+      return;
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    size_class& c = classes_[block / granule];
+    c.free = ::new (p) free_block{c.free};
+    poison(static_cast<char*>(p) + sizeof(free_block), block - sizeof(free_block));  // all but the link
+  }
+
+ private:
+  static constexpr std::size_t granule = 8;
+  static constexpr std::size_t max_block = 1024;
+  static constexpr std::size_t slab_bytes = 16 * 1024;  // small enough that a small fleet wastes little
+  struct free_block {
+    free_block* next;
+  };
+  struct size_class {
+    free_block* free = nullptr;
+    char* bump = nullptr;
+    char* end = nullptr;
+  };
+  // Sizes rounded to the alignment keep every block of a slab (aligned as operator new aligns) aligned; 0: not an
+  // arena size.
+  static std::size_t block_size(std::size_t size, std::size_t alignment) noexcept {
+    if (alignment > __STDCPP_DEFAULT_NEW_ALIGNMENT__) return 0;
+    const std::size_t unit = alignment > granule ? alignment : granule;
+    const std::size_t block = (size + unit - 1) / unit * unit;
+    return block <= max_block ? block : 0;
+  }
+
+  static void poison(void* p, std::size_t n) noexcept {
+#ifdef POLLSTER_ASAN_POISON
+    __asan_poison_memory_region(p, n);
+#else
+    (void)p;
+    (void)n;
+#endif
+  }
+  static void unpoison(void* p, std::size_t n) noexcept {
+#ifdef POLLSTER_ASAN_POISON
+    __asan_unpoison_memory_region(p, n);
+#else
+    (void)p;
+    (void)n;
+#endif
+  }
+
+  std::mutex mutex_;
+  size_class classes_[max_block / granule + 1];
+  std::vector<void*> slabs_;
 };
 
 /// What handles share with their runner; it outlives the runner while a handle holds it.
@@ -2789,11 +3027,9 @@ class handle {
   /// Where the poller is. Commands are asynchronous: right after cancel(), this may still say scheduled.
   poll_status status() const noexcept {
     if (!shared_) return poll_status::finished;
-    const detail::slot_entry& entry = shared_->slots[slot_];
-    const poll_status status = entry.status.load(std::memory_order_acquire);
-    // Read the generation after the status: if it still matches, the status belonged to our poller.
-    if (entry.generation.load(std::memory_order_acquire) != generation_) return poll_status::finished;
-    return status;
+    const std::uint32_t word = shared_->slots[slot_].load(std::memory_order_acquire);
+    if (detail::generation_of(word) != generation_) return poll_status::finished;  // the slot has moved on
+    return detail::status_of(word);
   }
   bool finished() const noexcept { return status() == poll_status::finished; }
 
@@ -2802,15 +3038,17 @@ class handle {
  private:
   template <class Clock>
   friend class runner;
-  handle(std::shared_ptr<detail::runner_shared> shared, std::uint32_t slot, std::uint32_t generation) noexcept
-      : shared_(std::move(shared)), slot_(slot), generation_(generation) {}
+  handle(std::shared_ptr<detail::runner_shared> shared, detail::runner_node* node, std::uint32_t slot,
+         std::uint32_t generation) noexcept
+      : shared_(std::move(shared)), node_(node), slot_(slot), generation_(generation) {}
 
   void send(detail::command::kind_type kind) const {
     if (!shared_) return;
-    shared_->push(detail::command{kind, slot_, generation_, nullptr});
+    shared_->push(detail::command{kind, slot_, generation_, node_});
   }
 
   std::shared_ptr<detail::runner_shared> shared_;
+  detail::runner_node* node_ = nullptr;  // never dereferenced here: the driving thread checks the generation first
   std::uint32_t slot_ = 0;
   std::uint32_t generation_ = 0;
 };
@@ -2842,7 +3080,7 @@ class runner {
     for (const detail::command& c : orphans) {
       if (c.kind == detail::command::insert) {
         retire_slot(c.node->slot);
-        delete c.node;
+        c.node->destroy(arena_);
       }
     }
     timers_.drain([this](const auto& entry) { release_ref(entry.item, true); });
@@ -2892,9 +3130,9 @@ class runner {
       detail::throw_invalid("runner", "budget", "an id returned by add_budget", std::to_string(options.budget.value));
     }
     using node_type = poller_node<pollster::poller<Check, Schedule, Stop, time_point, Hooks>, OnComplete>;
-    auto node = std::make_unique<node_type>(std::move(poller), std::move(on_complete));
+    node_owner node{arena_, make_node<node_type>(std::move(poller), std::move(on_complete))};
     node->budget = options.budget == budget_id{} ? detail::no_budget : static_cast<std::uint16_t>(options.budget.value);
-    return enqueue(std::move(node));
+    return enqueue(node);
   }
 
   /// Runs until no poller is left (sleeping on the clock between checks). Returns the checks made.
@@ -2969,16 +3207,20 @@ class runner {
       if (!report.finished) report.next_key = key_of(poller_.next_due());
       return report;
     }
-    std::uint64_t nudge(std::uint64_t now_key) noexcept override {
+    std::uint64_t nudge(std::uint64_t now_key) override {
       poller_.nudge(point_of(now_key));
       return key_of(poller_.next_due());
     }
     void cancel(std::uint64_t now_key) noexcept override { poller_.cancel(point_of(now_key)); }
-    void add_budget_wait(duration waited) noexcept override { poller_.add_budget_wait(waited); }
+    void add_budget_wait(duration waited) override { poller_.add_budget_wait(waited); }
     std::uint64_t first_key() noexcept override {
       return poller_.done() ? detail::finished_key : key_of(poller_.next_due());
     }
     void complete() override { callback::get()(poller_.take_outcome()); }
+    void destroy(detail::node_arena& arena) noexcept override {
+      this->~poller_node();
+      arena.deallocate(this, sizeof(poller_node), alignof(poller_node));
+    }
 
    private:
     Poller poller_;
@@ -3005,8 +3247,34 @@ class runner {
     return budgets_[id.value];
   }
 
-  template <class Node>
-  handle enqueue(std::unique_ptr<Node> node) {
+  template <class Node, class... Args>
+  Node* make_node(Args&&... args) {
+    void* block = arena_.allocate(sizeof(Node), alignof(Node));
+    try {
+      return ::new (block) Node(std::forward<Args>(args)...);
+    } catch (...) {
+      arena_.deallocate(block, sizeof(Node), alignof(Node));
+      throw;
+    }
+  }
+
+  // Owns a node until the insert command takes it over.
+  struct node_owner {
+    detail::node_arena& arena;
+    detail::runner_node* node;
+    node_owner(detail::node_arena& a, detail::runner_node* n) noexcept : arena(a), node(n) {}
+    node_owner(const node_owner&) = delete;
+    node_owner& operator=(const node_owner&) = delete;
+    ~node_owner() {
+      if (node != nullptr) node->destroy(arena);
+    }
+    detail::runner_node* operator->() const noexcept { return node; }
+    detail::runner_node* get() const noexcept { return node; }
+    void release() noexcept { node = nullptr; }
+  };
+
+  handle enqueue(node_owner& node) {
+    detail::runner_node* const node_address = node.get();
     std::uint32_t slot = 0;
     std::uint32_t generation = 0;
     {
@@ -3014,16 +3282,15 @@ class runner {
       if (shared_->closed) throw std::logic_error("pollster::runner: submit() after the runner was destroyed");
       slot = shared_->slots.allocate();
       detail::slot_entry& entry = shared_->slots[slot];
-      generation = entry.generation.load(std::memory_order_relaxed);
-      entry.node = node.get();
-      entry.status.store(poll_status::scheduled, std::memory_order_release);
+      generation = detail::generation_of(entry.load(std::memory_order_relaxed));
+      entry.store(detail::slot_word(generation, poll_status::scheduled), std::memory_order_release);
       node->slot = slot;
       shared_->commands.push_back(detail::command{detail::command::insert, slot, generation, node.get()});
       shared_->has_commands.store(true, std::memory_order_release);
       node.release();
     }
     shared_->wake.notify_one();
-    return handle{shared_, slot, generation};
+    return handle{shared_, node_address, slot, generation};
   }
 
   std::exception_ptr stop_thread() noexcept {
@@ -3113,13 +3380,15 @@ class runner {
         insert(c.node, now_key);
         continue;
       }
-      detail::slot_entry& entry = shared_->slots[c.slot];
-      if (entry.generation.load(std::memory_order_relaxed) != c.generation) continue;  // finished long ago
-      detail::runner_node* node = entry.node;
+      const std::uint32_t word = shared_->slots[c.slot].load(std::memory_order_relaxed);
+      if (detail::generation_of(word) != c.generation) continue;  // finished long ago
+      detail::runner_node* node = c.node;
       if (c.kind == detail::command::nudge) {
         if (node->state == detail::node_state::armed) {
+          if (node->refs >= detail::max_refs) sweep_stale();  // drops this node's stale entries too
+          const std::uint64_t key = node->nudge(now_key);
           ++stale_;  // the entry it had stays behind, stale
-          arm(node, node->nudge(now_key));
+          arm(node, key);
         }
       } else if (node->state == detail::node_state::armed || node->state == detail::node_state::waiting) {
         if (node->state == detail::node_state::armed) ++stale_;
@@ -3196,12 +3465,12 @@ class runner {
           continue;
         }
         if (!group.bucket.try_acquire(now)) break;
+        const duration waited = detail::sat_sub(now, detail::duration_of(node->due_key));
+        node->add_budget_wait(waited);  // first: it may throw (its first wait allocates), with nothing else changed
         pop_waiting(group);
         --node->refs;
-        const duration waited = detail::sat_sub(now, detail::duration_of(node->due_key));
         group.total_wait = detail::sat_add(group.total_wait, waited);
-        node->add_budget_wait(waited);
-        shared_->slots[node->slot].status.store(poll_status::scheduled, std::memory_order_release);
+        set_status(node, poll_status::scheduled);
         ++checks;
         check(node, now_key);
       }
@@ -3227,7 +3496,7 @@ class runner {
     ++node->refs;
     group.waiting.push_back(node);
     ++waiting_total_;
-    shared_->slots[node->slot].status.store(poll_status::waiting_for_budget, std::memory_order_release);
+    set_status(node, poll_status::waiting_for_budget);
   }
 
   detail::runner_node* pop_waiting(budget_group& group) noexcept {
@@ -3266,11 +3535,17 @@ class runner {
     node->complete();
   }
 
+  // Only the driving thread writes a live slot (submit writes it before the insert command is sent).
+  void set_status(const detail::runner_node* node, poll_status status) noexcept {
+    detail::slot_entry& entry = shared_->slots[node->slot];
+    entry.store(detail::slot_word(detail::generation_of(entry.load(std::memory_order_relaxed)), status),
+                std::memory_order_release);
+  }
+
   void retire_slot(std::uint32_t slot) {
     detail::slot_entry& entry = shared_->slots[slot];
-    entry.status.store(poll_status::finished, std::memory_order_release);
-    entry.generation.fetch_add(1, std::memory_order_release);
-    entry.node = nullptr;
+    const std::uint32_t generation = detail::generation_of(entry.load(std::memory_order_relaxed));
+    entry.store(detail::slot_word(generation + 1, poll_status::finished), std::memory_order_release);
     std::lock_guard<std::mutex> lock(shared_->mutex);
     shared_->slots.release(slot);
   }
@@ -3285,7 +3560,7 @@ class runner {
         retire_slot(node->slot);
       }
     }
-    if (node->refs == 0 && node->state == detail::node_state::finished) delete node;
+    if (node->refs == 0 && node->state == detail::node_state::finished) node->destroy(arena_);
   }
 
   void sweep_stale() {
@@ -3299,6 +3574,7 @@ class runner {
     stale_ -= removed;
   }
 
+  detail::node_arena arena_;  // first: destroyed last, after every node has gone back to it
   Clock& clock_;
   std::shared_ptr<detail::runner_shared> shared_;
   const std::uint64_t seed_base_;
@@ -3317,6 +3593,8 @@ class runner {
 };
 
 POLLSTER_NAMESPACE_END
+
+#undef POLLSTER_ASAN_POISON
 // ---- end pollster/runner.hpp ----
 // ---- begin pollster/diff.hpp ----
 
