@@ -1792,6 +1792,12 @@ class working_copy<X, false> {
   X& original_;
 };
 
+/// Whether a clock promises never to go back (`static constexpr bool is_steady = true`, as std::chrono's do).
+template <class C, class = void>
+struct is_steady_clock : std::false_type {};
+template <class C>
+struct is_steady_clock<C, std::enable_if_t<C::is_steady>> : std::true_type {};
+
 template <class C, class = void>
 struct is_clock : std::false_type {};
 template <class C>
@@ -2018,11 +2024,13 @@ class poller : private detail::compressed<Check, 0>,
       }
       // As step(now): idle time before this check, then the attempt. (A check that throws leaves the account
       // unwritten: the exception leaves poll_until, and this poller with it.)
-      if (now > last_end) slept += to_duration(now - last_end);
+      // A steady clock's readings never go back, so the tests that guard against it are only for the others.
+      constexpr bool steady = detail::is_steady_clock<Clock>::value;
+      if (steady || now > last_end) slept += to_duration(now - last_end);
       ++attempts;
       step_type result = invoke_check_at(now, attempts, last_delay_);
       last = clock.now();
-      const time_point end = last > now ? last : now;
+      const time_point end = steady || last > now ? last : now;
       last_end = end;
       elapsed = to_duration(end - start);
       if (result.hint || result.directed || result.throttled) {
