@@ -1352,7 +1352,7 @@ inline constexpr char clock_identity = 0;
 
 struct no_payload {};
 
-/// poll_until's access to the poller's blocking loop (`poller::drive`), which is no part of the poller's API.
+/// poll_until's access to the poller's blocking loop (`poller::drive`), which is not part of the poller's API.
 struct blocking_driver {
   template <class Poller, class Clock>
   static void run(Poller& p, Clock& clock, const stop_token& token, bool immediate) {
@@ -2081,7 +2081,6 @@ class poller : private detail::compressed<Check, 0>,
   }
 
  public:
-
   /// Makes the poller due at `now` (notify-then-verify: a callback said something changed, so check through the
   /// real API at once). The schedule then resumes, from its start with `reset_on_nudge`.
   void nudge(time_point now) {
@@ -2170,7 +2169,9 @@ class poller : private detail::compressed<Check, 0>,
   Hooks& hooks() noexcept { return static_cast<hooks_holder&>(*this).get(); }
 
   /// What the check and the hooks see; built on demand so the poller stores none of it twice.
-  poll_state state_at(time_point t) const noexcept { return state_of(outcome_.attempts, to_duration(t - start_), last_delay_); }
+  poll_state state_at(time_point t) const noexcept {
+    return state_of(outcome_.attempts, to_duration(t - start_), last_delay_);
+  }
   poll_state state_of(std::uint64_t attempt, duration elapsed, duration last_delay) const noexcept {
     poll_state s;
     s.attempt = attempt;
