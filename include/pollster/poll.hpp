@@ -693,8 +693,8 @@ class poller : private detail::compressed<Check, 0>,
   POLLSTER_NOINLINE void drive_fast(Clock& clock, const stop_token& token, bool immediate) {
     const time_point start = start_;
     const time_point deadline = deadline_;
-    detail::working_copy<Schedule> schedule(schedule_);
-    detail::working_copy<Stop> stop(stop_rule_mutable());
+    detail::working_copy<Schedule> working_schedule(schedule_);
+    detail::working_copy<Stop> working_stop(stop_rule_mutable());
     std::uint64_t attempts = outcome_.attempts;
     duration elapsed = outcome_.elapsed;
     duration slept = outcome_.slept;
@@ -721,7 +721,7 @@ class poller : private detail::compressed<Check, 0>,
       last_end = end;
       elapsed = to_duration(end - start);
       if (result.hint || result.directed || result.throttled) {
-        write_back(schedule, stop, attempts, elapsed, slept, due);
+        write_back(working_schedule, working_stop, attempts, elapsed, slept, due);
         hand_over(std::move(result), end, clock, token, last);
         return;
       }
@@ -730,25 +730,25 @@ class poller : private detail::compressed<Check, 0>,
       if (result.value) outcome_.last_value.emplace(std::move(*result.value));
       if (result.error) outcome_.last_error.emplace(std::move(*result.error));
       if (result.kind == step_kind::done || result.kind == step_kind::failed) {
-        write_back(schedule, stop, attempts, elapsed, slept, due);
+        write_back(working_schedule, working_stop, attempts, elapsed, slept, due);
         finish(result.kind == step_kind::done ? pollster::cause::done : pollster::cause::failed, stop_reason::none,
                end);
         return;
       }
-      const stop_reason reason = stop.get().check(stop_context{attempts, elapsed});
+      const stop_reason reason = working_stop.get().check(stop_context{attempts, elapsed});
       if (reason != stop_reason::none) {
-        write_back(schedule, stop, attempts, elapsed, slept, due);
+        write_back(working_schedule, working_stop, attempts, elapsed, slept, due);
         finish(reason == stop_reason::deadline ? pollster::cause::deadline : pollster::cause::exhausted, reason, end);
         return;
       }
       if (HasDeadline && end >= deadline) {
-        write_back(schedule, stop, attempts, elapsed, slept, due);
+        write_back(working_schedule, working_stop, attempts, elapsed, slept, due);
         finish(pollster::cause::deadline, stop_reason::deadline, end);
         return;
       }
       // What plan_next() does without a hint: the schedule's value, clamped to the time left before the deadline.
-      duration delay = schedule.get().next();
-      duration left = stop.get().time_left(elapsed);
+      duration delay = working_schedule.get().next();
+      duration left = working_stop.get().time_left(elapsed);
       if constexpr (HasDeadline) {
         if (deadline - end < left) left = to_duration(deadline - end);
       }
@@ -763,7 +763,7 @@ class poller : private detail::compressed<Check, 0>,
       last_delay_ = delay;
       due = later(end, delay);
     }
-    write_back(schedule, stop, attempts, elapsed, slept, due);
+    write_back(working_schedule, working_stop, attempts, elapsed, slept, due);
     cancel(clock.now());
   }
 
@@ -937,10 +937,11 @@ class poller : private detail::compressed<Check, 0>,
   }
 
   /// drive_fast()'s locals back into the members, before code that reads them.
-  void write_back(const detail::working_copy<Schedule>& schedule, const detail::working_copy<Stop>& stop,
-                  std::uint64_t attempts, duration elapsed, duration slept, time_point due) noexcept {
-    schedule.store(schedule_);
-    stop.store(stop_rule_mutable());
+  void write_back(const detail::working_copy<Schedule>& working_schedule,
+                  const detail::working_copy<Stop>& working_stop, std::uint64_t attempts, duration elapsed,
+                  duration slept, time_point due) noexcept {
+    working_schedule.store(schedule_);
+    working_stop.store(stop_rule_mutable());
     outcome_.attempts = attempts;
     outcome_.elapsed = elapsed;
     outcome_.slept = slept;
