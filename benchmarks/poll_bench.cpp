@@ -5,13 +5,16 @@
 //
 //   poll_bench --benchmark_repetitions=9 --benchmark_report_aggregates_only=true
 //
-// Instruction counts stay put on a noisy machine: `--count-instructions=poll_until` (or `=hand_loop`) makes 1000
-// runs of 200 attempts of the same two loops in a function of that name, for callgrind to count alone; the
-// instructions per attempt are callgrind's "Collected" over the attempts printed. (The compiler inlines these
-// copies differently from the benchmark bodies, so they count a poll_until that is not inlined into its caller.)
+// Instruction counts stay put on a noisy machine: `--count-instructions=poll_until` (or `=hand_loop`) makes
+// 200 000 attempts of the same two loops, in runs of 200 (or of N with `=poll_until/N`), in a function of that
+// name, for callgrind to count alone with what it calls; the instructions per attempt are callgrind's "Collected"
+// over the attempts printed. Name the function exactly: a wildcard would also match poll_until's own loop, whose
+// name contains the check's, and toggle the collection off inside it.
 //
-//   valgrind --tool=callgrind --toggle-collect='*count_poll_until*' poll_bench --count-instructions=poll_until
-//   valgrind --tool=callgrind --toggle-collect='*count_hand_loop*' poll_bench --count-instructions=hand_loop
+//   valgrind --tool=callgrind --toggle-collect='(anonymous namespace)::count_poll_until(long)' poll_bench
+//       --count-instructions=poll_until          (all on one line; or =poll_until/53 for runs of 53)
+//   valgrind --tool=callgrind --toggle-collect='(anonymous namespace)::count_hand_loop(long)' poll_bench
+//       --count-instructions=hand_loop
 
 #if defined(__GNUC__) && !defined(__clang__)
 // The counting operator new below pairs malloc with free; GCC's check cannot see through the replacement.
@@ -31,8 +34,9 @@
 #include <chrono>     // literals
 #include <cstdint>    // int64_t, uint64_t
 #include <cstdio>     // printf
-#include <cstdlib>    // malloc, free
-#include <cstring>    // strcmp
+#include <cstdlib>    // malloc, free, strtol
+#include <cstring>    // strncmp, strchr, strlen
+#include <string>     // string
 #include <new>        // operator new, bad_alloc
 
 namespace {
@@ -184,15 +188,15 @@ BENCHMARK(BM_hand_written_step)->Arg(53)->Arg(200);
 }  // namespace
 
 namespace {
-// For callgrind (see the top of the file): the loops of BM_poll_until and BM_hand_written_loop, 1000 runs of 200.
-constexpr int counted_runs = 1000;
-constexpr std::int64_t counted_attempts_per_run = 200;
+// For callgrind (see the top of the file): the loops of BM_poll_until and BM_hand_written_loop, 200 000 attempts.
+constexpr std::int64_t counted_attempts = 200000;
 
 #if defined(__GNUC__) || defined(__clang__)
 __attribute__((noinline))
 #endif
 std::uint64_t
-count_poll_until() {
+count_poll_until(std::int64_t per_run) {
+  const std::int64_t counted_runs = counted_attempts / per_run;
   pollster::manual_clock clock;
   pollster::stop_source cancel;
   pollster::poll_options options;
@@ -200,8 +204,8 @@ count_poll_until() {
   const pollster::geometric heat = pollster::presets::heat();
   const pollster::before_deadline deadline{1h};
   std::uint64_t attempts = 0;
-  for (int i = 0; i < counted_runs; ++i) {
-    resource r{counted_attempts_per_run};
+  for (std::int64_t i = 0; i < counted_runs; ++i) {
+    resource r{per_run};
     auto check = [&r]() -> pollster::step<int, int> {
       const int s = r.status();
       return s == 1 ? pollster::step<int, int>{pollster::done(s)} : pollster::step<int, int>{pollster::pending()};
@@ -217,15 +221,16 @@ count_poll_until() {
 __attribute__((noinline))
 #endif
 std::uint64_t
-count_hand_loop() {
+count_hand_loop(std::int64_t per_run) {
+  const std::int64_t counted_runs = counted_attempts / per_run;
   pollster::manual_clock clock;
   pollster::stop_source cancel;
   const pollster::stop_token token = cancel.get_token();
   const pollster::geometric heat = pollster::presets::heat();
   const pollster::duration budget = 1h;
   std::uint64_t attempts = 0;
-  for (int i = 0; i < counted_runs; ++i) {
-    resource r{counted_attempts_per_run};
+  for (std::int64_t i = 0; i < counted_runs; ++i) {
+    resource r{per_run};
     pollster::geometric schedule = heat;
     const auto start = clock.now();
     std::uint64_t tries = 0;
@@ -250,13 +255,22 @@ count_hand_loop() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc == 2 && std::strcmp(argv[1], "--count-instructions=poll_until") == 0) {
-    std::printf("attempts %llu\n", static_cast<unsigned long long>(count_poll_until()));
-    return 0;
-  }
-  if (argc == 2 && std::strcmp(argv[1], "--count-instructions=hand_loop") == 0) {
-    std::printf("attempts %llu\n", static_cast<unsigned long long>(count_hand_loop()));
-    return 0;
+  const char* const counting = "--count-instructions=";
+  if (argc == 2 && std::strncmp(argv[1], counting, std::strlen(counting)) == 0) {
+    const char* which = argv[1] + std::strlen(counting);
+    const char* slash = std::strchr(which, '/');
+    const std::int64_t per_run = slash != nullptr ? std::strtol(slash + 1, nullptr, 10) : 200;
+    const std::size_t name_length = slash != nullptr ? static_cast<std::size_t>(slash - which) : std::strlen(which);
+    if (per_run < 1 || per_run > counted_attempts) return 2;
+    if (std::string(which, name_length) == "poll_until") {
+      std::printf("attempts %llu\n", static_cast<unsigned long long>(count_poll_until(per_run)));
+      return 0;
+    }
+    if (std::string(which, name_length) == "hand_loop") {
+      std::printf("attempts %llu\n", static_cast<unsigned long long>(count_hand_loop(per_run)));
+      return 0;
+    }
+    return 2;
   }
   return pollster_bench::run_and_print_ratios(argc, argv,
                                               {{"BM_poll_until/1", "BM_hand_written_loop/1"},

@@ -863,3 +863,164 @@ TEST_CASE("C++20: a std::stop_token cancels poll_until and interrupts its sleep"
   CHECK(immediate.cause == cause::cancelled);
 }
 #endif
+
+namespace {
+
+/// A check that plays a script of steps (the last one repeats), optionally requests a stop at one attempt, and
+/// writes down what it saw: the poll_state and the time.
+struct scripted_check {
+  std::vector<status_step> script;
+  std::vector<std::string>* seen;
+  const manual_clock* clock;
+  pollster::stop_source* cancel_at_source = nullptr;
+  std::uint64_t cancel_at = 0;
+  std::size_t next = 0;
+
+  status_step operator()(const poll_state& s) {
+    seen->push_back(std::to_string(s.attempt) + " at " + pollster::detail::duration_text(since_start(*clock)) +
+                    " elapsed " + pollster::detail::duration_text(s.elapsed) + " after " +
+                    pollster::detail::duration_text(s.last_delay));
+    if (cancel_at_source != nullptr && s.attempt == cancel_at) cancel_at_source->request_stop();
+    const status_step result = script[std::min(next, script.size() - 1)];
+    ++next;
+    return result;
+  }
+};
+
+/// The manual clock without `is_steady`: poll_until then guards against a clock that goes back.
+struct unsteady_clock {
+  using duration = manual_clock::duration;
+  using time_point = manual_clock::time_point;
+  manual_clock* inner;
+  time_point now() const noexcept { return inner->now(); }
+  bool sleep_until(time_point t, const pollster::stop_token& token) { return inner->sleep_until(t, token); }
+};
+
+/// What poll_until did before it had a loop of its own: a poller stepped by hand on the clock.
+template <class Clock, class Check, class Schedule, class Stop>
+pollster::outcome<std::string, std::string> stepped_by_hand(Clock& clock, Check check, Schedule schedule, Stop stop,
+                                                            const pollster::poll_options& options) {
+  const auto start = clock.now();
+  auto p = pollster::make_poller(std::move(check), std::move(schedule), std::move(stop), start, options);
+  auto last = start;
+  const auto finished = [&] { return last = clock.now(); };
+  if (!options.wait_first && !p.done()) p.step(start, finished);
+  while (!p.done()) {
+    const auto due = p.next_due();
+    if (due > last && !clock.sleep_until(due, options.token)) break;
+    if (options.token.stop_requested()) break;
+    p.step(clock.now(), finished);
+  }
+  if (!p.done()) p.cancel(clock.now());
+  return p.take_outcome();
+}
+
+struct run_record {
+  pollster::outcome<std::string, std::string> outcome;
+  std::vector<std::string> seen;
+  std::int64_t sleeps = 0;
+  duration slept_on_clock{};
+};
+
+/// Runs the script through poll_until (on the manual clock, or on it without `is_steady`) or by hand.
+template <class Schedule, class Stop>
+run_record run_script(int how, const std::vector<status_step>& script, const Schedule& schedule, const Stop& stop,
+                      pollster::poll_options options, std::uint64_t cancel_at) {
+  manual_clock clock{manual_clock::time_point{1h}};
+  if (options.deadline) options.deadline = pollster::at(clock.now() + options.deadline->since_epoch);  // relative
+  pollster::stop_source cancel;
+  options.token = cancel.get_token();
+  run_record r;
+  scripted_check check{script, &r.seen, &clock, &cancel, cancel_at};
+  if (how == 0) {
+    r.outcome = pollster::poll_until(clock, check, schedule, stop, options);
+  } else if (how == 1) {
+    unsteady_clock unsteady{&clock};
+    r.outcome = pollster::poll_until(unsteady, check, schedule, stop, options);
+  } else {
+    r.outcome = stepped_by_hand(clock, check, schedule, stop, options);
+  }
+  r.sleeps = clock.sleep_count();
+  r.slept_on_clock = clock.time_slept();
+  return r;
+}
+
+template <class Schedule, class Stop>
+run_record same_run_three_ways(const std::vector<status_step>& script, const Schedule& schedule, const Stop& stop,
+                               const pollster::poll_options& options = {}, std::uint64_t cancel_at = 0) {
+  const run_record by_hand = run_script(2, script, schedule, stop, options, cancel_at);
+  for (int how = 0; how < 2; ++how) {
+    INFO((how == 0 ? "poll_until on the manual clock" : "poll_until on a clock without is_steady"));
+    const run_record r = run_script(how, script, schedule, stop, options, cancel_at);
+    CHECK(r.seen == by_hand.seen);
+    CHECK(r.outcome.cause == by_hand.outcome.cause);
+    CHECK(r.outcome.stop == by_hand.outcome.stop);
+    CHECK(r.outcome.attempts == by_hand.outcome.attempts);
+    CHECK(r.outcome.elapsed == by_hand.outcome.elapsed);
+    CHECK(r.outcome.slept == by_hand.outcome.slept);
+    CHECK(r.outcome.last_value == by_hand.outcome.last_value);
+    CHECK(r.outcome.last_error == by_hand.outcome.last_error);
+    CHECK(r.sleeps == by_hand.sleeps);
+    CHECK(r.slept_on_clock == by_hand.slept_on_clock);
+  }
+  return by_hand;
+}
+
+}  // namespace
+
+TEST_CASE("poll_until decides every step as a poller stepped by hand does, whichever way the step goes",
+          "[poll][equivalence]") {
+  using pollster::after;
+  using pollster::done;
+  using pollster::failed;
+  using pollster::pending;
+  using pollster::poll_again_in;
+  using pollster::transient;
+  const pollster::geometric heat = pollster::presets::heat();
+
+  SECTION("plain pending steps, a value seen so far, a transient error, then done") {
+    const run_record r = same_run_three_ways(
+        {pending(), pending("BUILD"), transient("503"), pending(), done("ACTIVE")}, heat, pollster::never{});
+    CHECK(r.outcome.cause == cause::done);
+    CHECK(r.outcome.attempts == 5);
+    CHECK(r.outcome.elapsed == 4641ms);  // 1 + 1.1 + 1.21 + 1.331
+    CHECK(r.outcome.last_error == std::string("503"));
+  }
+  SECTION("a hint in the middle of a run, remembered afterwards") {
+    const run_record r = same_run_three_ways({pending(), pending("BUILD", after(30s)), pending(), pending()}, heat,
+                                             pollster::after_attempts{6});
+    CHECK(r.outcome.cause == cause::exhausted);
+    CHECK(r.outcome.elapsed == 121s);  // 1, then 30 s four times
+  }
+  SECTION("a directed delay and a throttled response") {
+    const run_record r = same_run_three_ways(
+        {pending(), poll_again_in(5s), pollster::throttled(after(2s)), pending()}, pollster::constant{3s},
+        pollster::after_attempts{5});
+    CHECK(r.outcome.elapsed == 14s);  // 3 + 5 + 3 (the 2 s hint is shorter) + 3 (remembered, still shorter)
+  }
+  SECTION("a permanent failure") {
+    const run_record r = same_run_three_ways({pending(), failed("gone")}, heat, pollster::never{});
+    CHECK(r.outcome.cause == cause::failed);
+    CHECK(r.outcome.elapsed == 1s);
+  }
+  SECTION("the last sleep shortened to land on a stop rule's deadline") {
+    const run_record r = same_run_three_ways({pending()}, pollster::constant{4s}, pollster::before_deadline{10s});
+    CHECK(r.outcome.cause == cause::deadline);
+    CHECK(r.outcome.attempts == 4);  // 0, 4, 8, 10
+  }
+  SECTION("an absolute deadline in the options, with and without wait_first") {
+    pollster::poll_options options;
+    options.deadline = pollster::clock_time{25s, nullptr};  // made absolute by run_script
+    const run_record r = same_run_three_ways({pending()}, pollster::constant{10s}, pollster::never{}, options);
+    CHECK(r.outcome.attempts == 4);  // 0, 10, 20, 25
+    options.wait_first = true;
+    const run_record w = same_run_three_ways({pending()}, pollster::constant{10s}, pollster::never{}, options);
+    CHECK(w.outcome.attempts == 3);  // 10, 20, 25
+  }
+  SECTION("a stop requested by the third check") {
+    const run_record r = same_run_three_ways({pending("BUILD")}, heat, pollster::never{}, {}, 3);
+    CHECK(r.outcome.cause == cause::cancelled);
+    CHECK(r.outcome.attempts == 3);
+    CHECK(r.outcome.last_value == std::string("BUILD"));
+  }
+}

@@ -26,3 +26,14 @@
 #define POLLSTER_HAS_STD_STOP_TOKEN 0
 #endif
 #endif
+
+// Keeps a hot loop out of its caller, so that its code, and its cost, do not depend on how the caller is inlined.
+#ifndef POLLSTER_NOINLINE
+#if defined(__GNUC__) || defined(__clang__)
+#define POLLSTER_NOINLINE __attribute__((noinline))
+#elif defined(_MSC_VER)
+#define POLLSTER_NOINLINE __declspec(noinline)
+#else
+#define POLLSTER_NOINLINE
+#endif
+#endif

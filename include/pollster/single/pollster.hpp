@@ -59,6 +59,17 @@
 #define POLLSTER_HAS_STD_STOP_TOKEN 0
 #endif
 #endif
+
+// Keeps a hot loop out of its caller, so that its code, and its cost, do not depend on how the caller is inlined.
+#ifndef POLLSTER_NOINLINE
+#if defined(__GNUC__) || defined(__clang__)
+#define POLLSTER_NOINLINE __attribute__((noinline))
+#elif defined(_MSC_VER)
+#define POLLSTER_NOINLINE __declspec(noinline)
+#else
+#define POLLSTER_NOINLINE
+#endif
+#endif
 // ---- end pollster/detail/config.hpp ----
 // ---- begin pollster/detail/saturate.hpp ----
 
@@ -1341,6 +1352,14 @@ template <class Clock>
 inline constexpr char clock_identity = 0;
 
 struct no_payload {};
+
+/// poll_until's access to the poller's blocking loop (`poller::drive`), which is not part of the poller's API.
+struct blocking_driver {
+  template <class Poller, class Clock>
+  static void run(Poller& p, Clock& clock, const stop_token& token, bool immediate) {
+    p.drive(clock, token, immediate);
+  }
+};
 }  // namespace detail
 
 /// A time point of some clock, remembered with the clock it belongs to. Built by `pollster::at(tp)`.
@@ -1800,6 +1819,39 @@ class box_flag {
   bool set_ = false;
 };
 
+/// A loop's working copy of a small, trivially copyable object (a `geometric`, a `constant`), which the compiler
+/// can keep in registers, written back with `store` before other code reads the original; for any other type, the
+/// original itself.
+template <class X, bool Copy = std::is_trivially_copyable_v<X> && std::is_trivially_copy_assignable_v<X> &&
+                               std::is_trivially_copy_constructible_v<X> && sizeof(X) <= 64>
+class working_copy {
+ public:
+  explicit working_copy(const X& x) noexcept : copy_(x) {}
+  X& get() noexcept { return copy_; }
+  void store(X& original) const noexcept { original = copy_; }
+  void load(const X& original) noexcept { copy_ = original; }
+
+ private:
+  X copy_;
+};
+template <class X>
+class working_copy<X, false> {
+ public:
+  explicit working_copy(X& x) noexcept : original_(x) {}
+  X& get() noexcept { return original_; }
+  void store(X&) const noexcept {}
+  void load(const X&) noexcept {}
+
+ private:
+  X& original_;
+};
+
+/// Whether a clock promises never to go back (`static constexpr bool is_steady = true`, as std::chrono's do).
+template <class C, class = void>
+struct is_steady_clock : std::false_type {};
+template <class C>
+struct is_steady_clock<C, std::enable_if_t<C::is_steady>> : std::true_type {};
+
 template <class C, class = void>
 struct is_clock : std::false_type {};
 template <class C>
@@ -1926,7 +1978,12 @@ class poller : private detail::compressed<Check, 0>,
     ++outcome_.attempts;
     if constexpr (detail::has_before_attempt<Hooks>::value) hooks().before_attempt(state_at(now));
     step_type result = invoke_check(now);
-    const time_point end = std::max(now, static_cast<time_point>(finished()));
+    conclude(result, std::max(now, static_cast<time_point>(finished())));
+  }
+
+ private:
+  /// Everything after a check that ended at `end`: the account, the hooks, and whether and when to check again.
+  void conclude(step_type& result, time_point end) {
     nudged_ = false;
     outcome_.elapsed = to_duration(end - start_);
     last_kind_ = result.kind;
@@ -1956,6 +2013,135 @@ class poller : private detail::compressed<Check, 0>,
     plan_next(end, outcome_.elapsed, result);
   }
 
+  friend struct detail::blocking_driver;
+
+  /// poll_until's loop. Runs without hooks go through a loop of their own, kept out of line so that its cost per
+  /// attempt does not depend on how the caller happens to be inlined, and which keeps what changes on every check
+  /// in locals (the schedule and the stop rule too, when small and trivially copyable) that stay in registers
+  /// across the clock's atomics. That loop decides only the common step: pending or transient, with no hint and
+  /// no directed delay. At the first other step it writes its locals back, lets `conclude` decide, and hands the
+  /// rest of the run to `drive_steps`, the plain loop over `step()` that runs with hooks: one set of rules.
+  template <class Clock>
+  void drive(Clock& clock, const stop_token& token, bool immediate) {
+    constexpr bool has_hooks = detail::has_before_attempt<Hooks>::value ||
+                               detail::has_after_attempt<Hooks, step_type>::value ||
+                               detail::has_before_sleep<Hooks>::value;
+    if (done_) return;
+    if constexpr (has_hooks) {
+      time_point last = start_;  // the latest reading of the clock: the end of the last check
+      if (immediate) step(start_, [&clock, &last] { return last = clock.now(); });  // at once: no time has passed
+      drive_steps(clock, token, last);
+    } else if (has_deadline_) {
+      drive_fast<true>(clock, token, immediate);
+    } else {
+      drive_fast<false>(clock, token, immediate);
+    }
+  }
+
+  /// The plain loop: sleep until due, check, until done; `last` is the latest reading of the clock.
+  template <class Clock>
+  void drive_steps(Clock& clock, const stop_token& token, time_point last) {
+    const auto finished = [&clock, &last] { return last = clock.now(); };
+    while (!done_) {
+      // A sleep returns false at once when the token is already stopped; the test after it also catches a stop
+      // that arrived with the timer (or when there was nothing to sleep): no check runs after a stop request.
+      const time_point due = next_due_;
+      if (due > last && !clock.sleep_until(due, token)) break;
+      if (token.stop_requested()) break;
+      step(clock.now(), finished);
+    }
+    if (!done_) cancel(clock.now());
+  }
+
+  /// drive_fast's way out at a step it does not decide. The step is passed by value, so that the fast loop's own
+  /// never has its address taken and can stay in registers.
+  template <class Clock>
+  POLLSTER_NOINLINE void hand_over(step_type result, time_point end, Clock& clock, const stop_token& token,
+                                   time_point last) {
+    conclude(result, end);
+    drive_steps(clock, token, last);
+  }
+
+  /// The loop without hooks, compiled once with and once without a `poll_options::deadline` to test.
+  template <bool HasDeadline, class Clock>
+  POLLSTER_NOINLINE void drive_fast(Clock& clock, const stop_token& token, bool immediate) {
+    const time_point start = start_;
+    const time_point deadline = HasDeadline ? cold_.get()->deadline : time_point{};
+    detail::working_copy<Schedule> working_schedule(schedule_);
+    detail::working_copy<Stop> working_stop(stop_rule_mutable());
+    std::uint64_t attempts = outcome_.attempts;
+    duration elapsed = outcome_.elapsed;
+    duration slept = outcome_.slept;
+    time_point due = next_due_;
+    time_point last_end = last_end_time();  // the end of the last check (or the start): idle time counts from here
+    time_point last = start;                // the latest reading of the clock
+    time_point now = start;
+    for (bool sleep_first = !immediate;; sleep_first = true) {
+      if (sleep_first) {
+        // As drive_steps.
+        if (due > last && !clock.sleep_until(due, token)) break;
+        if (token.stop_requested()) break;
+        now = clock.now();
+      }
+      // As step(now): idle time before this check, then the attempt. (A check that throws leaves the account
+      // unwritten: the exception leaves poll_until, and this poller with it.)
+      // A steady clock's readings never go back, so the tests that guard against it are only for the others.
+      constexpr bool steady = detail::is_steady_clock<Clock>::value;
+      if (steady || now > last_end) slept += to_duration(now - last_end);
+      ++attempts;
+      step_type result = invoke_check_at(now, attempts, last_delay_);
+      last = clock.now();
+      const time_point end = steady || last > now ? last : now;
+      last_end = end;
+      elapsed = to_duration(end - start);
+      if (result.hint || result.directed || result.throttled) {
+        write_back(working_schedule, working_stop, attempts, elapsed, slept, due);
+        hand_over(std::move(result), end, clock, token, last);
+        return;
+      }
+      // What conclude() does with such a step.
+      last_kind_ = result.kind;
+      if (result.value) outcome_.last_value.emplace(std::move(*result.value));
+      if (result.error) outcome_.last_error.emplace(std::move(*result.error));
+      if (result.kind == step_kind::done || result.kind == step_kind::failed) {
+        write_back(working_schedule, working_stop, attempts, elapsed, slept, due);
+        finish(result.kind == step_kind::done ? pollster::cause::done : pollster::cause::failed, stop_reason::none,
+               end);
+        return;
+      }
+      const stop_reason reason = working_stop.get().check(stop_context{attempts, elapsed});
+      if (reason != stop_reason::none) {
+        write_back(working_schedule, working_stop, attempts, elapsed, slept, due);
+        finish(reason == stop_reason::deadline ? pollster::cause::deadline : pollster::cause::exhausted, reason, end);
+        return;
+      }
+      if (HasDeadline && end >= deadline) {
+        write_back(working_schedule, working_stop, attempts, elapsed, slept, due);
+        finish(pollster::cause::deadline, stop_reason::deadline, end);
+        return;
+      }
+      // What plan_next() does without a hint: the schedule's value, clamped to the time left before the deadline.
+      duration delay = working_schedule.get().next();
+      duration left = working_stop.get().time_left(elapsed);
+      if constexpr (HasDeadline) {
+        if (deadline - end < left) left = to_duration(deadline - end);
+      }
+      last_reason_ = delay_reason::schedule;
+      if (delay < duration::zero() || delay > left) {
+        if (delay < duration::zero()) delay = duration::zero();  // a custom schedule may go below zero
+        if (delay > left) {
+          delay = left;
+          last_reason_ = delay_reason::deadline;
+        }
+      }
+      last_delay_ = delay;
+      due = later(end, delay);
+    }
+    write_back(working_schedule, working_stop, attempts, elapsed, slept, due);
+    cancel(clock.now());
+  }
+
+ public:
   /// Makes the poller due at `now` (notify-then-verify: a callback said something changed, so check through the
   /// real API at once). The schedule then resumes, from its start with `reset_on_nudge`. The first nudge of a run
   /// may allocate (the count lives in the poller's cold part): std::bad_alloc then leaves the poller unchanged.
@@ -2031,7 +2217,13 @@ class poller : private detail::compressed<Check, 0>,
   /// t + d for d >= 0, saturating at time_point::max(); the general detail::sat_add costs more on this hot path.
   static time_point later(time_point t, duration d) noexcept {
     if constexpr (std::is_same_v<typename time_point::duration, duration>) {
+#if defined(__GNUC__) || defined(__clang__)
+      duration::rep sum = 0;  // an add and a jump on overflow, where the comparison costs four instructions more
+      return __builtin_add_overflow(t.time_since_epoch().count(), d.count(), &sum) ? time_point::max()
+                                                                                  : time_point{duration{sum}};
+#else
       return t.time_since_epoch() > duration::max() - d ? time_point::max() : t + d;
+#endif
     } else {
       return detail::sat_add(t, d);
     }
@@ -2047,20 +2239,26 @@ class poller : private detail::compressed<Check, 0>,
 
   /// What the check and the hooks see; built on demand so the poller stores none of it twice.
   poll_state state_at(time_point t) const noexcept {
+    return state_of(outcome_.attempts, to_duration(t - start_), last_delay_);
+  }
+  poll_state state_of(std::uint64_t attempt, duration elapsed, duration last_delay) const noexcept {
     poll_state s;
-    s.attempt = outcome_.attempts;
-    s.elapsed = to_duration(t - start_);
-    s.last_delay = last_delay_;
+    s.attempt = attempt;
+    s.elapsed = elapsed;
+    s.last_delay = last_delay;
     s.nudged = nudged_;
     return s;
   }
 
-  step_type invoke_check(time_point now) {
+  step_type invoke_check(time_point now) { return invoke_check_at(now, outcome_.attempts, last_delay_); }
+  step_type invoke_check_at(time_point now, std::uint64_t attempt, duration last_delay) {
     Check& check = static_cast<check_holder&>(*this).get();
     if constexpr (std::is_invocable_v<Check&, const poll_state&>) {
-      return check(static_cast<const poll_state&>(state_at(now)));
+      return check(static_cast<const poll_state&>(state_of(attempt, to_duration(now - start_), last_delay)));
     } else {
       (void)now;
+      (void)attempt;
+      (void)last_delay;
       return check();
     }
   }
@@ -2103,8 +2301,7 @@ class poller : private detail::compressed<Check, 0>,
       delay = hint;
       reason = delay_reason::hint;
     }
-    duration left = stop_rule().time_left(elapsed);
-    if (has_deadline_) left = std::min(left, to_duration(cold_.get()->deadline - end));
+    const duration left = time_left(end, elapsed);
     if (delay > left) {
       if (reason == delay_reason::hint) {
         // The server will not be ready before the deadline: polling again before then is pointless.
@@ -2122,6 +2319,26 @@ class poller : private detail::compressed<Check, 0>,
       s.next_delay = delay;
       hooks().before_sleep(static_cast<const poll_state&>(s), reason);
     }
+  }
+
+  /// drive_fast()'s locals back into the members, before code that reads them.
+  void write_back(const detail::working_copy<Schedule>& working_schedule,
+                  const detail::working_copy<Stop>& working_stop, std::uint64_t attempts, duration elapsed,
+                  duration slept, time_point due) noexcept {
+    working_schedule.store(schedule_);
+    working_stop.store(stop_rule_mutable());
+    outcome_.attempts = attempts;
+    outcome_.elapsed = elapsed;
+    outcome_.slept = slept;
+    last_throttled_ = false;
+    nudged_ = false;
+    next_due_ = due;
+  }
+
+  /// How long the next sleep may last after a check that ended at `end`: the stop rule's and the option's deadline.
+  duration time_left(time_point end, duration elapsed) const {
+    const duration left = stop_rule().time_left(elapsed);
+    return has_deadline_ ? std::min(left, to_duration(cold_.get()->deadline - end)) : left;
   }
 
   void finish(pollster::cause why, stop_reason reason, time_point end) noexcept {
@@ -2210,19 +2427,7 @@ outcome<typename check_step_t<Check>::value_type, typename check_step_t<Check>::
   const time_point start = clock.now();
   poller<Check, Schedule, Stop, time_point, Hooks> run(std::move(check), std::move(schedule), std::move(stop), start,
                                                        options, std::move(hooks));
-  const stop_token& token = options.token;
-  time_point last = start;  // the latest reading of the clock: the end of the last check
-  const auto finished = [&clock, &last] { return last = clock.now(); };
-  if (!options.wait_first && !run.done()) run.step(start, finished);  // at once: no time has passed
-  while (!run.done()) {
-    // A sleep returns false at once when the token is already stopped; the test after it also catches a stop
-    // that arrived with the timer (or when there was nothing to sleep): no check runs after a stop request.
-    const time_point due = run.next_due();
-    if (due > last && !clock.sleep_until(due, token)) break;
-    if (token.stop_requested()) break;
-    run.step(clock.now(), finished);
-  }
-  if (!run.done()) run.cancel(clock.now());
+  detail::blocking_driver::run(run, clock, options.token, !options.wait_first);
   return run.take_outcome();
 }
 
