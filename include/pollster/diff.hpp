@@ -453,8 +453,9 @@ void match_by_hash(const BeforeView& before, const AfterView& after, const Key& 
                    static_cast<std::uint32_t>(before_size + after_size));
   // Each lookup in a large table costs two cache misses: the slot, then the record it points to. The loops run a
   // pipeline instead: hash a record and prefetch its slot `slot_ahead` records early, prefetch the record of the
-  // slot whose tag fits `record_ahead` records early, so both are in cache when the lookup comes. The loops are
-  // written out, not shared through a callback, because GCC at -O2 then inlines nothing and runs four times slower.
+  // slot whose tag fits `record_ahead` records early, so both are in cache when the lookup comes (the build loop
+  // prefetches slots only: it compares a record just for a duplicate key or a false tag). The loops are written
+  // out, not shared through a callback, because GCC at -O2 then inlines nothing and runs four times slower.
   constexpr std::size_t slot_ahead = 16;
   constexpr std::size_t record_ahead = 8;
   constexpr std::size_t probe_ahead = 4;
@@ -481,7 +482,6 @@ void match_by_hash(const BeforeView& before, const AfterView& after, const Key& 
       hashes[b % slot_ahead] = hash_of(std::invoke(key, before[b + slot_ahead]));
       index.prefetch(hashes[b % slot_ahead]);
     }
-    if (b + record_ahead < before_size) prefetch_chain(hashes[(b + record_ahead) % slot_ahead]);
 
     const auto& k = std::invoke(key, before[b]);
     std::uint32_t* slot = index.find(
