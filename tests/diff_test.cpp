@@ -343,6 +343,39 @@ TEST_CASE("keys whose hashes all collide are told apart by comparing them") {
                       Catch::Matchers::Contains("duplicate key 7 in the after snapshot"));
 }
 
+TEST_CASE("snapshots too large for a core's cache take the prefetching hash path and report the same") {
+  struct row {
+    std::uint64_t id;
+    std::uint64_t version;
+  };
+  // 20 000 rows of 16 bytes a side: 640 KB, past pollster::detail::prefetch_from_bytes.
+  constexpr std::uint64_t rows = 20000;
+  static_assert(2 * rows * sizeof(row) >= pollster::detail::prefetch_from_bytes, "the test must take that path");
+  std::vector<row> before;
+  std::vector<row> after;
+  for (std::uint64_t n = 0; n < rows; ++n) before.push_back({n * 7919, 1});  // 7919 is prime: no two ids clash
+  // In a scrambled order: every 100th row removed, every 50th (not removed) changed, 100 new rows at the end.
+  for (std::uint64_t n = 0; n < rows; ++n) {
+    const std::uint64_t at = (n * 7U) % rows;  // 7 is coprime with 20 000: a permutation
+    if (at % 100 == 0) continue;
+    after.push_back({at * 7919, at % 50 == 0 ? std::uint64_t{2} : std::uint64_t{1}});
+  }
+  for (std::uint64_t n = rows; n < rows + 100; ++n) after.push_back({n * 7919, 1});
+
+  pollster::diff_options options;
+  options.order = GENERATE(pollster::key_order::unknown, pollster::key_order::unsorted);
+  const auto result = pollster::diff(before, after, &row::id, &row::version, options);
+  REQUIRE(result.removals.size() == 200);
+  REQUIRE(result.changes.size() == 200);
+  REQUIRE(result.additions.size() == 100);
+  for (std::size_t n = 0; n < result.removals.size(); ++n) {
+    CHECK(result.removals[n].key == n * 100 * 7919);  // in the old order
+  }
+  for (const auto& change : result.changes) CHECK(change.after.id / 7919 % 50 == 0);
+  CHECK(result.additions.front().element.id == rows * 7919);
+  CHECK(result.additions.back().element.id == (rows + 99) * 7919);
+}
+
 TEST_CASE("the hash index compares a key only where the slot's tag fits the hash") {
   const std::uint64_t home = 5;
   const std::uint64_t first_hash = (std::uint64_t{0x1234} << 32U) | home;

@@ -38,7 +38,7 @@ inline void prefetch_bytes(const void* address, std::size_t size) noexcept {
 }
 
 /// An open-addressing set of 32-bit handles (linear probing, power-of-two capacity, load at most 3/4). It stores no
-/// keys and no hashes: the owner says how to hash a handle and how to compare one with a key, so a million-record
+/// keys and no full hashes: the owner says how to hash a handle and how to compare one with a key, so a million-record
 /// index costs 4 bytes per slot (5.3 to 10.7 bytes per handle) instead of a node and an allocation per record.
 /// Handle 0 marks an empty slot; owners store `index + 1`.
 ///
