@@ -4,13 +4,16 @@
 
 #include "pollster_catch.hpp"
 
-#include <algorithm>  // reverse, sort
-#include <cstdint>    // uint64_t
-#include <list>       // list
-#include <random>     // mt19937_64, uniform_int_distribution
-#include <set>        // set
-#include <stdexcept>  // invalid_argument, runtime_error
-#include <string>     // string, to_string
+#include <algorithm>   // reverse, sort
+#include <cstddef>     // size_t
+#include <cstdint>     // uint32_t, uint64_t
+#include <functional>  // hash
+#include <list>        // list
+#include <ostream>     // ostream
+#include <random>      // mt19937_64, uniform_int_distribution
+#include <set>         // set
+#include <stdexcept>   // invalid_argument, runtime_error
+#include <string>      // string, to_string
 #include <type_traits>
 #include <utility>  // pair
 #include <vector>   // vector
@@ -52,7 +55,25 @@ const std::vector<object> informer_before{{"foo", "5", ""}, {"bar", "6", ""}, {"
 
 pollster::key_order any_order() { return GENERATE(pollster::key_order::unknown, pollster::key_order::unsorted); }
 
+// A key that std::hash sends to one number whatever its value, so the hash path's index can tell two keys apart only
+// by comparing them: the tag it keeps beside each handle (bits of the hash) rejects nothing.
+struct colliding_key {
+  int value;
+  friend bool operator==(const colliding_key& left, const colliding_key& right) { return left.value == right.value; }
+  friend std::ostream& operator<<(std::ostream& out, const colliding_key& key) { return out << key.value; }
+};
+
+struct keyed_record {
+  colliding_key key;
+  int version;
+};
+
 }  // namespace
+
+template <>
+struct std::hash<colliding_key> {
+  std::size_t operator()(const colliding_key&) const noexcept { return 42; }
+};
 
 TEST_CASE("a key missing from the new list is removed with its last known object, like a Kubernetes delete") {
   pollster::diff_options options;
@@ -293,6 +314,108 @@ TEST_CASE("any forward range works, and keys may be computed or merely ordered")
     CHECK(result.removals[0].key == 3);
     REQUIRE(result.additions.size() == 1);
     CHECK(result.additions[0].element.second == 20);
+  }
+}
+
+TEST_CASE("keys whose hashes all collide are told apart by comparing them") {
+  // before: keys 0..99; after: keys 5..104, with the multiples of 10 at a new version.
+  std::vector<keyed_record> before;
+  std::vector<keyed_record> after;
+  for (int n = 0; n < 100; ++n) before.push_back({{n}, 1});
+  for (int n = 5; n < 105; ++n) after.push_back({{n}, n % 10 == 0 ? 2 : 1});
+
+  const auto result = pollster::diff(before, after, &keyed_record::key, &keyed_record::version);
+  std::vector<int> removed_keys;
+  std::vector<int> added_keys;
+  std::vector<int> changed_keys;
+  for (const auto& removal : result.removals) removed_keys.push_back(removal.key.value);
+  for (const auto& addition : result.additions) added_keys.push_back(addition.element.key.value);
+  for (const auto& change : result.changes) {
+    CHECK(change.before.version == 1);
+    CHECK(change.after.version == 2);
+    changed_keys.push_back(change.after.key.value);
+  }
+  CHECK(removed_keys == std::vector<int>{0, 1, 2, 3, 4});
+  CHECK(added_keys == std::vector<int>{100, 101, 102, 103, 104});
+  CHECK(changed_keys == std::vector<int>{10, 20, 30, 40, 50, 60, 70, 80, 90});
+
+  after.push_back({{7}, 3});
+  REQUIRE_THROWS_WITH(pollster::diff(before, after, &keyed_record::key, &keyed_record::version),
+                      Catch::Matchers::Contains("duplicate key 7 in the after snapshot"));
+}
+
+TEST_CASE("snapshots too large for a core's cache take the prefetching hash path and report the same") {
+  struct row {
+    std::uint64_t id;
+    std::uint64_t version;
+  };
+  // 20 000 rows of 16 bytes a side: 640 KB, past pollster::detail::prefetch_from_bytes.
+  constexpr std::uint64_t rows = 20000;
+  static_assert(2 * rows * sizeof(row) >= pollster::detail::prefetch_from_bytes, "the test must take that path");
+  std::vector<row> before;
+  std::vector<row> after;
+  for (std::uint64_t n = 0; n < rows; ++n) before.push_back({n * 7919, 1});  // 7919 is prime: no two ids clash
+  // In a scrambled order: every 100th row removed, every 50th (not removed) changed, 100 new rows at the end.
+  for (std::uint64_t n = 0; n < rows; ++n) {
+    const std::uint64_t at = (n * 7U) % rows;  // 7 is coprime with 20 000: a permutation
+    if (at % 100 == 0) continue;
+    after.push_back({at * 7919, at % 50 == 0 ? std::uint64_t{2} : std::uint64_t{1}});
+  }
+  for (std::uint64_t n = rows; n < rows + 100; ++n) after.push_back({n * 7919, 1});
+
+  pollster::diff_options options;
+  options.order = GENERATE(pollster::key_order::unknown, pollster::key_order::unsorted);
+  const auto result = pollster::diff(before, after, &row::id, &row::version, options);
+  REQUIRE(result.removals.size() == 200);
+  REQUIRE(result.changes.size() == 200);
+  REQUIRE(result.additions.size() == 100);
+  for (std::size_t n = 0; n < result.removals.size(); ++n) {
+    CHECK(result.removals[n].key == n * 100 * 7919);  // in the old order
+  }
+  for (const auto& change : result.changes) CHECK(change.after.id / 7919 % 50 == 0);
+  CHECK(result.additions.front().element.id == rows * 7919);
+  CHECK(result.additions.back().element.id == (rows + 99) * 7919);
+}
+
+TEST_CASE("the hash index compares a key only where the slot's tag fits the hash") {
+  const std::uint64_t home = 5;
+  const std::uint64_t first_hash = (std::uint64_t{0x1234} << 32U) | home;
+  const std::uint64_t other_hash = (std::uint64_t{0x5678} << 32U) | home;  // the same home slot, another tag
+  const auto no_growth = [](std::uint32_t) { return std::uint64_t{0}; };
+  int compared = 0;
+  const auto count_and_match = [&](std::uint32_t handle) {
+    ++compared;
+    return handle == 1U;
+  };
+
+  SECTION("tagged: handles up to 3 take two bits, the other thirty hold the tag") {
+    pollster::detail::flat_index index(16, 3);
+    std::uint32_t* slot = index.find(first_hash, count_and_match);
+    REQUIRE(*slot == 0U);
+    index.occupy(slot, index.entry(first_hash, 1), no_growth);
+
+    slot = index.find(other_hash, count_and_match);
+    CHECK(compared == 0);  // the occupied home slot was passed on its tag alone
+    CHECK(*slot == 0U);
+    CHECK(index.candidate(other_hash, 4) == 0U);
+
+    slot = index.find(first_hash, count_and_match);
+    CHECK(compared == 1);
+    CHECK(index.handle_of(*slot) == 1U);
+    CHECK(index.candidate(first_hash, 4) == 1U);
+  }
+  SECTION("untagged: every occupied slot on the way is compared") {
+    pollster::detail::flat_index index(16);
+    index.occupy(index.find(first_hash, count_and_match), index.entry(first_hash, 1), no_growth);
+    CHECK(index.entry(first_hash, 1) == 1U);
+
+    const std::uint32_t* slot = index.find(other_hash, [&](std::uint32_t) {
+      ++compared;
+      return false;
+    });
+    CHECK(compared == 1);
+    CHECK(*slot == 0U);
+    CHECK(index.candidate(other_hash, 4) == 1U);
   }
 }
 

@@ -5,15 +5,16 @@
 // Build: cmake -DPOLLSTER_BUILD_FUZZERS=ON with clang; run: ./diff_fuzz -max_total_time=60
 #include <pollster/diff.hpp>
 
-#include <algorithm>  // stable_sort
-#include <cstddef>    // size_t
-#include <cstdint>    // uint8_t
-#include <cstdio>     // fprintf
-#include <cstdlib>    // abort
-#include <map>        // map
-#include <stdexcept>  // invalid_argument
-#include <string>     // string, to_string
-#include <vector>     // vector
+#include <algorithm>   // stable_sort
+#include <cstddef>     // size_t
+#include <cstdint>     // uint8_t
+#include <cstdio>      // fprintf
+#include <cstdlib>     // abort
+#include <functional>  // hash
+#include <map>         // map
+#include <stdexcept>   // invalid_argument
+#include <string>      // string, to_string
+#include <vector>      // vector
 
 namespace {
 
@@ -28,6 +29,22 @@ struct ordered_key {
   std::uint8_t value;
   bool operator<(const ordered_key& other) const { return value < other.value; }
 };
+
+// A key whose std::hash is one number for every value: the hash path's index then finds the tag it keeps beside
+// each handle equal everywhere, and only comparing keys tells them apart.
+struct colliding_key {
+  std::uint8_t value;
+  bool operator==(const colliding_key& other) const { return value == other.value; }
+};
+
+}  // namespace
+
+template <>
+struct std::hash<colliding_key> {
+  std::size_t operator()(const colliding_key&) const noexcept { return 7; }
+};
+
+namespace {
 
 // The same rules as the property test's model: the last record of a key wins; removals in the old order, then
 // additions and changes in the new order. Empty-with-error is encoded as the single line "error".
@@ -135,10 +152,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   options.duplicates = last_wins ? pollster::duplicate_keys::last_wins : pollster::duplicate_keys::error;
   options.report_unchanged = report_unchanged;
   const auto ordered = [](const record& r) { return ordered_key{r.key}; };
+  const auto colliding = [](const record& r) { return colliding_key{r.key}; };
 
   options.order = pollster::key_order::unsorted;
   check(pollster_diff(before, after, &record::key, options), expected, "hash");
   check(pollster_diff(before, after, ordered, options), expected, "sort-of-indices");
+  check(pollster_diff(before, after, colliding, options), expected, "hash (every hash equal)");
   options.order = pollster::key_order::unknown;
   check(pollster_diff(before, after, &record::key, options), expected, "hash-or-merge");
   if (sort_inputs) {

@@ -27,6 +27,10 @@ inline void prefetch_bytes(const void* address, std::size_t size) noexcept {
   const char* first = static_cast<const char*>(address);
   __builtin_prefetch(first);
   if (size > 1) __builtin_prefetch(first + size - 1);
+  // GCC 12 deems a function whose only effect is a prefetch `const`, and deletes the calls to it that it has not
+  // inlined yet (the differ's prefetching lambdas: none of their record prefetches reached the binary). An empty
+  // volatile asm is an effect it keeps, and costs no instruction.
+  __asm__ volatile("" : : "r"(first));
 #else
   (void)address;
   (void)size;
@@ -34,22 +38,42 @@ inline void prefetch_bytes(const void* address, std::size_t size) noexcept {
 }
 
 /// An open-addressing set of 32-bit handles (linear probing, power-of-two capacity, load at most 3/4). It stores no
-/// keys and no hashes: the owner says how to hash a handle and how to compare one with a key, so a million-record
+/// keys and no full hashes: the owner says how to hash a handle and how to compare one with a key, so a million-record
 /// index costs 4 bytes per slot (5.3 to 10.7 bytes per handle) instead of a node and an allocation per record.
 /// Handle 0 marks an empty slot; owners store `index + 1`.
+///
+/// Built with the largest handle it will hold, the index keeps a tag in the slot bits that handle never needs: the
+/// top bits of the hash. A lookup then asks the owner to compare only slots whose tag matches, and for the differ
+/// that comparison reads a record (a cache miss in a large snapshot), so most of those misses go away for free. A
+/// slot holds an *entry*, `handle | tag`: write `entry(hash, handle)`, read `handle_of(*slot)`. Without a largest
+/// handle there is no tag and an entry is just the handle.
 class flat_index {
  public:
-  /// Room for `expected` handles without growing.
+  /// Room for `expected` handles without growing; no tags.
   explicit flat_index(std::size_t expected) { slots_.assign(capacity_for(expected), 0U); }
 
-  /// The slot holding a handle that `matches`, or the empty slot where that handle belongs. Write a handle to an
-  /// empty slot with `occupy()`, overwrite a found one in place.
+  /// Room for `expected` handles without growing, each at most `max_handle`, tagged with the bits above it.
+  flat_index(std::size_t expected, std::uint32_t max_handle) : flat_index(expected) {
+    std::uint32_t width = 1;
+    while (width < 32U && (max_handle >> width) != 0U) ++width;
+    handle_mask_ = width >= 32U ? 0xFFFFFFFFU : (std::uint32_t{1} << width) - 1U;
+  }
+
+  /// What a slot holds for `handle`, whose key hashes to `hash`.
+  std::uint32_t entry(std::uint64_t hash, std::uint32_t handle) const noexcept { return handle | tag_of(hash); }
+  /// The handle in a slot's entry.
+  std::uint32_t handle_of(std::uint32_t entry) const noexcept { return entry & handle_mask_; }
+
+  /// The slot holding a handle that `matches` (called with the handle, and only when the slot's tag fits `hash`),
+  /// or the empty slot where that handle belongs. Write an entry to an empty slot with `occupy()`, overwrite a
+  /// found one in place.
   template <class Matches>
   std::uint32_t* find(std::uint64_t hash, Matches&& matches) noexcept {
     const std::size_t mask = slots_.size() - 1;
+    const std::uint32_t tag = tag_of(hash);
     for (std::size_t at = static_cast<std::size_t>(hash) & mask;; at = (at + 1) & mask) {
       std::uint32_t& slot = slots_[at];
-      if (slot == 0U || matches(slot)) return &slot;
+      if (slot == 0U || ((slot & ~handle_mask_) == tag && matches(slot & handle_mask_))) return &slot;
     }
   }
 
@@ -58,19 +82,34 @@ class flat_index {
 
   /// The handle in the slot `hash` starts at (0 if empty): usually the one a lookup will compare with, so a loop
   /// can prefetch that record too.
-  std::uint32_t first_probe(std::uint64_t hash) const noexcept { return slots_[home(hash)]; }
+  std::uint32_t first_probe(std::uint64_t hash) const noexcept { return handle_of(slots_[home(hash)]); }
 
   /// The handle `step` slots after the one `hash` starts at (0 if empty): the rest of a short probe chain, whose
   /// records a loop can prefetch as well (they share the first slot's cache line most of the time).
   std::uint32_t probe(std::uint64_t hash, std::size_t step) const noexcept {
-    return slots_[(home(hash) + step) & (slots_.size() - 1)];
+    return handle_of(slots_[(home(hash) + step) & (slots_.size() - 1)]);
   }
 
-  /// Writes `handle` into the empty `slot` returned by `find()`; grows (rehashing every handle through `hash_of`)
+  /// The first handle among the next `steps` slots of `hash`'s chain whose tag fits `hash`, or 0 when the chain
+  /// ends first: the one record a lookup will most likely compare with, for a loop to prefetch. Untagged, the
+  /// first handle of the chain.
+  std::uint32_t candidate(std::uint64_t hash, std::size_t steps) const noexcept {
+    const std::size_t mask = slots_.size() - 1;
+    const std::uint32_t tag = tag_of(hash);
+    std::size_t at = home(hash);
+    for (std::size_t step = 0; step < steps; ++step, at = (at + 1) & mask) {
+      const std::uint32_t slot = slots_[at];
+      if (slot == 0U) return 0U;
+      if ((slot & ~handle_mask_) == tag) return slot & handle_mask_;
+    }
+    return 0U;
+  }
+
+  /// Writes `entry` into the empty `slot` returned by `find()`; grows (rehashing every handle through `hash_of`)
   /// when the load would pass 3/4. Returns false if it grew, in which case earlier slot pointers are stale.
   template <class HashOf>
-  bool occupy(std::uint32_t* slot, std::uint32_t handle, HashOf&& hash_of) {
-    *slot = handle;
+  bool occupy(std::uint32_t* slot, std::uint32_t entry, HashOf&& hash_of) {
+    *slot = entry;
     ++size_;
     if (size_ * 4 <= slots_.size() * 3) return true;
     std::vector<std::uint32_t> old(slots_.size() * 2, 0U);
@@ -78,7 +117,7 @@ class flat_index {
     const std::size_t mask = slots_.size() - 1;
     for (const std::uint32_t moving : old) {
       if (moving == 0U) continue;
-      std::size_t at = static_cast<std::size_t>(hash_of(moving)) & mask;
+      std::size_t at = static_cast<std::size_t>(hash_of(moving & handle_mask_)) & mask;
       while (slots_[at] != 0U) at = (at + 1) & mask;
       slots_[at] = moving;
     }
@@ -98,9 +137,14 @@ class flat_index {
 
  private:
   std::size_t home(std::uint64_t hash) const noexcept { return static_cast<std::size_t>(hash) & (slots_.size() - 1); }
+  // The hash's top bits, where the home slot (its low bits) never looks.
+  std::uint32_t tag_of(std::uint64_t hash) const noexcept {
+    return static_cast<std::uint32_t>(hash >> 32U) & ~handle_mask_;
+  }
 
   std::vector<std::uint32_t> slots_;
   std::size_t size_ = 0;
+  std::uint32_t handle_mask_ = 0xFFFFFFFFU;
 };
 
 }  // namespace detail

@@ -3837,6 +3837,10 @@ inline void prefetch_bytes(const void* address, std::size_t size) noexcept {
   const char* first = static_cast<const char*>(address);
   __builtin_prefetch(first);
   if (size > 1) __builtin_prefetch(first + size - 1);
+  // GCC 12 deems a function whose only effect is a prefetch `const`, and deletes the calls to it that it has not
+  // inlined yet (the differ's prefetching lambdas: none of their record prefetches reached the binary). An empty
+  // volatile asm is an effect it keeps, and costs no instruction.
+  __asm__ volatile("" : : "r"(first));
 #else
   (void)address;
   (void)size;
@@ -3844,22 +3848,42 @@ inline void prefetch_bytes(const void* address, std::size_t size) noexcept {
 }
 
 /// An open-addressing set of 32-bit handles (linear probing, power-of-two capacity, load at most 3/4). It stores no
-/// keys and no hashes: the owner says how to hash a handle and how to compare one with a key, so a million-record
+/// keys and no full hashes: the owner says how to hash a handle and how to compare one with a key, so a million-record
 /// index costs 4 bytes per slot (5.3 to 10.7 bytes per handle) instead of a node and an allocation per record.
 /// Handle 0 marks an empty slot; owners store `index + 1`.
+///
+/// Built with the largest handle it will hold, the index keeps a tag in the slot bits that handle never needs: the
+/// top bits of the hash. A lookup then asks the owner to compare only slots whose tag matches, and for the differ
+/// that comparison reads a record (a cache miss in a large snapshot), so most of those misses go away for free. A
+/// slot holds an *entry*, `handle | tag`: write `entry(hash, handle)`, read `handle_of(*slot)`. Without a largest
+/// handle there is no tag and an entry is just the handle.
 class flat_index {
  public:
-  /// Room for `expected` handles without growing.
+  /// Room for `expected` handles without growing; no tags.
   explicit flat_index(std::size_t expected) { slots_.assign(capacity_for(expected), 0U); }
 
-  /// The slot holding a handle that `matches`, or the empty slot where that handle belongs. Write a handle to an
-  /// empty slot with `occupy()`, overwrite a found one in place.
+  /// Room for `expected` handles without growing, each at most `max_handle`, tagged with the bits above it.
+  flat_index(std::size_t expected, std::uint32_t max_handle) : flat_index(expected) {
+    std::uint32_t width = 1;
+    while (width < 32U && (max_handle >> width) != 0U) ++width;
+    handle_mask_ = width >= 32U ? 0xFFFFFFFFU : (std::uint32_t{1} << width) - 1U;
+  }
+
+  /// What a slot holds for `handle`, whose key hashes to `hash`.
+  std::uint32_t entry(std::uint64_t hash, std::uint32_t handle) const noexcept { return handle | tag_of(hash); }
+  /// The handle in a slot's entry.
+  std::uint32_t handle_of(std::uint32_t entry) const noexcept { return entry & handle_mask_; }
+
+  /// The slot holding a handle that `matches` (called with the handle, and only when the slot's tag fits `hash`),
+  /// or the empty slot where that handle belongs. Write an entry to an empty slot with `occupy()`, overwrite a
+  /// found one in place.
   template <class Matches>
   std::uint32_t* find(std::uint64_t hash, Matches&& matches) noexcept {
     const std::size_t mask = slots_.size() - 1;
+    const std::uint32_t tag = tag_of(hash);
     for (std::size_t at = static_cast<std::size_t>(hash) & mask;; at = (at + 1) & mask) {
       std::uint32_t& slot = slots_[at];
-      if (slot == 0U || matches(slot)) return &slot;
+      if (slot == 0U || ((slot & ~handle_mask_) == tag && matches(slot & handle_mask_))) return &slot;
     }
   }
 
@@ -3868,19 +3892,34 @@ class flat_index {
 
   /// The handle in the slot `hash` starts at (0 if empty): usually the one a lookup will compare with, so a loop
   /// can prefetch that record too.
-  std::uint32_t first_probe(std::uint64_t hash) const noexcept { return slots_[home(hash)]; }
+  std::uint32_t first_probe(std::uint64_t hash) const noexcept { return handle_of(slots_[home(hash)]); }
 
   /// The handle `step` slots after the one `hash` starts at (0 if empty): the rest of a short probe chain, whose
   /// records a loop can prefetch as well (they share the first slot's cache line most of the time).
   std::uint32_t probe(std::uint64_t hash, std::size_t step) const noexcept {
-    return slots_[(home(hash) + step) & (slots_.size() - 1)];
+    return handle_of(slots_[(home(hash) + step) & (slots_.size() - 1)]);
   }
 
-  /// Writes `handle` into the empty `slot` returned by `find()`; grows (rehashing every handle through `hash_of`)
+  /// The first handle among the next `steps` slots of `hash`'s chain whose tag fits `hash`, or 0 when the chain
+  /// ends first: the one record a lookup will most likely compare with, for a loop to prefetch. Untagged, the
+  /// first handle of the chain.
+  std::uint32_t candidate(std::uint64_t hash, std::size_t steps) const noexcept {
+    const std::size_t mask = slots_.size() - 1;
+    const std::uint32_t tag = tag_of(hash);
+    std::size_t at = home(hash);
+    for (std::size_t step = 0; step < steps; ++step, at = (at + 1) & mask) {
+      const std::uint32_t slot = slots_[at];
+      if (slot == 0U) return 0U;
+      if ((slot & ~handle_mask_) == tag) return slot & handle_mask_;
+    }
+    return 0U;
+  }
+
+  /// Writes `entry` into the empty `slot` returned by `find()`; grows (rehashing every handle through `hash_of`)
   /// when the load would pass 3/4. Returns false if it grew, in which case earlier slot pointers are stale.
   template <class HashOf>
-  bool occupy(std::uint32_t* slot, std::uint32_t handle, HashOf&& hash_of) {
-    *slot = handle;
+  bool occupy(std::uint32_t* slot, std::uint32_t entry, HashOf&& hash_of) {
+    *slot = entry;
     ++size_;
     if (size_ * 4 <= slots_.size() * 3) return true;
     std::vector<std::uint32_t> old(slots_.size() * 2, 0U);
@@ -3888,7 +3927,7 @@ class flat_index {
     const std::size_t mask = slots_.size() - 1;
     for (const std::uint32_t moving : old) {
       if (moving == 0U) continue;
-      std::size_t at = static_cast<std::size_t>(hash_of(moving)) & mask;
+      std::size_t at = static_cast<std::size_t>(hash_of(moving & handle_mask_)) & mask;
       while (slots_[at] != 0U) at = (at + 1) & mask;
       slots_[at] = moving;
     }
@@ -3908,9 +3947,14 @@ class flat_index {
 
  private:
   std::size_t home(std::uint64_t hash) const noexcept { return static_cast<std::size_t>(hash) & (slots_.size() - 1); }
+  // The hash's top bits, where the home slot (its low bits) never looks.
+  std::uint32_t tag_of(std::uint64_t hash) const noexcept {
+    return static_cast<std::uint32_t>(hash >> 32U) & ~handle_mask_;
+  }
 
   std::vector<std::uint32_t> slots_;
   std::size_t size_ = 0;
+  std::uint32_t handle_mask_ = 0xFFFFFFFFU;
 };
 
 }  // namespace detail
@@ -4202,6 +4246,9 @@ template <class It>
 constexpr bool is_random_access_v =
     std::is_base_of_v<std::random_access_iterator_tag, typename std::iterator_traits<It>::iterator_category>;
 
+/// The hash path prefetches when both snapshots together take at least this much memory (half a typical L2).
+inline constexpr std::size_t prefetch_from_bytes = std::size_t{256} * 1024;
+
 /// Snapshots hold at most this many records: the index stores 32-bit handles and match entries keep one bit spare.
 inline constexpr std::size_t max_records = 0x7FFFFFFEU;
 
@@ -4488,33 +4535,35 @@ void match_by_hash(const BeforeView& before, const AfterView& after, const Key& 
   const auto rehash = [&](std::uint32_t handle) { return hash_of(key_of(handle)); };
   const bool last_wins = options.duplicates == duplicate_keys::last_wins;
 
-  flat_index index(before_size > after_size ? before_size : after_size);
+  // Handles run up to before_size + after_size (below 2^32, see max_records); the slot bits above that hold a tag
+  // of the hash, so a lookup reads only the records whose tag fits: at a million records 11 bits, one false
+  // candidate in 2048 occupied slots. Building the index then reads no old record at all.
+  flat_index index(before_size > after_size ? before_size : after_size,
+                   static_cast<std::uint32_t>(before_size + after_size));
   // Each lookup in a large table costs two cache misses: the slot, then the record it points to. The loops run a
-  // pipeline instead: hash a record and prefetch its slot `slot_ahead` records early, prefetch the record that slot
-  // holds `record_ahead` records early, so both are in cache when the lookup comes. The loops are written out, not
-  // shared through a callback, because GCC at -O2 then inlines nothing and runs four times slower.
+  // pipeline instead: hash a record and prefetch its slot `slot_ahead` records early, prefetch the record of the
+  // slot whose tag fits `record_ahead` records early, so both are in cache when the lookup comes (the build loop
+  // prefetches slots only: it compares a record just for a duplicate key or a false tag). The loops are written
+  // out, not shared through a callback, because GCC at -O2 then inlines nothing and runs four times slower.
   constexpr std::size_t slot_ahead = 16;
   constexpr std::size_t record_ahead = 8;
-  constexpr std::size_t probe_ahead = 3;
+  constexpr std::size_t probe_ahead = 4;
+  // Snapshots that fit in a core's cache gain nothing from prefetching and pay its instructions (callgrind, 1 000
+  // records: a third more than without), so small diffs skip it.
+  const bool prefetching = (before_size + after_size) * sizeof(T) >= prefetch_from_bytes;
   std::uint64_t hashes[slot_ahead] = {};
   const auto prefetch_record = [&](std::uint32_t handle) {
     if (handle == 0U) return;
     const std::size_t at = handle - 1U;
     prefetch_bytes(std::addressof(at < before_size ? before[at] : after[at - before_size]), sizeof(T));
   };
-  // The records of the first slots of a probe chain: at this load a lookup passes one or two occupied slots
-  // before it finds its own or an empty one, and each occupied slot costs a record read (a cache miss).
-  const auto prefetch_chain = [&](std::uint64_t hash) {
-    for (std::size_t step = 0; step < probe_ahead; ++step) {
-      const std::uint32_t handle = index.probe(hash, step);
-      if (handle == 0U) break;
-      prefetch_record(handle);
-    }
-  };
+  // The one record of the probe chain whose tag fits: the lookup will compare with it (the other occupied slots
+  // of the chain cost nothing but their tag).
+  const auto prefetch_chain = [&](std::uint64_t hash) { prefetch_record(index.candidate(hash, probe_ahead)); };
   const auto start_pipeline = [&](const auto& view) {
     for (std::size_t at = 0; at < view.size() && at < slot_ahead; ++at) {
       hashes[at] = hash_of(std::invoke(key, view[at]));
-      index.prefetch(hashes[at]);
+      if (prefetching) index.prefetch(hashes[at]);
     }
   };
 
@@ -4523,20 +4572,19 @@ void match_by_hash(const BeforeView& before, const AfterView& after, const Key& 
     const std::uint64_t hash = hashes[b % slot_ahead];
     if (b + slot_ahead < before_size) {
       hashes[b % slot_ahead] = hash_of(std::invoke(key, before[b + slot_ahead]));
-      index.prefetch(hashes[b % slot_ahead]);
+      if (prefetching) index.prefetch(hashes[b % slot_ahead]);
     }
-    if (b + record_ahead < before_size) prefetch_chain(hashes[(b + record_ahead) % slot_ahead]);
 
     const auto& k = std::invoke(key, before[b]);
     std::uint32_t* slot = index.find(
         hash, [&](std::uint32_t handle) { return static_cast<bool>(std::invoke(key, before[handle - 1U]) == k); });
     const auto handle = static_cast<std::uint32_t>(b + 1);
     if (*slot == 0U) {
-      index.occupy(slot, handle, rehash);
+      index.occupy(slot, index.entry(hash, handle), rehash);
     } else {
       if (!last_wins) throw_duplicate_key(k, "before");
-      matches.before_state[*slot - 1U] = match_table::superseded;
-      *slot = handle;
+      matches.before_state[index.handle_of(*slot) - 1U] = match_table::superseded;
+      *slot = index.entry(hash, handle);
     }
   }
 
@@ -4545,20 +4593,20 @@ void match_by_hash(const BeforeView& before, const AfterView& after, const Key& 
     const std::uint64_t hash = hashes[a % slot_ahead];
     if (a + slot_ahead < after_size) {
       hashes[a % slot_ahead] = hash_of(std::invoke(key, after[a + slot_ahead]));
-      index.prefetch(hashes[a % slot_ahead]);
+      if (prefetching) index.prefetch(hashes[a % slot_ahead]);
     }
-    if (a + record_ahead < after_size) prefetch_chain(hashes[(a + record_ahead) % slot_ahead]);
+    if (prefetching && a + record_ahead < after_size) prefetch_chain(hashes[(a + record_ahead) % slot_ahead]);
 
     const auto& k = std::invoke(key, after[a]);
     std::uint32_t* slot =
         index.find(hash, [&](std::uint32_t handle) { return static_cast<bool>(key_of(handle) == k); });
     const auto handle = static_cast<std::uint32_t>(before_size + a + 1);
     if (*slot == 0U) {
-      index.occupy(slot, handle, rehash);  // matches.after_match[a] stays no_match: added
+      index.occupy(slot, index.entry(hash, handle), rehash);  // matches.after_match[a] stays no_match: added
       continue;
     }
-    const std::size_t found = *slot - 1U;
-    *slot = handle;
+    const std::size_t found = index.handle_of(*slot) - 1U;
+    *slot = index.entry(hash, handle);
     if (found < before_size) {
       matches.before_state[found] = match_table::matched;
       matches.after_match[a] = match_table::match(found, same_record(same, before[found], after[a]));
