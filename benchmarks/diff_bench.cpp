@@ -260,17 +260,30 @@ class summary_reporter : public benchmark::ConsoleReporter {
   std::map<std::string, std::vector<double>> real_seconds;
   std::map<std::string, std::vector<double>> cpu_seconds;
 
+  // With --benchmark_report_aggregates_only the repetitions never reach a reporter, only their aggregates: then
+  // the "median" aggregate is the median.
+  std::map<std::string, double> real_median;
+  std::map<std::string, double> cpu_median;
+
   void ReportRuns(const std::vector<Run>& runs) override {
     for (const Run& run : runs) {
-      if (run.run_type != Run::RT_Iteration || run.error_occurred) continue;
+      if (run.error_occurred) continue;
       const double multiplier = benchmark::GetTimeUnitMultiplier(run.time_unit);
+      if (run.run_type == Run::RT_Aggregate) {
+        if (run.aggregate_name != "median") continue;
+        real_median[run.run_name.function_name] = run.GetAdjustedRealTime() / multiplier;
+        cpu_median[run.run_name.function_name] = run.GetAdjustedCPUTime() / multiplier;
+        continue;
+      }
       real_seconds[run.run_name.function_name].push_back(run.GetAdjustedRealTime() / multiplier);
       cpu_seconds[run.run_name.function_name].push_back(run.GetAdjustedCPUTime() / multiplier);
     }
     ConsoleReporter::ReportRuns(runs);
   }
 
-  static double median(const std::map<std::string, std::vector<double>>& seconds, const std::string& name) {
+  static double median(const std::map<std::string, std::vector<double>>& seconds,
+                       const std::map<std::string, double>& aggregates, const std::string& name) {
+    if (const auto aggregate = aggregates.find(name); aggregate != aggregates.end()) return aggregate->second;
     const auto found = seconds.find(name);
     if (found == seconds.end() || found->second.empty()) return 0.0;
     std::vector<double> sorted = found->second;
@@ -321,8 +334,8 @@ int main(int argc, char** argv) {
       double bytes[3] = {};
       for (std::size_t i = 0; i < 3; ++i) {
         const std::string name = benchmark_name(implementations[i], size, sorted);
-        wall[i] = summary_reporter::median(reporter.real_seconds, name) * 1e9 / static_cast<double>(size);
-        cpu[i] = summary_reporter::median(reporter.cpu_seconds, name) * 1e9 / static_cast<double>(size);
+        wall[i] = summary_reporter::median(reporter.real_seconds, reporter.real_median, name) * 1e9 / static_cast<double>(size);
+        cpu[i] = summary_reporter::median(reporter.cpu_seconds, reporter.cpu_median, name) * 1e9 / static_cast<double>(size);
       }
       if (wall[0] <= 0.0 || wall[1] <= 0.0 || wall[2] <= 0.0) continue;  // filtered out on the command line
       for (std::size_t i = 0; i < 3; ++i) bytes[i] = bytes_per_record(size, sorted, implementations[i].run);
