@@ -27,6 +27,7 @@ TEST_CASE("before_deadline reports the time left and the deadline cause", "[stop
   CHECK(quarter.time_left(0s) == 15min);
   CHECK(quarter.time_left(14min) == 1min);
   CHECK(quarter.time_left(20min) == 0s);
+  CHECK(quarter.time_left(15min) == 0s);
   CHECK(quarter.check({1, 14min}) == stop_reason::none);
   CHECK(quarter.check({1, 15min}) == stop_reason::deadline);
   pollster::before_deadline far{pollster::duration::max()};

@@ -100,7 +100,11 @@ class before_deadline : public detail::stop_rule_base<before_deadline> {
     return c.elapsed >= budget_ ? stop_reason::deadline : stop_reason::none;
   }
   duration time_left(duration elapsed) const noexcept {
-    return std::max(duration::zero(), detail::sat_sub(budget_, elapsed));
+    // Called after every check: with budget_ >= 0 and 0 <= elapsed < budget_ the difference cannot overflow, so
+    // only a negative elapsed time (a clock that went back) pays for the saturating subtraction.
+    if (elapsed >= budget_) return duration::zero();
+    if (elapsed >= duration::zero()) return budget_ - elapsed;
+    return detail::sat_sub(budget_, elapsed);
   }
   void reset() noexcept {}
   duration budget() const noexcept { return budget_; }
