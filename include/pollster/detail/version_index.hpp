@@ -2,6 +2,7 @@
 #pragma once
 
 #include "config.hpp"
+#include "flat_index.hpp"  // mix_hash
 
 #include <cstddef>     // size_t
 #include <cstdint>     // uint32_t, uint64_t
@@ -41,14 +42,7 @@ class version_index {
   }
 
   static std::uint64_t hash(const K& key) noexcept {
-    // splitmix64's finaliser: libstdc++'s std::hash<integer> is the identity, and strided ids would pile up.
-    std::uint64_t h = static_cast<std::uint64_t>(std::hash<K>{}(key));
-    h ^= h >> 30U;
-    h *= 0xbf58476d1ce4e5b9ULL;
-    h ^= h >> 27U;
-    h *= 0x94d049bb133111ebULL;
-    h ^= h >> 31U;
-    return h;
+    return mix_hash(static_cast<std::uint64_t>(std::hash<K>{}(key)));  // libstdc++ hashes integers to themselves
   }
 
   /// Empties the index and sizes it for `expected` entries.
