@@ -18,6 +18,7 @@
 #include <asio/use_awaitable.hpp>
 #endif
 
+#include <atomic>  // atomic
 #include <chrono>
 #include <future>
 #include <memory>
@@ -153,9 +154,15 @@ TEST_CASE("a stop token ends the wait at once with cause cancelled and keeps the
   pollster::poll_options options;
   options.token = source.get_token();
   counting_check check{100};
+  std::atomic<bool> checked{false};  // the first check has run: a stop from now on must keep its value
+  auto signalling_check = [check, &checked] {
+    const count_step step = check();
+    checked.store(true, std::memory_order_release);
+    return step;
+  };
   std::optional<count_outcome> result;
   const auto start = std::chrono::steady_clock::now();
-  pollster::async_poll(io.get_executor(), check, long_wait(), pollster::never{}, options,
+  pollster::async_poll(io.get_executor(), signalling_check, long_wait(), pollster::never{}, options,
                        [&](count_outcome o) { result = std::move(o); });
 
   SECTION("stopped on the io_context's thread") {
@@ -163,8 +170,10 @@ TEST_CASE("a stop token ends the wait at once with cause cancelled and keeps the
     io.run();
   }
   SECTION("stopped from another thread") {
+    // Waits for the first check rather than a fixed time: under ThreadSanitizer on a busy machine the io_context
+    // may not have run the first check 5 ms after the thread started.
     std::thread stopper([&] {
-      std::this_thread::sleep_for(5ms);
+      while (!checked.load(std::memory_order_acquire)) std::this_thread::yield();
       source.request_stop();
     });
     io.run();
