@@ -670,7 +670,7 @@ class poller : private detail::compressed<Check, 0>,
 
  private:
   /// Everything after a check that ended at `end`: the account, the hooks, and whether and when to check again.
-  void conclude(step_type& result, time_point end) {
+  POLLSTER_ALWAYS_INLINE void conclude(step_type& result, time_point end) {
     nudged_ = false;
     outcome_.elapsed = to_duration(end - start_);
     last_kind_ = result.kind;

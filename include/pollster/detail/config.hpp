@@ -37,3 +37,15 @@
 #define POLLSTER_NOINLINE
 #endif
 #endif
+
+// Keeps a helper of a hot function inside it: a function split in two for sharing (poller::step and conclude)
+// must not cost a call and a result passed through memory on every check.
+#ifndef POLLSTER_ALWAYS_INLINE
+#if defined(__GNUC__) || defined(__clang__)
+#define POLLSTER_ALWAYS_INLINE __attribute__((always_inline)) inline
+#elif defined(_MSC_VER)
+#define POLLSTER_ALWAYS_INLINE __forceinline
+#else
+#define POLLSTER_ALWAYS_INLINE inline
+#endif
+#endif

@@ -70,6 +70,18 @@
 #define POLLSTER_NOINLINE
 #endif
 #endif
+
+// Keeps a helper of a hot function inside it: a function split in two for sharing (poller::step and conclude)
+// must not cost a call and a result passed through memory on every check.
+#ifndef POLLSTER_ALWAYS_INLINE
+#if defined(__GNUC__) || defined(__clang__)
+#define POLLSTER_ALWAYS_INLINE __attribute__((always_inline)) inline
+#elif defined(_MSC_VER)
+#define POLLSTER_ALWAYS_INLINE __forceinline
+#else
+#define POLLSTER_ALWAYS_INLINE inline
+#endif
+#endif
 // ---- end pollster/detail/config.hpp ----
 // ---- begin pollster/detail/saturate.hpp ----
 
@@ -1987,7 +1999,7 @@ class poller : private detail::compressed<Check, 0>,
 
  private:
   /// Everything after a check that ended at `end`: the account, the hooks, and whether and when to check again.
-  void conclude(step_type& result, time_point end) {
+  POLLSTER_ALWAYS_INLINE void conclude(step_type& result, time_point end) {
     nudged_ = false;
     outcome_.elapsed = to_duration(end - start_);
     last_kind_ = result.kind;
