@@ -1845,7 +1845,6 @@ class working_copy {
   explicit working_copy(const X& x) noexcept : copy_(x) {}
   X& get() noexcept { return copy_; }
   void store(X& original) const noexcept { original = copy_; }
-  void load(const X& original) noexcept { copy_ = original; }
 
  private:
   X copy_;
@@ -1856,7 +1855,6 @@ class working_copy<X, false> {
   explicit working_copy(X& x) noexcept : original_(x) {}
   X& get() noexcept { return original_; }
   void store(X&) const noexcept {}
-  void load(const X&) noexcept {}
 
  private:
   X& original_;
