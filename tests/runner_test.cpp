@@ -469,9 +469,9 @@ TEST_CASE("bad submissions are refused with invalid_argument", "[runner]") {
   CHECK_THROWS_WITH(fleet.submit(
                         check, pollster::constant{1s}, pollster::never{}, [](outcome_type) {}, unknown),
                     "pollster::runner: budget must be an id returned by add_budget, got 7");
-  pollster::stop_source source;
+  pollster::cancel_source source;
   pollster::submit_options with_token;
-  with_token.poll.token = source.get_token();
+  with_token.poll.cancel = source.get_token();
   CHECK_THROWS_AS(fleet.submit(
                       check, pollster::constant{1s}, pollster::never{}, [](outcome_type) {}, with_token),
                   std::invalid_argument);
