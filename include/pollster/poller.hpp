@@ -726,11 +726,20 @@ class poller : private detail::compressed<Check, 0>,
 
   step_type invoke_check(time_point now) {
     Check& check = static_cast<check_holder&>(*this).get();
+    using result = typename detail::sync_result<Check>::type;
     if constexpr (check_traits<Check>::takes_state) {
-      return detail::to_step<step_type>(check(static_cast<const poll_state&>(full_state_at(now))));
+      if constexpr (std::is_same_v<result, step_type>) {
+        return check(static_cast<const poll_state&>(full_state_at(now)));  // no conversion: no move either
+      } else {
+        return detail::to_step<step_type>(check(static_cast<const poll_state&>(full_state_at(now))));
+      }
     } else {
       (void)now;
-      return detail::to_step<step_type>(check());
+      if constexpr (std::is_same_v<result, step_type>) {
+        return check();
+      } else {
+        return detail::to_step<step_type>(check());
+      }
     }
   }
 
