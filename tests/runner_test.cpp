@@ -2,6 +2,7 @@
 
 #include <pollster/runner.hpp>
 
+#include "cancel_latency.hpp"
 #include "runner_model.hpp"
 
 #include <algorithm>
@@ -16,6 +17,8 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <type_traits>
+#include <atomic>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -1005,4 +1008,67 @@ TEST_CASE("the runner agrees with a reference model on thousands of random opera
   CHECK(timeouts > 1000);
   CHECK(storms > 100);
   CHECK(nudged_in_flight > 500);
+}
+
+TEST_CASE("cancel, stop and nudge wake every runner driver at once, on the steady clock and on a custom clock",
+          "[runner][cancel][real-time]") {
+  // A bounded real-time smoke test: each driver sleeps on an hour-long schedule; only a wake-up returns it in time.
+  const auto each_clock = [](auto& clock, const char* clock_name) {
+    using clock_type = std::remove_reference_t<decltype(clock)>;
+    const std::string on = std::string(" on ") + clock_name;
+    auto pending = [] { return false; };
+    {
+      runner<clock_type> fleet{clock};
+      auto h = fleet.submit(pending, pollster::constant{1h}, pollster::never{}, [](const auto&) {});
+      const double ms = cancel_latency::measure(("runner::run, handle.cancel()" + on).c_str(), [&] { fleet.run(); },
+                                                [&] { h.cancel(); });
+      CHECK(ms < 250);
+    }
+    {
+      runner<clock_type> fleet{clock};
+      auto h = fleet.submit(pending, pollster::constant{1h}, pollster::never{}, [](const auto&) {});
+      fleet.poll();  // the first check; the next is an hour away
+      const double ms = cancel_latency::measure(("runner::run_one, handle.cancel()" + on).c_str(),
+                                                [&] { fleet.run_one(); }, [&] { h.cancel(); });
+      CHECK(ms < 250);
+    }
+    {
+      runner<clock_type> fleet{clock};
+      fleet.submit(pending, pollster::constant{1h}, pollster::never{}, [](const auto&) {});
+      fleet.start();
+      std::this_thread::sleep_for(10ms);
+      const auto asked = std::chrono::steady_clock::now();
+      fleet.stop();
+      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - asked).count();
+      std::printf("cancel-to-return %-40s %8.3f ms\n", ("runner thread, stop()" + on).c_str(), ms);
+      CHECK(ms < 250);
+    }
+    {
+      runner<clock_type> fleet{clock};
+      std::atomic<int> checks{0};
+      std::atomic<std::int64_t> second_check_ns{0};
+      auto h = fleet.submit(
+          [&] {
+            if (++checks == 2) second_check_ns = std::chrono::steady_clock::now().time_since_epoch().count();
+            return false;
+          },
+          pollster::constant{1h}, pollster::never{}, [](const auto&) {});
+      fleet.start();
+      std::this_thread::sleep_for(20ms);
+      const auto asked = std::chrono::steady_clock::now();
+      h.nudge();
+      const auto give_up = asked + 2s;
+      while (checks < 2 && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(100us);
+      fleet.stop();
+      REQUIRE(checks == 2);
+      const double ms = (static_cast<double>(second_check_ns.load()) -
+                         static_cast<double>(asked.time_since_epoch().count())) / 1e6;
+      std::printf("nudge-to-check   %-40s %8.3f ms\n", ("runner thread, handle.nudge()" + on).c_str(), ms);
+      CHECK(ms < 250);
+    }
+  };
+  pollster::steady_clock steady;
+  each_clock(steady, "steady_clock");
+  cancel_latency::wall_clock custom;
+  each_clock(custom, "a custom clock (system_clock time points)");
 }
