@@ -3,6 +3,7 @@
 #   cmake/ports-local/pollster/  this checkout, offline.
 #
 #   cmake [-DWORK_DIR=dir] [-DCXX_COMPILER=c++] [-DGENERATOR=Ninja] -P cmake/vcpkg_offline_check.cmake
+#   cmake -DPOST_BUILD_SELF_TEST=ON [-DWORK_DIR=dir] -P cmake/vcpkg_offline_check.cmake  # each rule can fail
 #
 # For each port, without features and with the "fmt" feature, it runs the UNMODIFIED portfile.cmake in a fresh
 # `cmake -P` process, the way vcpkg runs a portfile, after defining shims for the vcpkg helpers it calls:
@@ -532,6 +533,76 @@ function(_post_build_checks packages root port_dir label)
   list(LENGTH all_files count)
   set(_checked_files ${count} PARENT_SCOPE)
 endfunction()
+
+# POST_BUILD_SELF_TEST=ON: each post-build rule must fail on a package that breaks it (a check that cannot fail
+# proves nothing); a good package must pass. Each case runs in its own process, since a failure stops the script.
+if(POST_BUILD_CASE)
+  _post_build_checks("${POST_BUILD_CASE}/packages/pollster_x64-linux" /vcpkg-self-test "${POST_BUILD_CASE}/port"
+                     "self-test")
+  return()
+endif()
+if(POST_BUILD_SELF_TEST)
+  set(_cases good pc_with_libs_in_share empty_directory no_copyright usage_not_installed absolute_path_in_cmake
+             absolute_path_in_header file_at_root cmake_files_in_lib empty_include debug_share)
+  set(_why_pc_with_libs_in_share "misplaced pkgconfig file share/pkgconfig/pollster.pc")
+  set(_why_empty_directory "empty directory share/empty")
+  set(_why_no_copyright "share/pollster/copyright is not a regular file")
+  set(_why_usage_not_installed "share/pollster/usage was not installed")
+  set(_why_absolute_path_in_cmake "pollsterTargets.cmake contains the absolute path /vcpkg-self-test/installed")
+  set(_why_absolute_path_in_header "paths.hpp contains the absolute path /vcpkg-self-test/downloads")
+  set(_why_file_at_root "misplaced file .*/README")
+  set(_why_cmake_files_in_lib "misplaced CMake files in lib/cmake/")
+  set(_why_empty_include "include/ is missing or empty")
+  set(_why_debug_share "debug/share exists")
+  foreach(_case IN LISTS _cases)
+    set(_root "${WORK_DIR}/post-build-self-test/${_case}")
+    set(_p "${_root}/packages/pollster_x64-linux")
+    file(REMOVE_RECURSE "${_root}")
+    file(WRITE "${_root}/port/usage" "usage\n")
+    file(WRITE "${_p}/include/pollster/pollster.hpp" "// /vcpkg-self-test/buildtrees in a comment is allowed\n")
+    file(WRITE "${_p}/share/pollster/copyright" "MIT\n")
+    file(WRITE "${_p}/share/pollster/usage" "usage\n")
+    file(WRITE "${_p}/share/pollster/pollsterConfig.cmake" "# /vcpkg-self-test/packages in a comment is allowed\n")
+    file(WRITE "${_p}/lib/pkgconfig/pollster.pc" "Libs: -pthread\n")
+    if(_case STREQUAL "pc_with_libs_in_share")
+      file(RENAME "${_p}/lib/pkgconfig" "${_p}/share/pkgconfig")
+      file(REMOVE_RECURSE "${_p}/lib")
+    elseif(_case STREQUAL "empty_directory")
+      file(MAKE_DIRECTORY "${_p}/share/empty")
+    elseif(_case STREQUAL "no_copyright")
+      file(REMOVE "${_p}/share/pollster/copyright")
+    elseif(_case STREQUAL "usage_not_installed")
+      file(REMOVE "${_p}/share/pollster/usage")
+    elseif(_case STREQUAL "absolute_path_in_cmake")
+      file(WRITE "${_p}/share/pollster/pollsterTargets.cmake" "set(x \"/vcpkg-self-test/installed/x\")\n")
+    elseif(_case STREQUAL "absolute_path_in_header")
+      file(WRITE "${_p}/include/pollster/paths.hpp" "const char* p = \"/vcpkg-self-test/downloads\";\n")
+    elseif(_case STREQUAL "file_at_root")
+      file(WRITE "${_p}/README" "text\n")
+    elseif(_case STREQUAL "cmake_files_in_lib")
+      file(WRITE "${_p}/lib/cmake/pollster/pollsterConfig.cmake" "\n")
+    elseif(_case STREQUAL "empty_include")
+      file(REMOVE_RECURSE "${_p}/include")
+    elseif(_case STREQUAL "debug_share")
+      file(WRITE "${_p}/debug/share/pollster/x.cmake" "\n")
+    endif()
+    execute_process(COMMAND "${CMAKE_COMMAND}" "-DWORK_DIR=${WORK_DIR}" "-DPOST_BUILD_CASE=${_root}"
+                            -P "${CMAKE_CURRENT_LIST_FILE}"
+                    RESULT_VARIABLE _result OUTPUT_VARIABLE _out ERROR_VARIABLE _out)
+    string(REGEX REPLACE "[ \n]+" " " _flat "${_out}")  # CMake wraps long messages
+    if(_case STREQUAL "good" AND NOT _result EQUAL 0)
+      _fail("post-build self-test: the good package failed:\n${_out}")
+    elseif(NOT _case STREQUAL "good" AND (_result EQUAL 0 OR NOT _flat MATCHES "${_why_${_case}}"))
+      _fail("post-build self-test: the package '${_case}' should fail saying '${_why_${_case}}':\n${_out}")
+    endif()
+    message(STATUS "ok   post-build self-test ${_case}: exit ${_result} ${_why_${_case}}")
+  endforeach()
+  file(REMOVE_RECURSE "${WORK_DIR}/post-build-self-test")
+  list(LENGTH _cases _count)
+  math(EXPR _count "${_count} - 1")
+  message(STATUS "vcpkg post-build self-test: the good package passes, the ${_count} bad ones fail, each for its rule")
+  return()
+endif()
 
 # 3. Each port, with and without the fmt feature.
 if(NOT EXISTS "${_source}/.git")
