@@ -1072,3 +1072,97 @@ TEST_CASE("cancel, stop and nudge wake every runner driver at once, on the stead
   cancel_latency::wall_clock custom;
   each_clock(custom, "a custom clock (system_clock time points)");
 }
+
+TEST_CASE("the runner decides every step as a poller stepped by hand does, synchronous or asynchronous",
+          "[runner][equivalence]") {
+  using step = pollster::step<int, std::string>;
+  const std::vector<step> script{pollster::pending(1), pollster::pending(2, pollster::retry_after(7s)),
+                                 pollster::transient(std::string("503")), pollster::poll_again_in(3s),
+                                 pollster::throttled(pollster::retry_after(2s)), pollster::pending(6),
+                                 pollster::done(7)};
+  struct scripted {
+    std::vector<step> script;
+    std::vector<std::string>* seen;
+    const manual_clock* clock;
+    step operator()(const pollster::poll_state& s) const {
+      seen->push_back(std::to_string(s.attempt) + "@" + pollster::detail::duration_text(since_start(*clock)));
+      return script[std::min<std::size_t>(s.attempt - 1, script.size() - 1)];
+    }
+  };
+  /// The same answers, 250 ms after each check starts.
+  struct scripted_async {
+    std::vector<step> script;
+    std::vector<std::string>* seen;
+    manual_clock* clock;
+    void operator()(const pollster::poll_state& s, async_completion c) const {
+      seen->push_back(std::to_string(s.attempt) + "@" + pollster::detail::duration_text(since_start(*clock)));
+      auto shared = std::make_shared<async_completion>(std::move(c));
+      const step answer = script[std::min<std::size_t>(s.attempt - 1, script.size() - 1)];
+      clock->call_after(250ms, [shared, answer] { (*shared)(answer); });
+    }
+  };
+  const auto compare = [](const outcome_type& a, const outcome_type& b) {
+    CHECK(a.cause == b.cause);
+    CHECK(a.attempts == b.attempts);
+    CHECK(a.elapsed == b.elapsed);
+    CHECK(a.slept == b.slept);
+    CHECK(a.last_value == b.last_value);
+    CHECK(a.last_error == b.last_error);
+    CHECK(a.last_attempt == b.last_attempt);
+  };
+  const auto by_hand = [](auto check, manual_clock& clock) {
+    auto p = pollster::make_poller(std::move(check), pollster::presets::heat(), pollster::after_attempts{10},
+                                   clock.now());
+    while (!p.done()) {
+      if (p.in_flight() && !p.ready()) {
+        clock.sleep_until(p.next_due(), {});  // the answer's timer fires on the way
+        if (p.ready()) {
+          p.complete(clock.now());
+        } else {
+          p.step(clock.now());
+        }
+        continue;
+      }
+      clock.advance_to(p.next_due());
+      p.step(clock.now());
+    }
+    return p.take_outcome();
+  };
+  SECTION("a synchronous check") {
+    std::vector<std::string> on_runner, stepped;
+    manual_clock clock_a;
+    runner<manual_clock> fleet{clock_a};
+    std::optional<outcome_type> a;
+    fleet.submit(scripted{script, &on_runner, &clock_a}, pollster::presets::heat(), pollster::after_attempts{10},
+                 [&](outcome_type o) { a = std::move(o); });
+    fleet.run();
+    manual_clock clock_b;
+    const outcome_type b = by_hand(scripted{script, &stepped, &clock_b}, clock_b);
+    REQUIRE(a);
+    compare(*a, b);
+    CHECK(on_runner == stepped);
+    CHECK(on_runner == std::vector<std::string>{"1@0s", "2@1s", "3@8s", "4@9.21s", "5@12.21s", "6@14.21s",
+                                                "7@15.6741s"});
+  }
+  SECTION("an asynchronous check") {
+    std::vector<std::string> on_runner, stepped;
+    manual_clock clock_a;
+    runner<manual_clock> fleet{clock_a};
+    std::optional<outcome_type> a;
+    fleet.submit(scripted_async{script, &on_runner, &clock_a}, pollster::presets::heat(), pollster::after_attempts{10},
+                 [&](outcome_type o) { a = std::move(o); });
+    fleet.run();
+    manual_clock clock_b;
+    const outcome_type b = by_hand(scripted_async{script, &stepped, &clock_b}, clock_b);
+    manual_clock clock_c;
+    std::vector<std::string> blocking;
+    const outcome_type c = pollster::poll_until(clock_c, scripted_async{script, &blocking, &clock_c},
+                                                pollster::presets::heat(), pollster::after_attempts{10});
+    REQUIRE(a);
+    compare(*a, b);
+    compare(c, b);
+    CHECK(on_runner == stepped);
+    CHECK(blocking == stepped);
+    CHECK(b.elapsed == 17424100us);  // each answer 250 ms after its check; the delays count from the answers
+  }
+}

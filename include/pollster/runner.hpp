@@ -160,6 +160,36 @@ class runner_node {
   void set_state(node_state s) noexcept { state_ = s; }
 };
 
+/// What a runner shares with its handles and with the completions of its asynchronous checks: the command queue,
+/// the handle slots, and the wake signal the driving thread sleeps on. It outlives the runner while a handle or a
+/// completion holds it.
+struct runner_shared final : command_queue, attempt_listener {
+  std::atomic<bool> stopping{false};
+  slot_table slots;
+  wake_signal wake;  // the driving thread sleeps on the clock with wake.token()
+
+  /// Queues a command and wakes the driving thread. False when the runner is gone (the command is dropped).
+  bool push(const command& c) {
+    if (!enqueue(c)) return false;
+    wake.wake();
+    return true;
+  }
+
+  /// A completion arrived (any thread): queue it for the driving thread, which checks that the attempt is still its
+  /// node's current one before it touches anything.
+  void attempt_completed(attempt_base& attempt) noexcept override {
+    attempt.retain();
+    bool queued = false;
+    try {
+      queued = push(command{command::complete, attempt.slot(), attempt.generation(),
+                            static_cast<runner_node*>(attempt.owner()), &attempt});
+    } catch (...) {
+      // Out of memory for the queue: the step is lost, and the attempt's timeout ends it instead.
+    }
+    if (!queued) attempt.release();
+  }
+};
+
 /// A node's stale heap entries come from nudges; before they could overflow its 8-bit count, a sweep drops them.
 constexpr std::uint8_t max_refs = 250;
 
