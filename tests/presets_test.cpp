@@ -240,6 +240,33 @@ TEST_CASE("Kubernetes wait.Backoff{1s, x2, cap 3s} needs Steps >= 2, and the ref
         }) == "pollster::kubernetes_backoff: factor must be finite and >= 0, got -1");
 }
 
+// The same Go run of apimachinery's Step() for client-go's two util/retry backoffs, and ExponentialBackoff's checks.
+TEST_CASE("client-go's retry.DefaultBackoff and retry.DefaultRetry", "[presets][kubernetes]") {
+  using manual_clock = pollster::manual_clock;
+  struct row {
+    pollster::kubernetes_backoff<pollster::splitmix64> preset;
+    std::vector<std::int64_t> delays;
+    int checks;
+  };
+  const row rows[] = {
+      {pollster::presets::kubernetes_default_backoff(),
+       {10900000, 50000000, 262500000, 1374998750, 6406250000, 6812500000}, 4},
+      {pollster::presets::kubernetes_default_retry(), {10900000, 10000000, 10500000, 10999990, 10250000, 10900000}, 5},
+  };
+  for (const row& r : rows) {
+    pollster::kubernetes_backoff s{r.preset.parameters(), test::oracle_cycle()};
+    CHECK(take_ns(s, r.delays.size()) == r.delays);
+    manual_clock clock;
+    int checks = 0;
+    auto conflict = [&checks]() -> pollster::step<int, int> {
+      if (++checks == 1000) return pollster::done(-1);
+      return pollster::pending();
+    };
+    (void)pollster::poll_until(clock, conflict, r.preset, pollster::kubernetes_backoff_limit{r.preset.parameters()});
+    CHECK(checks == r.checks);
+  }
+}
+
 // google-cloud-cpp's own ExponentialBackoffPolicy (both constructors and OnCompletion, google/cloud/internal/
 // backoff_policy.{h,cc}, the v2 sources with the five-argument form), compiled with libstdc++'s real
 // std::uniform_real_distribution drawing from the same 64-bit values, gave these delays in milliseconds.

@@ -47,6 +47,11 @@ struct plan_options {
 
 namespace detail {
 
+/// n + 1 when `add`, saturating.
+constexpr std::uint64_t sat_inc(std::uint64_t n, bool add) noexcept {
+  return add && n != std::numeric_limits<std::uint64_t>::max() ? n + 1 : n;
+}
+
 /// One run of plan_for on `copy` (consumed). Plateaus are jumped arithmetically, so even `duration::max()` costs a
 /// handful of steps for a capped schedule.
 template <class Schedule>
@@ -79,7 +84,7 @@ plan simulate_plan(Schedule& copy, duration operation_time, const plan_options& 
     }
     sleep(std::max(duration::zero(), duration{copy.next()}), 1);
   }
-  result.checks = result.polls + (options.immediate_first_poll ? 1 : 0);
+  result.checks = sat_inc(result.polls, options.immediate_first_poll);
   result.noticed_at = now;
   result.detection_delay = sat_sub(now, operation_time);
   if (now > duration::zero()) result.mean_detection_delay = from_double_ns(squares / (2 * to_double_ns(now)));
@@ -134,7 +139,7 @@ plan plan_for(const Schedule& schedule, duration operation_time, const plan_opti
     result.operation_time = operation_time;
     result.runs = options.runs;
     result.polls = detail::percentile(polls, 50);
-    result.checks = result.polls + (options.immediate_first_poll ? 1 : 0);
+    result.checks = detail::sat_inc(result.polls, options.immediate_first_poll);
     result.noticed_at = detail::percentile(noticed, 50);
     result.detection_delay = detail::percentile(late, 50);
     result.worst_detection_delay = detail::percentile(worst, 50);

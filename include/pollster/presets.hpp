@@ -251,10 +251,12 @@ class kubernetes_backoff_limit : public detail::stop_rule_base<kubernetes_backof
     // The state before check n = c.attempts, kept from the last call (the poller asks once per check).
     const std::uint64_t n = c.attempts == 0 ? 1 : c.attempts;
     if (n < checked_) reset();
-    while (checked_ < n) {
+    // Steps only fall, and without them the state no longer changes: at most `steps` iterations, whatever n is.
+    while (checked_ < n && before_.steps >= 1) {
       before_ = detail::kubernetes_grow(before_, options_);
       ++checked_;
     }
+    checked_ = n;
     if (before_.steps <= 1) return stop_reason::attempts;                       // `if backoff.Steps == 1 { break }`
     if (detail::kubernetes_grow(before_, options_).steps == 0) return stop_reason::attempts;  // Step() hit the cap
     return stop_reason::none;
@@ -407,6 +409,30 @@ inline kubernetes_backoff<splitmix64> kubernetes_example() {
   o.steps = 2;
   o.cap = std::chrono::seconds(3);
   return kubernetes_backoff<splitmix64>{o};
+}
+
+/// client-go's retry.DefaultBackoff, `wait.Backoff{Steps: 4, Duration: 10ms, Factor: 5.0, Jitter: 0.1}` (k8s.io/
+/// client-go util/retry): "for a client attempting an unrelated modification to a resource under active management".
+/// With kubernetes_backoff_limit{presets::kubernetes_default_backoff().parameters()} it makes 4 checks, as
+/// retry.RetryOnConflict does. Test: "client-go's retry.DefaultBackoff and retry.DefaultRetry".
+inline kubernetes_backoff<splitmix64> kubernetes_default_backoff(splitmix64 generator = splitmix64{}) {
+  kubernetes_backoff_options o;
+  o.initial = std::chrono::milliseconds(10);
+  o.factor = 5.0;
+  o.jitter = 0.1;
+  o.steps = 4;
+  return kubernetes_backoff<splitmix64>{o, generator};
+}
+
+/// client-go's retry.DefaultRetry, `wait.Backoff{Steps: 5, Duration: 10ms, Factor: 1.0, Jitter: 0.1}`: 5 checks
+/// about 10 ms apart. Test: "client-go's retry.DefaultBackoff and retry.DefaultRetry".
+inline kubernetes_backoff<splitmix64> kubernetes_default_retry(splitmix64 generator = splitmix64{}) {
+  kubernetes_backoff_options o;
+  o.initial = std::chrono::milliseconds(10);
+  o.factor = 1.0;
+  o.jitter = 0.1;
+  o.steps = 5;
+  return kubernetes_backoff<splitmix64>{o, generator};
 }
 
 /// gRPC connection backoff (1 s x 1.6, capped at 120 s, +-20 % jitter after the cap, up to 144 s), computed as gRPC
