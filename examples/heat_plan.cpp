@@ -132,7 +132,7 @@ int main(int argc, char** argv) {
   const std::vector<contender> contenders = {
       make_contender("fixed 1 s", "#d62728", pollster::constant{1s}),
       make_contender("Heat 1 s x1.1, cap 20 s", "#1f77b4", pollster::presets::heat()),
-      make_contender("google-cloud-cpp 1 s x2, 5 min, jittered", "#2ca02c", pollster::presets::google_cloud()),
+      make_contender("google-cloud-cpp 1s x2, 5 min, jittered", "#2ca02c", pollster::presets::google_cloud()),
       make_contender("gRPC 1 s x1.6, 120 s cap, then +-20%", "#9467bd", pollster::presets::grpc_connect()),
   };
 

@@ -371,3 +371,15 @@ TEST_CASE("AWS SDK C++ retry strategies", "[presets][aws]") {
   }
   CHECK(at_cap > 1980);
 }
+
+TEST_CASE("the references' policies read as their parameters", "[presets][text]") {
+  CHECK(pollster::to_string(pollster::presets::grpc_connect()) ==
+        "grpc_backoff(initial 1s, multiplier 1.6, jitter 0.2, max 120s)");
+  CHECK(pollster::to_string(pollster::presets::kubernetes_example()) ==
+        "kubernetes_backoff(duration 1s, factor 2, jitter 0, steps 2, cap 3s)");
+  CHECK(pollster::to_string(pollster::presets::google_cloud()) ==
+        "google_cloud_backoff(minimum 1s, initial upper bound 2s, maximum 300s, scaling 2 to 2)");
+  CHECK(pollster::to_string(pollster::kubernetes_backoff_limit{pollster::presets::kubernetes_example().parameters()}) ==
+        "until wait.ExponentialBackoff gives up (steps 2)");
+  CHECK(pollster::to_string(pollster::before_elapsed{1min}) == "before a sleep past 60s");
+}

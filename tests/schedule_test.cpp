@@ -522,3 +522,23 @@ TEST_CASE("composites reseed each jittered part with its own stream", "[schedule
   auto fixed = pollster::chain{pollster::constant{1s}, 2, pollster::constant{2s}};
   CHECK_FALSE(pollster::detail::is_reseedable<decltype(fixed)>::value);
 }
+
+TEST_CASE("the new schedules read as their parameters", "[schedule][text]") {
+  CHECK(pollster::to_string(pollster::incrementing{1s, 2s, 10s}) == "incrementing(start 1s, increment 2s, cap 10s)");
+  CHECK(pollster::to_string(pollster::constant{3s} + pollster::random_between{0s, 2s}) ==
+        "constant(3s) + random_between(0s, 2s)");
+  CHECK(pollster::to_string(pollster::chain_by_attempt{pollster::constant{1s}, 3, pollster::constant{2s}}) ==
+        "chain_by_attempt(constant(1s) to attempt 3, then constant(2s))");
+  CHECK(pollster::to_string(pollster::immediate_first{pollster::constant{1s}}) == "immediate_first(constant(1s))");
+  pollster::exponential_options o;
+  o.cap = 20s;
+  o.jitter = pollster::jitter::additive;
+  o.jitter_amount = 500ms;
+  o.cap_on = pollster::cap_on::delay;
+  CHECK(pollster::to_string(pollster::exponential{o}) ==
+        "exponential(base 1s, factor 2, cap 20s, jitter additive 500ms, cap on delay)");
+  pollster::decorrelated_jitter_v2_options p;
+  p.fast_first = true;
+  CHECK(pollster::to_string(pollster::decorrelated_jitter_v2{p}) ==
+        "decorrelated_jitter_v2(median first delay 1s, cap max, fast first)");
+}

@@ -393,13 +393,14 @@ namespace presets {
 inline geometric heat() { return geometric{std::chrono::seconds(1), 1.1, std::chrono::seconds(20)}; }
 
 /// google-cloud-cpp's long-running-operation polling: ExponentialBackoffPolicy(1s, 5min, 2.0) in the generated
-/// connections' default options, which is jittered: U[1, 2) s, U[2, 4) s, ..., U[150, 300) s, in whole ms.
+/// connections' default options (google-cloud-cpp v2), which is jittered: U[1, 2) s, U[2, 4) s, ..., U[150, 300) s, in whole ms.
 /// Test: "google-cloud-cpp ExponentialBackoffPolicy: each delay in its range, truncated to milliseconds".
 inline google_cloud_backoff<splitmix64> google_cloud(splitmix64 generator = splitmix64{}) {
   return google_cloud_backoff<splitmix64>{std::chrono::seconds(1), std::chrono::minutes(5), 2.0, generator};
 }
 
-/// Kubernetes `wait.Backoff{Duration: 1s, Factor: 2, Steps: 2, Cap: 3s}` without jitter: 1, 2, 3, 3, ... (any
+/// Kubernetes (k8s.io/apimachinery v0.36) `wait.Backoff{Duration: 1s, Factor: 2, Steps: 2, Cap: 3s}` without
+/// jitter: 1, 2, 3, 3, ... (any
 /// Steps >= 2 gives the same; with Steps 0, as DESIGN.md first wrote it, Kubernetes gives 1, 1, 1, ...).
 /// Test: "Kubernetes wait.Backoff{1s, x2, cap 3s} needs Steps >= 2, and the reflector's relist backoff".
 inline kubernetes_backoff<splitmix64> kubernetes_example() {
@@ -412,7 +413,7 @@ inline kubernetes_backoff<splitmix64> kubernetes_example() {
 }
 
 /// client-go's retry.DefaultBackoff, `wait.Backoff{Steps: 4, Duration: 10ms, Factor: 5.0, Jitter: 0.1}` (k8s.io/
-/// client-go util/retry): "for a client attempting an unrelated modification to a resource under active management".
+/// client-go util/retry/util.go, unchanged for years): "for a client attempting an unrelated modification to a resource under active management".
 /// With kubernetes_backoff_limit{presets::kubernetes_default_backoff().parameters()} it makes 4 checks, as
 /// retry.RetryOnConflict does. Test: "client-go's retry.DefaultBackoff and retry.DefaultRetry".
 inline kubernetes_backoff<splitmix64> kubernetes_default_backoff(splitmix64 generator = splitmix64{}) {
@@ -441,14 +442,16 @@ inline grpc_backoff<splitmix64> grpc_connect(splitmix64 generator = splitmix64{}
   return grpc_backoff<splitmix64>{grpc_backoff_options{}, generator};
 }
 
-/// AWS SDK for C++'s DefaultRetryStrategy (scale factor 25 ms): CalculateDelayBeforeNextRetry is 0 for the first
+/// AWS SDK for C++'s DefaultRetryStrategy (aws-sdk-cpp 1.11, src/aws-cpp-sdk-core/source/client/
+/// DefaultRetryStrategy.cpp; scale factor 25 ms): CalculateDelayBeforeNextRetry is 0 for the first
 /// retry, then (1 << retries) * 25 ms: 0, 50, 100, 200, ... ms, uncapped (pollster saturates where the SDK's shift
 /// would overflow). Its 10-retry limit is after_attempts{11}. Test: "AWS SDK C++ retry strategies".
 inline immediate_first<geometric> aws_default_retry() {
   return immediate_first<geometric>{geometric{std::chrono::milliseconds(25), 2.0, duration::max()}};
 }
 
-/// AWS SDK for C++'s StandardRetryStrategy: min(rand() % 1000 * 2^min(retries, 15), 20000) ms, full jitter
+/// AWS SDK for C++'s StandardRetryStrategy (aws-sdk-cpp 1.11, RetryStrategy.cpp at aws/aws-sdk-cpp commit f7972a01):
+/// min(rand() % 1000 * 2^min(retries, 15), 20000) ms, full jitter
 /// capped AFTER the draw (many late delays sit at exactly 20 s). pollster draws U[0, 1000) ms x 2^retries
 /// continuously where the SDK draws whole milliseconds 0..999, and keeps doubling past 2^15 (where every draw but
 /// 0 ms already gives 20 s). Its 3-attempt default is after_attempts{3}. Test: "AWS SDK C++ retry strategies".

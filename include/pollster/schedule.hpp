@@ -155,6 +155,8 @@ class geometric : public detail::schedule_base<geometric> {
     double factor = 1.1;
     duration cap = std::chrono::seconds(20);
     duration floor = duration::zero();  ///< never wait less (tenacity's `min`)
+    // tenacity lets `min` win over a smaller `max` (a constant `min`); pollster refuses floor > cap when built:
+    // the pair is a typo far more often than an intent, and the intent is constant{floor}.
   };
 
   explicit geometric(const options& o) : options_(o) {
