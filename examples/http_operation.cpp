@@ -125,7 +125,7 @@ struct http_error {
 /// The hint a response carries, through pollster's RFC 9110 parser (delay-seconds or an HTTP-date).
 pollster::retry_hint hint_of(const http_response& r) {
   if (r.retry_after.empty()) return {};
-  return pollster::after(pollster::parse_retry_after(r.retry_after, std::chrono::system_clock::now()));
+  return pollster::retry_after(pollster::parse_retry_after(r.retry_after, std::chrono::system_clock::now()));
 }
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
@@ -194,7 +194,7 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>(outcome.attempts), std::chrono::duration<double>(outcome.elapsed).count(),
               std::chrono::duration<double>(outcome.slept).count(),
               outcome.last_value ? outcome.last_value->state.c_str() : "(none)");
-  std::printf("why: %s\n", outcome.why.c_str());
+  std::printf("why: %s\n", outcome.report.why.c_str());
   if (outcome.last_error) {
     std::printf("last error: HTTP %ld, %s\n", outcome.last_error->http_status, outcome.last_error->message.c_str());
   }

@@ -198,7 +198,7 @@ TEST_CASE("before_elapsed sees the delay after a server hint, and a hint past th
     std::vector<duration> at;
     auto check = [&](const pollster::poll_state& s) -> pollster::step<int, int> {
       at.push_back(s.elapsed);
-      if (s.attempt == 2) return pollster::pending(pollster::after(hint));  // Retry-After on the second response
+      if (s.attempt == 2) return pollster::pending(pollster::retry_after(hint));  // Retry-After on the second response
       if (s.attempt == 100) return pollster::done(-1);
       return pollster::pending();
     };
