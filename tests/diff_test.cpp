@@ -419,6 +419,175 @@ TEST_CASE("the hash index compares a key only where the slot's tag fits the hash
   }
 }
 
+namespace {
+
+// A key projection that returns its key by value (as one that builds a string does) and throws on its `fail_at`-th
+// call, counting from 1; 0 never fails. The count lives outside, so copies of the projection share it.
+struct failing_name {
+  int* calls;
+  int fail_at;
+  std::string operator()(const object& o) const {
+    if (++*calls == fail_at) throw std::runtime_error("key projection failed");
+    return o.name;
+  }
+};
+
+// A key whose == throws on the `fail_at`-th comparison (0: never), and whose hash is one number for every value, so
+// the hash path must compare keys to tell them apart.
+struct fragile_key {
+  int value;
+  static inline int comparisons = 0;
+  static inline int fail_at = 0;
+  friend bool operator==(const fragile_key& left, const fragile_key& right) {
+    if (++comparisons == fail_at) throw std::runtime_error("key comparison failed");
+    return left.value == right.value;
+  }
+};
+
+struct fragile_record {
+  fragile_key key;
+  int version;
+};
+
+}  // namespace
+
+template <>
+struct std::hash<fragile_key> {
+  std::size_t operator()(const fragile_key&) const noexcept { return 7; }
+};
+
+TEST_CASE("a key projection that throws, wherever it throws, propagates its exception and reports nothing more") {
+  const std::vector<object> before{{"a", "1", ""}, {"b", "1", ""}, {"c", "1", ""}, {"d", "1", ""}, {"e", "1", ""}};
+  const std::vector<object> after{{"e", "2", ""}, {"z", "1", ""}, {"c", "1", ""}, {"a", "1", ""}, {"y", "1", ""}};
+  pollster::diff_options options;
+  options.order = any_order();
+
+  int calls = 0;
+  std::vector<std::string> complete;
+  pollster::diff_each(before, after, failing_name{&calls, 0}, &object::resource_version,
+                      [&](const auto&) { complete.push_back("event"); }, options);
+  REQUIRE(complete.size() == 5);  // b and d removed, e changed, z and y added
+  const int total_calls = calls;
+  REQUIRE(total_calls > 10);
+  for (int fail_at = 1; fail_at <= total_calls; ++fail_at) {
+    INFO("the projection throws on call " << fail_at << " of " << total_calls);
+    calls = 0;
+    std::size_t events = 0;
+    REQUIRE_THROWS_WITH(pollster::diff_each(before, after, failing_name{&calls, fail_at}, &object::resource_version,
+                                            [&](const auto&) { ++events; }, options),
+                        "key projection failed");
+    CHECK(events < complete.size());
+  }
+}
+
+TEST_CASE("a key == that throws propagates its exception instead of terminating") {
+  std::vector<fragile_record> before;
+  std::vector<fragile_record> after;
+  for (int n = 0; n < 20; ++n) before.push_back({{n}, 1});
+  for (int n = 5; n < 25; ++n) after.push_back({{n}, n % 4 == 0 ? 2 : 1});
+  pollster::diff_options options;
+  options.order = pollster::key_order::unsorted;  // fragile_key has no <: the hash path is the only path
+
+  fragile_key::comparisons = 0;
+  fragile_key::fail_at = 0;
+  const auto complete = pollster::diff(before, after, &fragile_record::key, &fragile_record::version, options);
+  CHECK(complete.removals.size() == 5);
+  CHECK(complete.additions.size() == 5);
+  CHECK(complete.changes.size() == 3);  // 8, 12, 16
+  const int total = fragile_key::comparisons;
+  REQUIRE(total > 20);
+  for (int fail_at = 1; fail_at <= total; fail_at += 7) {
+    INFO("== throws on comparison " << fail_at << " of " << total);
+    fragile_key::comparisons = 0;
+    fragile_key::fail_at = fail_at;
+    REQUIRE_THROWS_WITH(pollster::diff(before, after, &fragile_record::key, &fragile_record::version, options),
+                        "key comparison failed");
+  }
+  fragile_key::fail_at = 0;
+}
+
+TEST_CASE("duplicate null const char* keys are an invalid_argument that calls the key null") {
+  struct named {
+    const char* name;
+    int version;
+  };
+  const std::vector<named> twice{{"web-1", 1}, {nullptr, 1}, {nullptr, 2}};
+  const std::vector<named> none;
+  pollster::diff_options options;
+  options.order = GENERATE(pollster::key_order::unknown, pollster::key_order::unsorted);
+  REQUIRE_THROWS_WITH(pollster::diff(twice, none, &named::name, &named::version, options),
+                      Catch::Matchers::Contains("duplicate key (null) in the before snapshot"));
+  REQUIRE_THROWS_WITH(pollster::diff(none, twice, &named::name, &named::version, options),
+                      Catch::Matchers::Contains("duplicate key (null) in the after snapshot"));
+}
+
+namespace {
+
+// A key an attacker chose: std::hash gives every value the same number (as chosen strings can for a known string
+// hash), so only comparing keys tells them apart. It counts its comparisons, == and < alike.
+struct flooding_key {
+  std::uint32_t value;
+  static inline std::uint64_t comparisons = 0;
+  friend bool operator==(const flooding_key& left, const flooding_key& right) {
+    ++comparisons;
+    return left.value == right.value;
+  }
+  friend bool operator<(const flooding_key& left, const flooding_key& right) {
+    ++comparisons;
+    return left.value < right.value;
+  }
+};
+
+struct flooding_record {
+  flooding_key key;
+  int version;
+};
+
+// `size` records with distinct keys in a scrambled order, and the next list: 1% changed, 1% gone, 1% new.
+std::pair<std::vector<flooding_record>, std::vector<flooding_record>> flooding_lists(std::uint32_t size) {
+  std::vector<flooding_record> before;
+  std::vector<flooding_record> after;
+  for (std::uint32_t n = 0; n < size; ++n) {
+    // 7919 is a prime, coprime with a power of 10: a permutation of 0 .. size - 1.
+    const auto value = static_cast<std::uint32_t>(std::uint64_t{n} * 7919U % size);
+    before.push_back({{value}, 1});
+    if (value % 100 == 1) continue;                             // gone
+    after.push_back({{value}, value % 100 == 2 ? 2 : 1});  // changed
+  }
+  for (std::uint32_t n = 0; n < size / 100; ++n) after.push_back({{size + n}, 1});  // new
+  return {before, after};
+}
+
+}  // namespace
+
+template <>
+struct std::hash<flooding_key> {
+  std::size_t operator()(const flooding_key&) const noexcept { return 0x5eed; }
+};
+
+TEST_CASE("keys whose hashes all collide cost O(n log n) comparisons, not O(n^2): the diff sorts them instead") {
+  std::uint64_t comparisons_at[2] = {};
+  const std::uint32_t sizes[2] = {10000, 40000};
+  for (int at = 0; at < 2; ++at) {
+    const auto lists = flooding_lists(sizes[at]);
+    flooding_key::comparisons = 0;
+    const auto result = pollster::diff(lists.first, lists.second, &flooding_record::key, &flooding_record::version,
+                                       pollster::diff_options{pollster::duplicate_keys::error, false,
+                                                              pollster::key_order::unsorted});
+    comparisons_at[at] = flooding_key::comparisons;
+    CHECK(pollster::detail::last_diff.path == pollster::detail::diff_path::hash_then_sort);
+    CHECK(result.removals.size() == sizes[at] / 100);
+    CHECK(result.changes.size() == sizes[at] / 100);
+    CHECK(result.additions.size() == sizes[at] / 100);
+  }
+  const double per_record = static_cast<double>(comparisons_at[1]) / 40000.0;
+  INFO("comparisons: " << comparisons_at[0] << " at 10 000 records, " << comparisons_at[1] << " at 40 000 ("
+                       << per_record << " per record); O(n^2) would be about 8 * 10^8 at 40 000");
+  CHECK(per_record < 100.0);
+  // n log n grows 4.6-fold from 10 000 to 40 000; n^2 16-fold.
+  CHECK(static_cast<double>(comparisons_at[1]) < 5.0 * static_cast<double>(comparisons_at[0]));
+}
+
 #if __cplusplus >= 202002L
 TEST_CASE("options read as designated initializers in C++20") {
   const auto result = pollster::diff(informer_before, informer_before, &object::name,

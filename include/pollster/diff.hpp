@@ -158,11 +158,26 @@ inline constexpr std::size_t prefetch_from_bytes = std::size_t{256} * 1024;
 /// Snapshots hold at most this many records: the index stores 32-bit handles and match entries keep one bit spare.
 inline constexpr std::size_t max_records = 0x7FFFFFFEU;
 
+/// Which way a diff went. `hash_then_sort` is a hash path that met too many colliding keys and sorted instead.
+enum class diff_path : std::uint8_t { none, merge, hash, hash_then_sort, sort, index, index_then_hash };
+
+/// What the last diff on this thread did (the path, and the probe steps its index took past the first slot), so
+/// tests can check that flooding is caught by counting work, not by timing it. Two stores per diff.
+struct diff_trace {
+  diff_path path = diff_path::none;
+  std::size_t probes = 0;
+};
+inline thread_local diff_trace last_diff{};
+
 /// Says which key occurred twice and where; names the key only when it can be printed.
 template <class K>
 [[noreturn]] void throw_duplicate_key(const K& key, const char* which_snapshot) {
   std::string message = "pollster::diff: ";
-  if constexpr (std::is_convertible_v<const K&, std::string_view>) {
+  bool null = false;
+  if constexpr (std::is_pointer_v<K> || std::is_same_v<K, std::nullptr_t>) null = key == nullptr;
+  if (null) {
+    message += "duplicate key (null)";  // a null `const char*` is not a string_view, and streams as nothing
+  } else if constexpr (std::is_convertible_v<const K&, std::string_view>) {
     message += "duplicate key \"";
     message += std::string_view(key);
     message += '"';
@@ -426,14 +441,18 @@ void report_matches(const BeforeView& before, const AfterView& after, const Key&
 
 /// The hash path: a flat table of 32-bit handles (old record b is b + 1, new record a is size(before) + a + 1).
 /// Old records go in first; a new record that finds one takes its slot, so a repeated new key finds the new record.
+/// With `bounded`, gives up (false, `matches` half written) once the probes pass `probe_budget`: keys whose hashes
+/// collide (hash flooding) would make it quadratic, and the caller has a sort to fall back on.
 template <class BeforeView, class AfterView, class Key, class Same>
-void match_by_hash(const BeforeView& before, const AfterView& after, const Key& key, const Same& same,
-                   const diff_options& options, match_table& matches) {
+bool match_by_hash(const BeforeView& before, const AfterView& after, const Key& key, const Same& same,
+                   const diff_options& options, match_table& matches, bool bounded) {
   using T = remove_cvref_t<decltype(before[0])>;
   using K = key_type_t<Key, T>;
   const std::size_t before_size = before.size();
   const std::size_t after_size = after.size();
-  const auto hash_of = [](const K& k) { return mix_hash(static_cast<std::uint64_t>(std::hash<K>{}(k))); };
+  const std::uint64_t seed = hash_seed();
+  const auto hash_of = [seed](const K& k) { return seeded_hash(static_cast<std::uint64_t>(std::hash<K>{}(k)), seed); };
+  const std::size_t budget = bounded ? probe_budget(before_size + after_size) : ~std::size_t{0};
   const auto key_of = [&](std::uint32_t handle) -> decltype(auto) {
     const std::size_t at = handle - 1U;
     return at < before_size ? std::invoke(key, before[at]) : std::invoke(key, after[at - before_size]);
@@ -487,6 +506,7 @@ void match_by_hash(const BeforeView& before, const AfterView& after, const Key& 
     const auto handle = static_cast<std::uint32_t>(b + 1);
     if (*slot == 0U) {
       index.occupy(slot, index.entry(hash, handle), rehash);
+      if (index.probes() > budget) return false;
     } else {
       if (!last_wins) throw_duplicate_key(k, "before");
       matches.before_state[index.handle_of(*slot) - 1U] = match_table::superseded;
@@ -507,6 +527,7 @@ void match_by_hash(const BeforeView& before, const AfterView& after, const Key& 
     std::uint32_t* slot =
         index.find(hash, [&](std::uint32_t handle) { return static_cast<bool>(key_of(handle) == k); });
     const auto handle = static_cast<std::uint32_t>(before_size + a + 1);
+    if (index.probes() > budget) return false;
     if (*slot == 0U) {
       index.occupy(slot, index.entry(hash, handle), rehash);  // matches.after_match[a] stays no_match: added
       continue;
@@ -527,6 +548,8 @@ void match_by_hash(const BeforeView& before, const AfterView& after, const Key& 
       matches.after_match[a] = match_table::match(b, same_record(same, before[b], after[a]));
     }
   }
+  last_diff.probes = index.probes();
+  return true;
 }
 
 /// The path for keys that are ordered but not hashable: sort record indices by key, then merge them.
@@ -600,6 +623,7 @@ void diff_views(const BeforeView& before, const AfterView& after, const Key& key
 
   const emitter<T, K, Visitor> emit{visit, options.report_unchanged, initial};
   if constexpr (ordered) {
+    last_diff = {diff_path::merge, 0};
     if (options.order != key_order::unsorted && merge_if_sorted(before, after, key, same, options, emit)) return;
   } else {
     if (options.order == key_order::sorted) {
@@ -608,8 +632,16 @@ void diff_views(const BeforeView& before, const AfterView& after, const Key& key
   }
   match_table matches(before.size(), after.size());
   if constexpr (hashable) {
-    match_by_hash(before, after, key, same, options, matches);
+    last_diff = {diff_path::hash, 0};
+    if (!match_by_hash(before, after, key, same, options, matches, ordered)) {
+      if constexpr (ordered) {  // flooded: O(n log n) by sorting instead of O(n^2) by probing
+        last_diff.path = diff_path::hash_then_sort;
+        matches = match_table(before.size(), after.size());
+        match_by_sorting(before, after, key, same, options, matches);
+      }
+    }
   } else {
+    last_diff = {diff_path::sort, 0};
     match_by_sorting(before, after, key, same, options, matches);
   }
   report_matches(before, after, key, matches, emit);

@@ -85,6 +85,7 @@ class snapshot {
       generation_ ^= index_type::generation_bit;
       index_valid_ = indexed;
     }
+    release_excess();
   }
 
   /// As above, returning the events as copies.
@@ -100,6 +101,31 @@ class snapshot {
   const std::vector<T>& elements() const noexcept { return elements_; }
   /// False until the first successful update; that update reports its records as initial.
   bool has_baseline() const noexcept { return has_baseline_; }
+
+  /// Returns to the allocator what the snapshot keeps only to make the next update allocate nothing: the list before
+  /// last, the index of the last list (the next update rebuilds it) and the per-update scratch arrays; the last list
+  /// is shrunk to its size. Updates do this by themselves for any buffer past 4 times what the last list needs
+  /// (plus room for 1 024 records); call it to return the rest, say after a burst. If shrinking the last list
+  /// throws (copying a record whose move may throw), the snapshot is as before.
+  void shrink_to_fit() {
+    std::vector<T>().swap(spare_);
+    std::vector<std::uint8_t>().swap(matched_);
+    std::vector<std::uint32_t>().swap(match_);
+    if constexpr (uses_index) {
+      index_.release();
+      index_valid_ = false;
+    }
+    elements_.shrink_to_fit();
+  }
+
+  /// Heap bytes held by the snapshot's own buffers (the last list, the list before last, the index, the scratch),
+  /// counted by capacity; memory the records themselves own (their strings, say) is not included.
+  std::size_t memory_bytes() const noexcept {
+    std::size_t bytes = (elements_.capacity() + spare_.capacity()) * sizeof(T) + matched_.capacity() +
+                        match_.capacity() * sizeof(std::uint32_t);
+    if constexpr (uses_index) bytes += index_.bytes();
+    return bytes;
+  }
 
  private:
   using last_view = detail::span_view<typename std::vector<T>::const_iterator>;
@@ -148,8 +174,9 @@ class snapshot {
       if (options_.order != key_order::unsorted && detail::merge_if_sorted(last, next, key_, same_, options_, emit)) {
         return false;
       }
-      if (!index_valid_ && !rebuild_index(last)) {
-        // The last list holds a key twice (kept under last_wins): diff it the one-shot way.
+      if (flooded_ || (!index_valid_ && !rebuild_index(last))) {
+        // The last list holds a key twice (kept under last_wins), or its keys flood the index: diff it the one-shot
+        // way, which knows which duplicates are superseded and sorts what it cannot hash in bounded time.
         detail::diff_views(last, next, key_, same_, options_, visit, !has_baseline_);
         return false;
       }
@@ -163,23 +190,32 @@ class snapshot {
       match_.resize(next_size);
       const bool last_wins = options_.duplicates == duplicate_keys::last_wins;
       bool superseded = false;
+      index_.reset_probes();
+      const std::size_t budget = detail::probe_budget(last_size + next_size);
 
       // Each lookup costs a cache miss on its entry; hash `ahead` records early and prefetch their entries.
       constexpr std::size_t ahead = 16;
       std::uint64_t hashes[ahead] = {};
       for (std::size_t a = 0; a < next_size && a < ahead; ++a) {
-        hashes[a] = index_type::hash(std::invoke(key_, next[a]));
+        hashes[a] = index_.hash(std::invoke(key_, next[a]));
         index_.prefetch(hashes[a]);
       }
       for (std::size_t a = 0; a < next_size; ++a) {
         const std::uint64_t hash = hashes[a % ahead];
         if (a + ahead < next_size) {
-          hashes[a % ahead] = index_type::hash(std::invoke(key_, next[a + ahead]));
+          hashes[a % ahead] = index_.hash(std::invoke(key_, next[a + ahead]));
           index_.prefetch(hashes[a % ahead]);
         }
         const key_type& k = std::invoke(key_, next[a]);
         const version_type version = std::invoke(same_, next[a]);
         auto* entry = index_.find(hash, k);
+        if (index_.probes() > budget) {
+          // Keys that collide in the index despite its seed: nothing is reported yet, so the one-shot diff (which
+          // bounds its own probes and sorts instead) takes over, for this update and the ones after it.
+          flooded_ = true;
+          detail::diff_views(last, next, key_, same_, options_, visit, !has_baseline_);
+          return false;
+        }
         const std::uint32_t handle = index_type::handle_of(a, new_generation);
         const std::uint32_t found = entry->handle;
         if (found == 0U) {
@@ -229,11 +265,34 @@ class snapshot {
       for (std::size_t b = 0; b < last_size; ++b) {
         if (matched_[b] != 0U) continue;
         const key_type& k = std::invoke(key_, last[b]);
-        index_.erase(index_.find(index_type::hash(k), k));
+        index_.erase(index_.find(index_.hash(k), k));
       }
-      // A list that shrank a lot gets a smaller index from the next update.
-      const bool oversized = index_.capacity() > 4 * index_type::capacity_for(next_size);
-      return !superseded && !oversized;
+      detail::last_diff = {detail::diff_path::index, index_.probes()};
+      return !superseded;
+    }
+  }
+
+  /// A buffer is returned after an update when it holds more than 4 times what the last list needs plus 1 024
+  /// records: a list that shrinks for good gives its memory back within one update, and one that breathes by less
+  /// than 4x keeps its buffers and allocates nothing.
+  static bool excessive(std::size_t capacity, std::size_t needed) noexcept { return capacity / 4 > needed + 256; }
+
+  void release_excess() noexcept {
+    const std::size_t size = elements_.size();
+    if (excessive(spare_.capacity(), size)) std::vector<T>().swap(spare_);
+    if (excessive(matched_.capacity(), size)) std::vector<std::uint8_t>().swap(matched_);
+    if (excessive(match_.capacity(), size)) std::vector<std::uint32_t>().swap(match_);
+    if constexpr (uses_index) {
+      if (index_.capacity() / 4 > index_type::capacity_for(size)) {
+        index_.release();
+        index_valid_ = false;
+      }
+    }
+    if (excessive(elements_.capacity(), size)) {
+      try {
+        elements_.shrink_to_fit();
+      } catch (...) {  // an optimisation that failed (out of memory, or a throwing copy): keep the list as it is
+      }
     }
   }
 
@@ -241,10 +300,15 @@ class snapshot {
   /// when the last list holds a key twice: only the one-shot diff knows which of its records are superseded.
   bool rebuild_index(const last_view& last) {
     index_.clear(last.size());
+    const std::size_t budget = detail::probe_budget(last.size());
     for (std::size_t b = 0; b < last.size(); ++b) {
       const key_type& k = std::invoke(key_, last[b]);
-      auto* entry = index_.find(index_type::hash(k), k);
+      auto* entry = index_.find(index_.hash(k), k);
       if (entry->handle != 0U) return false;
+      if (index_.probes() > budget) {
+        flooded_ = true;
+        return false;
+      }
       index_.occupy(entry, k, std::invoke(same_, last[b]), index_type::handle_of(b, generation_));
     }
     index_valid_ = true;
@@ -266,6 +330,7 @@ class snapshot {
   std::vector<std::uint32_t> match_;
   std::uint32_t generation_ = 0;  // the generation bit of the handles of `elements_`
   bool index_valid_ = false;
+  bool flooded_ = false;  // the index met keys that collide despite its seed: the one-shot diff from now on
   bool has_baseline_ = false;
 };
 
