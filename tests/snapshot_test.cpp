@@ -50,9 +50,6 @@ struct object {
   std::string name;
   std::string resource_version;
   std::string payload;
-  friend bool operator==(const object& left, const object& right) {
-    return left.name == right.name && left.resource_version == right.resource_version && left.payload == right.payload;
-  }
 };
 
 // Records every event as one line, so a test can state the whole sequence it expects.
