@@ -442,12 +442,17 @@ std::vector<std::size_t> parse_sizes(std::string_view list) {
 
 int main(int argc, char** argv) {
   std::vector<std::size_t> sizes{1000, 100000, 1000000};
+  bool quick = false;  // CI: one short repetition each, for the ratios' sake, not their precision
   std::vector<char*> arguments;
   for (int i = 0; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (arg.substr(0, 21) == "--count-instructions=") return count_instructions(arg.substr(21));
     if (arg.substr(0, 8) == "--sizes=") {
       sizes = parse_sizes(arg.substr(8));
+      continue;
+    }
+    if (arg == "--quick") {
+      quick = true;
       continue;
     }
     arguments.push_back(argv[i]);
@@ -460,9 +465,11 @@ int main(int argc, char** argv) {
         for (const implementation& impl : implementations) {
           if (!runs(impl, key)) continue;
           auto* registered = benchmark::RegisterBenchmark(benchmark_name(impl, key).c_str(), run_diff, key, impl.run);
-          registered->Unit(benchmark::kMillisecond)->Repetitions(5)->UseRealTime();
+          registered->Unit(benchmark::kMillisecond)->Repetitions(quick ? 1 : 5)->UseRealTime();
           // A large diff takes tens of milliseconds or more: a few iterations per repetition are plenty.
-          if (size >= 1000000) {
+          if (quick) {
+            registered->MinTime(0.02);
+          } else if (size >= 1000000) {
             registered->Iterations(size >= 10000000 ? 1 : 3);
           } else {
             registered->MinTime(0.1);
