@@ -147,7 +147,7 @@ const dataset& dataset_for(std::size_t size, bool sorted) {
 struct event_counter {
   counts* total;
   void operator()(const pollster::added<const record&>&) const { ++total->added; }
-  void operator()(const pollster::removed<std::uint64_t, const record&>&) const { ++total->removed; }
+  void operator()(const pollster::removed<const record&, std::uint64_t>&) const { ++total->removed; }
   void operator()(const pollster::changed<const record&>&) const { ++total->changed; }
 };
 

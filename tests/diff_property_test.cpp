@@ -1,6 +1,8 @@
-// Property test for pollster/diff.hpp: thousands of seeded random snapshot pairs, every path of the differ (hash,
-// sorted merge, sort of indices for keys without a hash), compared event for event with a std::map reference model.
+// Property test for pollster/diff.hpp and snapshot.hpp: thousands of seeded random snapshot pairs, every path of the
+// differ (hash, sorted merge, sort of indices for keys without a hash), compared event for event with a std::map
+// reference model, and a snapshot fed a random sequence of lists.
 #include <pollster/diff.hpp>
+#include <pollster/snapshot.hpp>
 
 #include "pollster_catch.hpp"
 
@@ -85,7 +87,7 @@ struct recorder {
   void operator()(const pollster::added<const record&>& e) const {
     events->push_back("added " + std::to_string(e.element.key) + "#" + std::to_string(e.element.tag));
   }
-  void operator()(const pollster::removed<K, const record&>& e) const {
+  void operator()(const pollster::removed<const record&, K>& e) const {
     events->push_back("removed " + std::to_string(number(e.key)) + "#" + std::to_string(e.last_known.tag));
   }
   void operator()(const pollster::changed<const record&>& e) const {

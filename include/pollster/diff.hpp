@@ -11,7 +11,6 @@
 
 #include "detail/config.hpp"
 #include "detail/flat_index.hpp"
-#include "detail/version_index.hpp"
 
 #include <algorithm>    // stable_sort
 #include <cstddef>      // size_t
@@ -73,7 +72,7 @@ struct added {
 
 /// The tombstone of a key that is gone from the new snapshot. Its own type with the key and the last element seen
 /// under it, so it can never be mistaken for a live element.
-template <class K, class T>
+template <class T, class K>
 struct removed {
   K key;
   T last_known;
@@ -96,7 +95,7 @@ struct unchanged {
 /// receive references instead, without copying or materialising anything.
 template <class T, class K>
 struct diff_result {
-  std::vector<pollster::removed<K, T>> removals;  ///< in the order of the old snapshot
+  std::vector<pollster::removed<T, K>> removals;  ///< in the order of the old snapshot
   std::vector<pollster::added<T>> additions;      ///< in the order of the new snapshot
   std::vector<pollster::changed<T>> changes;      ///< in the order of the new snapshot
   std::vector<pollster::unchanged<T>> unchanged;  ///< empty unless `report_unchanged`
@@ -110,14 +109,6 @@ struct equal_elements {
   template <class T>
   bool operator()(const T& before, const T& after) const {
     return static_cast<bool>(before == after);
-  }
-};
-
-/// The filter of an unfiltered `snapshot`.
-struct match_all {
-  template <class T>
-  constexpr bool operator()(const T&) const noexcept {
-    return true;
   }
 };
 
@@ -167,11 +158,26 @@ inline constexpr std::size_t prefetch_from_bytes = std::size_t{256} * 1024;
 /// Snapshots hold at most this many records: the index stores 32-bit handles and match entries keep one bit spare.
 inline constexpr std::size_t max_records = 0x7FFFFFFEU;
 
+/// Which way a diff went. `hash_then_sort` is a hash path that met too many colliding keys and sorted instead.
+enum class diff_path : std::uint8_t { none, merge, hash, hash_then_sort, sort, index, index_then_hash };
+
+/// What the last diff on this thread did (the path, and the probe steps its index took past the first slot), so
+/// tests can check that flooding is caught by counting work, not by timing it. Two stores per diff.
+struct diff_trace {
+  diff_path path = diff_path::none;
+  std::size_t probes = 0;
+};
+inline thread_local diff_trace last_diff{};
+
 /// Says which key occurred twice and where; names the key only when it can be printed.
 template <class K>
 [[noreturn]] void throw_duplicate_key(const K& key, const char* which_snapshot) {
   std::string message = "pollster::diff: ";
-  if constexpr (std::is_convertible_v<const K&, std::string_view>) {
+  bool null = false;
+  if constexpr (std::is_pointer_v<K> || std::is_same_v<K, std::nullptr_t>) null = key == nullptr;
+  if (null) {
+    message += "duplicate key (null)";  // a null `const char*` is not a string_view, and streams as nothing
+  } else if constexpr (std::is_convertible_v<const K&, std::string_view>) {
     message += "duplicate key \"";
     message += std::string_view(key);
     message += '"';
@@ -257,9 +263,9 @@ struct emitter {
   bool initial;
 
   static_assert(std::is_invocable_v<Visitor&, const added<const T&>&> &&
-                    std::is_invocable_v<Visitor&, const removed<K, const T&>&> &&
+                    std::is_invocable_v<Visitor&, const removed<const T&, K>&> &&
                     std::is_invocable_v<Visitor&, const changed<const T&>&>,
-                "pollster::diff_each: the visitor must accept added<const T&>, removed<K, const T&> and "
+                "pollster::diff_each: the visitor must accept added<const T&>, removed<const T&, K> and "
                 "changed<const T&> (a generic lambda or an overload set)");
 
   void on_added(const T& element) const {
@@ -268,7 +274,7 @@ struct emitter {
   }
   template <class KeyRef>
   void on_removed(KeyRef&& key, const T& last_known) const {
-    const removed<K, const T&> event{K(std::forward<KeyRef>(key)), last_known};
+    const removed<const T&, K> event{K(std::forward<KeyRef>(key)), last_known};
     visit(event);
   }
   void on_changed(const T& before, const T& after) const {
@@ -435,14 +441,18 @@ void report_matches(const BeforeView& before, const AfterView& after, const Key&
 
 /// The hash path: a flat table of 32-bit handles (old record b is b + 1, new record a is size(before) + a + 1).
 /// Old records go in first; a new record that finds one takes its slot, so a repeated new key finds the new record.
+/// With `bounded`, gives up (false, `matches` half written) once the probes pass `probe_budget`: keys whose hashes
+/// collide (hash flooding) would make it quadratic, and the caller has a sort to fall back on.
 template <class BeforeView, class AfterView, class Key, class Same>
-void match_by_hash(const BeforeView& before, const AfterView& after, const Key& key, const Same& same,
-                   const diff_options& options, match_table& matches) {
+bool match_by_hash(const BeforeView& before, const AfterView& after, const Key& key, const Same& same,
+                   const diff_options& options, match_table& matches, bool bounded) {
   using T = remove_cvref_t<decltype(before[0])>;
   using K = key_type_t<Key, T>;
   const std::size_t before_size = before.size();
   const std::size_t after_size = after.size();
-  const auto hash_of = [](const K& k) { return mix_hash(static_cast<std::uint64_t>(std::hash<K>{}(k))); };
+  const std::uint64_t seed = hash_seed();
+  const auto hash_of = [seed](const K& k) { return seeded_hash(static_cast<std::uint64_t>(std::hash<K>{}(k)), seed); };
+  const std::size_t budget = bounded ? probe_budget(before_size + after_size) : ~std::size_t{0};
   const auto key_of = [&](std::uint32_t handle) -> decltype(auto) {
     const std::size_t at = handle - 1U;
     return at < before_size ? std::invoke(key, before[at]) : std::invoke(key, after[at - before_size]);
@@ -496,6 +506,7 @@ void match_by_hash(const BeforeView& before, const AfterView& after, const Key& 
     const auto handle = static_cast<std::uint32_t>(b + 1);
     if (*slot == 0U) {
       index.occupy(slot, index.entry(hash, handle), rehash);
+      if (index.probes() > budget) return false;
     } else {
       if (!last_wins) throw_duplicate_key(k, "before");
       matches.before_state[index.handle_of(*slot) - 1U] = match_table::superseded;
@@ -516,6 +527,7 @@ void match_by_hash(const BeforeView& before, const AfterView& after, const Key& 
     std::uint32_t* slot =
         index.find(hash, [&](std::uint32_t handle) { return static_cast<bool>(key_of(handle) == k); });
     const auto handle = static_cast<std::uint32_t>(before_size + a + 1);
+    if (index.probes() > budget) return false;
     if (*slot == 0U) {
       index.occupy(slot, index.entry(hash, handle), rehash);  // matches.after_match[a] stays no_match: added
       continue;
@@ -536,6 +548,8 @@ void match_by_hash(const BeforeView& before, const AfterView& after, const Key& 
       matches.after_match[a] = match_table::match(b, same_record(same, before[b], after[a]));
     }
   }
+  last_diff.probes = index.probes();
+  return true;
 }
 
 /// The path for keys that are ordered but not hashable: sort record indices by key, then merge them.
@@ -609,6 +623,7 @@ void diff_views(const BeforeView& before, const AfterView& after, const Key& key
 
   const emitter<T, K, Visitor> emit{visit, options.report_unchanged, initial};
   if constexpr (ordered) {
+    last_diff = {diff_path::merge, 0};
     if (options.order != key_order::unsorted && merge_if_sorted(before, after, key, same, options, emit)) return;
   } else {
     if (options.order == key_order::sorted) {
@@ -617,8 +632,16 @@ void diff_views(const BeforeView& before, const AfterView& after, const Key& key
   }
   match_table matches(before.size(), after.size());
   if constexpr (hashable) {
-    match_by_hash(before, after, key, same, options, matches);
+    last_diff = {diff_path::hash, 0};
+    if (!match_by_hash(before, after, key, same, options, matches, ordered)) {
+      if constexpr (ordered) {  // flooded: O(n log n) by sorting instead of O(n^2) by probing
+        last_diff.path = diff_path::hash_then_sort;
+        matches = match_table(before.size(), after.size());
+        match_by_sorting(before, after, key, same, options, matches);
+      }
+    }
   } else {
+    last_diff = {diff_path::sort, 0};
     match_by_sorting(before, after, key, same, options, matches);
   }
   report_matches(before, after, key, matches, emit);
@@ -628,7 +651,7 @@ template <class T, class K>
 struct collector {
   diff_result<T, K>* result;
   void operator()(const added<const T&>& event) const { result->additions.push_back({event.element, event.initial}); }
-  void operator()(const removed<K, const T&>& event) const {
+  void operator()(const removed<const T&, K>& event) const {
     result->removals.push_back({event.key, event.last_known});
   }
   void operator()(const changed<const T&>& event) const { result->changes.push_back({event.before, event.after}); }
@@ -687,270 +710,6 @@ diff_result<T, detail::key_type_t<Key, T>> diff(Before&& before, After&& after, 
   detail::collector<T, detail::key_type_t<Key, T>> collect{&result};
   detail::diff_ranges(before, after, key, same, options, collect);
   return result;
-}
-
-// ---------------------------------------------------------------------------------------------------------------------
-// snapshot: remembers the last list
-
-/// Remembers the last list it was given and turns each new list into events. It owns a copy of the list, so the
-/// caller's list may go away after `update()`. The first update reports every record as `added` with `initial` set.
-/// With a filter, the snapshot keeps only matching records: one that starts matching is added, one that stops
-/// matching is removed (its tombstone carries the last matching record), one that matches on both sides is diffed
-/// as usual. Duplicates are resolved after filtering.
-///
-/// When the key is an integer or an enum and "changed" is a version projection to an integer or an enum (the common
-/// `keyed(&server::id, &server::version)`), the snapshot also keeps an index of its last list that holds each key and
-/// version: an update looks each new record up once and reads an old record only when it changed or went away,
-/// instead of indexing the last list afresh and reading every old record as a one-shot `diff` must.
-template <class T, class Key, class Same = equal_elements, class Filter = match_all>
-class snapshot {
- public:
-  using element_type = T;
-  using key_type = detail::key_type_t<Key, T>;
-  using result_type = diff_result<T, key_type>;
-
-  explicit snapshot(Key key, Same same = {}, diff_options options = {}, Filter filter = {})
-      : key_(std::move(key)), same_(std::move(same)), filter_(std::move(filter)), options_(options) {}
-
-  /// Diffs `next` against the last list and calls `visit` per event (references valid during the call), then keeps
-  /// `next`. If the diff or the visitor throws, the last list stays as it was, so the next update reports again.
-  template <class Range, class Visitor>
-  void update(Range&& next, Visitor&& visit) {
-    std::vector<T>& kept = spare_;  // the list before last: its capacity and element storage are reused
-    bool indexed = false;
-    if constexpr (std::is_same_v<Filter, match_all>) {
-      detail::with_view(next, [&](const auto& next_view) { indexed = diff_against_last(next_view, visit); });
-      if constexpr (std::is_same_v<Range, std::vector<T>>) {
-        kept = std::move(next);  // an rvalue vector: take it instead of copying
-      } else {
-        using std::begin;
-        using std::end;
-        kept.assign(begin(next), end(next));
-      }
-    } else {
-      std::vector<const T*> matching;
-      for (const auto& element : next) {
-        if (std::invoke(filter_, element)) matching.push_back(std::addressof(element));
-      }
-      indexed = diff_against_last(detail::pointer_view<T>(matching), visit);
-      kept.clear();
-      kept.reserve(matching.size());
-      for (const T* element : matching) kept.push_back(*element);
-    }
-    elements_.swap(kept);
-    has_baseline_ = true;
-    if constexpr (uses_index) {
-      generation_ ^= index_type::generation_bit;
-      index_valid_ = indexed;
-    }
-  }
-
-  /// As above, returning the events as copies.
-  template <class Range>
-  result_type update(Range&& next) {
-    result_type result;
-    detail::collector<T, key_type> collect{&result};
-    update(std::forward<Range>(next), collect);
-    return result;
-  }
-
-  /// The last list (filtered, if there is a filter), in its original order.
-  const std::vector<T>& elements() const noexcept { return elements_; }
-  /// False until the first successful update; that update reports its records as initial.
-  bool has_baseline() const noexcept { return has_baseline_; }
-
- private:
-  using last_view = detail::span_view<typename std::vector<T>::const_iterator>;
-
-  // The version `same` projects to (void when `same` is an equality predicate), and whether the index can hold
-  // keys and versions by value: small values whose == means the same on a copy as on the original.
-  template <class S, class = void>
-  struct projected {
-    using type = void;
-  };
-  template <class S>
-  struct projected<S, std::enable_if_t<!std::is_invocable_v<const S&, const T&, const T&> &&
-                                       std::is_invocable_v<const S&, const T&>>> {
-    using type = detail::remove_cvref_t<std::invoke_result_t<const S&, const T&>>;
-  };
-  using version_type = typename projected<Same>::type;
-  template <class X>
-  static constexpr bool small_value = std::is_arithmetic_v<X> || std::is_enum_v<X>;
-  static constexpr bool uses_index = (std::is_integral_v<key_type> || std::is_enum_v<key_type>) &&
-                                     detail::is_hashable<key_type>::value && !std::is_void_v<version_type> &&
-                                     small_value<std::conditional_t<std::is_void_v<version_type>, int, version_type>>;
-  struct no_index {};
-  using index_type = std::conditional_t<uses_index, detail::version_index<key_type, version_type>, no_index>;
-
-  static constexpr std::uint32_t no_match = 0xFFFFFFFFU;          // added
-  static constexpr std::uint32_t superseded_match = 0xFFFFFFFEU;  // a later duplicate wins
-  static constexpr std::uint32_t changed_bit = 0x80000000U;       // the match differs by `same`
-  static std::uint32_t match(std::size_t before_index, bool same) noexcept {
-    return static_cast<std::uint32_t>(before_index) | (same ? 0U : changed_bit);
-  }
-
-  /// Reports the events from the last list to `next`. Returns true when the index now maps the keys of `next` (once
-  /// the caller keeps it and flips the generation); false when the next update must rebuild it.
-  template <class View, class Visitor>
-  bool diff_against_last(const View& next, Visitor& visit) {
-    const last_view last(elements_.cbegin(), elements_.size());
-    if constexpr (!uses_index) {
-      detail::diff_views(last, next, key_, same_, options_, visit, !has_baseline_);
-      return false;
-    } else {
-      if (last.size() > detail::max_records || next.size() > detail::max_records) {
-        throw std::length_error("pollster::diff: a snapshot holds more than 2^31 - 2 records");
-      }
-      const detail::emitter<T, key_type, Visitor> emit{visit, options_.report_unchanged, !has_baseline_};
-      // Sorted lists are merged, as by diff(): that needs no index at all.
-      if (options_.order != key_order::unsorted && detail::merge_if_sorted(last, next, key_, same_, options_, emit)) {
-        return false;
-      }
-      if (!index_valid_ && !rebuild_index(last)) {
-        // The last list holds a key twice (kept under last_wins): diff it the one-shot way.
-        detail::diff_views(last, next, key_, same_, options_, visit, !has_baseline_);
-        return false;
-      }
-      index_valid_ = false;  // from here until the caller keeps `next`, the index is half old, half new
-      const std::uint32_t old_generation = generation_;
-      const std::uint32_t new_generation = generation_ ^ index_type::generation_bit;
-      const std::size_t last_size = last.size();
-      const std::size_t next_size = next.size();
-      index_.reserve(next_size);
-      matched_.assign(last_size, 0U);
-      match_.resize(next_size);
-      const bool last_wins = options_.duplicates == duplicate_keys::last_wins;
-      bool superseded = false;
-
-      // Each lookup costs a cache miss on its entry; hash `ahead` records early and prefetch their entries.
-      constexpr std::size_t ahead = 16;
-      std::uint64_t hashes[ahead] = {};
-      for (std::size_t a = 0; a < next_size && a < ahead; ++a) {
-        hashes[a] = index_type::hash(std::invoke(key_, next[a]));
-        index_.prefetch(hashes[a]);
-      }
-      for (std::size_t a = 0; a < next_size; ++a) {
-        const std::uint64_t hash = hashes[a % ahead];
-        if (a + ahead < next_size) {
-          hashes[a % ahead] = index_type::hash(std::invoke(key_, next[a + ahead]));
-          index_.prefetch(hashes[a % ahead]);
-        }
-        const key_type& k = std::invoke(key_, next[a]);
-        const version_type version = std::invoke(same_, next[a]);
-        auto* entry = index_.find(hash, k);
-        const std::uint32_t handle = index_type::handle_of(a, new_generation);
-        const std::uint32_t found = entry->handle;
-        if (found == 0U) {
-          match_[a] = no_match;
-          index_.occupy(entry, k, version, handle);
-          continue;
-        }
-        const bool same_version = static_cast<bool>(entry->version == version);
-        entry->handle = handle;  // the key now stands for the new record
-        entry->version = version;
-        const std::size_t at = index_type::position(found);
-        if ((found & index_type::generation_bit) == old_generation) {
-          matched_[at] = 1U;
-          match_[a] = match(at, same_version);
-          continue;
-        }
-        // `k` occurred earlier in `next`: the later record wins, compared with the old record, if any.
-        if (!last_wins) detail::throw_duplicate_key(k, "after");
-        superseded = true;
-        const std::uint32_t inherited = match_[at];
-        match_[at] = superseded_match;
-        if (inherited == no_match) {
-          match_[a] = no_match;
-        } else {
-          const std::size_t b = inherited & ~changed_bit;
-          match_[a] = match(b, detail::same_record(same_, last[b], next[a]));
-        }
-      }
-
-      // Removals in the old order, then additions and changes in the new order.
-      for (std::size_t b = 0; b < last_size; ++b) {
-        if (matched_[b] == 0U) emit.on_removed(std::invoke(key_, last[b]), last[b]);
-      }
-      for (std::size_t a = 0; a < next_size; ++a) {
-        const std::uint32_t m = match_[a];
-        if (m == superseded_match) continue;
-        if (m == no_match) {
-          emit.on_added(next[a]);
-        } else if ((m & changed_bit) != 0U) {
-          emit.on_changed(last[m & ~changed_bit], next[a]);
-        } else {
-          emit.on_unchanged(next[a]);
-        }
-      }
-
-      // The keys that went away leave the index.
-      for (std::size_t b = 0; b < last_size; ++b) {
-        if (matched_[b] != 0U) continue;
-        const key_type& k = std::invoke(key_, last[b]);
-        index_.erase(index_.find(index_type::hash(k), k));
-      }
-      // A list that shrank a lot gets a smaller index from the next update.
-      const bool oversized = index_.capacity() > 4 * index_type::capacity_for(next_size);
-      return !superseded && !oversized;
-    }
-  }
-
-  /// Indexes the last list afresh (before the first update, and after a merge, an exception or duplicates). False
-  /// when the last list holds a key twice: only the one-shot diff knows which of its records are superseded.
-  bool rebuild_index(const last_view& last) {
-    index_.clear(last.size());
-    for (std::size_t b = 0; b < last.size(); ++b) {
-      const key_type& k = std::invoke(key_, last[b]);
-      auto* entry = index_.find(index_type::hash(k), k);
-      if (entry->handle != 0U) return false;
-      index_.occupy(entry, k, std::invoke(same_, last[b]), index_type::handle_of(b, generation_));
-    }
-    index_valid_ = true;
-    return true;
-  }
-
-  Key key_;
-  Same same_;
-  Filter filter_;
-  diff_options options_;
-  std::vector<T> elements_;
-  // The list before last, kept only for its storage: the next update copies into it, reusing its capacity and
-  // each element's own buffers, instead of allocating a fresh list per poll. The price is a second list at rest.
-  std::vector<T> spare_;
-  // With `uses_index`: the index of `elements_` (valid only when `index_valid_`), and per update which old records
-  // were matched and what each new record matched, kept between updates so that a poll allocates nothing.
-  index_type index_;
-  std::vector<std::uint8_t> matched_;
-  std::vector<std::uint32_t> match_;
-  std::uint32_t generation_ = 0;  // the generation bit of the handles of `elements_`
-  bool index_valid_ = false;
-  bool has_baseline_ = false;
-};
-
-/// A snapshot of `T` keyed by `key`, changed when `!(a == b)`.
-template <class T, class Key>
-snapshot<T, Key> make_snapshot(Key key, const diff_options& options = {}) {
-  return snapshot<T, Key>(std::move(key), equal_elements{}, options);
-}
-
-/// A snapshot of `T` keyed by `key`, changed by `same` (a version projection or an equality predicate).
-template <class T, class Key, class Same, detail::not_options_t<Same> = 0>
-snapshot<T, Key, Same> make_snapshot(Key key, Same same, const diff_options& options = {}) {
-  return snapshot<T, Key, Same>(std::move(key), std::move(same), options);
-}
-
-/// A snapshot of the records of `T` that satisfy `filter`.
-template <class T, class Filter, class Key>
-snapshot<T, Key, equal_elements, Filter> make_filtered_snapshot(Filter filter, Key key,
-                                                                const diff_options& options = {}) {
-  return snapshot<T, Key, equal_elements, Filter>(std::move(key), equal_elements{}, options, std::move(filter));
-}
-
-/// A snapshot of the records of `T` that satisfy `filter`, changed by `same`.
-template <class T, class Filter, class Key, class Same, detail::not_options_t<Same> = 0>
-snapshot<T, Key, Same, Filter> make_filtered_snapshot(Filter filter, Key key, Same same,
-                                                      const diff_options& options = {}) {
-  return snapshot<T, Key, Same, Filter>(std::move(key), std::move(same), options, std::move(filter));
 }
 
 POLLSTER_NAMESPACE_END

@@ -86,7 +86,7 @@ struct recorder {
   void operator()(const pollster::added<const record&>& e) const {
     events->push_back("added " + std::to_string(e.element.tag));
   }
-  void operator()(const pollster::removed<K, const record&>& e) const {
+  void operator()(const pollster::removed<const record&, K>& e) const {
     events->push_back("removed " + std::to_string(e.last_known.tag));
   }
   void operator()(const pollster::changed<const record&>& e) const {

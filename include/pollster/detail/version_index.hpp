@@ -41,13 +41,26 @@ class version_index {
     return static_cast<std::uint32_t>(position + 1U) | generation;
   }
 
-  static std::uint64_t hash(const K& key) noexcept {
-    return mix_hash(static_cast<std::uint64_t>(std::hash<K>{}(key)));  // libstdc++ hashes integers to themselves
+  /// The index's hash of `key`: seeded (see hash_seed), since the keys may come from an untrusted list.
+  std::uint64_t hash(const K& key) const noexcept {
+    return seeded_hash(static_cast<std::uint64_t>(std::hash<K>{}(key)), seed_);  // libstdc++: integers hash to themselves
   }
 
   /// Empties the index and sizes it for `expected` entries.
   void clear(std::size_t expected) {
-    entries_.assign(capacity_for(expected), entry{});
+    const std::size_t capacity = capacity_for(expected);
+    if (entries_.capacity() > 2 * capacity) {
+      std::vector<entry>(capacity).swap(entries_);  // assign() would keep the larger allocation
+    } else {
+      entries_.assign(capacity, entry{});
+    }
+    size_ = 0;
+    probes_ = 0;
+  }
+
+  /// Empties the index and returns all its memory. Call `clear()` before the next lookup.
+  void release() noexcept {
+    std::vector<entry>().swap(entries_);
     size_ = 0;
   }
 
@@ -59,7 +72,7 @@ class version_index {
   /// The entry holding `key`, or the empty entry where it belongs.
   entry* find(std::uint64_t key_hash, const K& key) noexcept {
     const std::size_t mask = entries_.size() - 1;
-    for (std::size_t at = static_cast<std::size_t>(key_hash) & mask;; at = (at + 1) & mask) {
+    for (std::size_t at = static_cast<std::size_t>(key_hash) & mask;; at = (at + 1) & mask, ++probes_) {
       entry& e = entries_[at];
       if (e.handle == 0U || e.key == key) return &e;
     }
@@ -89,7 +102,7 @@ class version_index {
   void erase(entry* e) noexcept {
     const std::size_t mask = entries_.size() - 1;
     std::size_t hole = static_cast<std::size_t>(e - entries_.data());
-    for (std::size_t at = (hole + 1) & mask; entries_[at].handle != 0U; at = (at + 1) & mask) {
+    for (std::size_t at = (hole + 1) & mask; entries_[at].handle != 0U; at = (at + 1) & mask, ++probes_) {
       const std::size_t wanted = static_cast<std::size_t>(hash(entries_[at].key)) & mask;
       // The entry at `at` may fill the hole unless its home lies cyclically in (hole, at].
       const bool stays = hole <= at ? (hole < wanted && wanted <= at) : (hole < wanted || wanted <= at);
@@ -101,6 +114,9 @@ class version_index {
     --size_;
   }
 
+  /// The probe steps past the first entry that lookups, erasures and growth took since the last `reset_probes()`.
+  std::size_t probes() const noexcept { return probes_; }
+  void reset_probes() noexcept { probes_ = 0; }
   std::size_t size() const noexcept { return size_; }
   std::size_t capacity() const noexcept { return entries_.size(); }
   std::size_t bytes() const noexcept { return entries_.capacity() * sizeof(entry); }
@@ -120,13 +136,15 @@ class version_index {
     for (const entry& moving : old) {
       if (moving.handle == 0U) continue;
       std::size_t at = static_cast<std::size_t>(hash(moving.key)) & mask;
-      while (entries_[at].handle != 0U) at = (at + 1) & mask;
+      for (; entries_[at].handle != 0U; at = (at + 1) & mask) ++probes_;
       entries_[at] = moving;
     }
   }
 
-  std::vector<entry> entries_ = std::vector<entry>(16);
+  std::vector<entry> entries_;  // empty until the first clear(): a lookup needs clear() or reserve() first
   std::size_t size_ = 0;
+  std::size_t probes_ = 0;
+  std::uint64_t seed_ = hash_seed();
 };
 
 }  // namespace detail
