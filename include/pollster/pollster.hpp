@@ -13,3 +13,4 @@
 #include "diff.hpp"
 #include "snapshot.hpp"
 #include "watch.hpp"  // await_operation (await.hpp) and watcher
+#include "subscription.hpp"  // subscriptions on a watch: filters, at-least-once delivery, CloudEvents envelopes
