@@ -1,0 +1,286 @@
+// StackStorm rules / Event Grid subscriptions on a polled fleet, in virtual time: an enStratus-like fleet of 100
+// servers, each changing about once a day (reboots, shutdowns, replacements), watched for a simulated week by one
+// watcher with two subscriptions:
+//
+//   provision   status became ACTIVE  -> configure monitoring (fails twice for one event: the config service is
+//                                        down; Event Grid's default retry brings it through on the third attempt)
+//   deregister  removed                -> take the server out of the load balancer
+//
+// The program prints a timeline (the first hour of the week, the whole story of the event that failed, one line a
+// day), one event as CloudEvents JSON, and checks its own numbers against the simulated truth: every activation and
+// every removal delivered exactly once, the failed event redelivered at +10 s and +40 s with the same id, no dead
+// letter, and not one list call more than the same week without the failure. It exits non-zero if one does not hold
+// (it runs as a CTest test). Each simulated week (about 13 600 list calls) takes well under a second.
+
+#include <pollster/pollster.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>   // stable_sort
+#include <chrono>      // literals, system_clock
+#include <cinttypes>   // PRIu64
+#include <cmath>       // log
+#include <cstdint>     // uint64_t
+#include <cstdio>      // printf
+#include <functional>  // ref
+#include <map>         // map, multimap
+#include <set>         // set
+#include <stdexcept>   // runtime_error
+#include <string>      // string
+#include <vector>      // vector
+
+using namespace std::chrono_literals;
+using pollster::duration;
+
+namespace {
+
+constexpr duration week = 7 * 24h;  // (the model's horizon; the watch runs seven days of 24 h)
+
+struct server {
+  std::string id;
+  int version = 0;  // bumped by every change, as a server-assigned resource version is
+  std::string status;
+};
+
+/// What happens to one server at one time ("" status: it is deleted).
+struct fleet_change {
+  duration at;
+  std::string id;
+  std::string status;
+};
+
+/// The simulated cloud: 100 servers, ACTIVE at the start; each is disrupted about once a day (a seeded Poisson
+/// process) and each state lasts long enough (3 minutes or more) for a 1-minute poll to see it.
+struct fleet_model {
+  std::vector<fleet_change> changes;  // in time order
+  std::uint64_t in_week = 0;          // changes after the start and before the week ends
+  std::uint64_t activations = 0;      // of which: to ACTIVE
+  std::uint64_t deletions = 0;        // of which: deletions
+
+  explicit fleet_model(std::uint64_t seed) {
+    pollster::splitmix64 random{seed};
+    const auto uniform = [&random] { return (static_cast<double>(random() >> 11) + 0.5) * 0x1p-53; };
+    const auto minutes = [](double m) {
+      return std::chrono::duration_cast<duration>(std::chrono::duration<double, std::ratio<60>>(m));
+    };
+    std::multimap<duration, std::string> disruptions;  // when each live server is next disrupted
+    int next_id = 100;
+    const auto name = [](int n) {
+      char text[16];
+      std::snprintf(text, sizeof text, "srv-%03d", n);
+      return std::string(text);
+    };
+    const auto schedule_disruption = [&](duration active_at, const std::string& id) {
+      disruptions.emplace(active_at + 5min + minutes(-std::log(uniform()) * 24 * 60), id);
+    };
+    for (int n = 0; n < 100; ++n) {
+      changes.push_back({0s, name(n), "ACTIVE"});
+      schedule_disruption(0s, name(n));
+    }
+    while (!disruptions.empty() && disruptions.begin()->first < week) {
+      const duration t = disruptions.begin()->first;
+      const std::string id = disruptions.begin()->second;
+      disruptions.erase(disruptions.begin());
+      const double r = uniform();
+      if (r < 0.6) {  // a reboot: 3 to 10 minutes
+        const duration back = t + minutes(3 + 7 * uniform());
+        changes.push_back({t, id, "REBOOT"});
+        changes.push_back({back, id, "ACTIVE"});
+        schedule_disruption(back, id);
+      } else if (r < 0.85) {  // shut off for 1 to 6 hours
+        const duration back = t + minutes(60 + 300 * uniform());
+        changes.push_back({t, id, "SHUTOFF"});
+        changes.push_back({back, id, "ACTIVE"});
+        schedule_disruption(back, id);
+      } else {  // replaced: deleted, and a new server builds for 5 to 15 minutes
+        const std::string replacement = name(next_id++);
+        const duration created = t + minutes(1 + 4 * uniform());
+        const duration active = created + minutes(5 + 10 * uniform());
+        changes.push_back({t, id, ""});
+        changes.push_back({created, replacement, "BUILD"});
+        changes.push_back({active, replacement, "ACTIVE"});
+        schedule_disruption(active, replacement);
+      }
+    }
+    std::stable_sort(changes.begin(), changes.end(),
+                     [](const fleet_change& a, const fleet_change& b) { return a.at < b.at; });
+    for (const fleet_change& c : changes) {
+      if (c.at >= week || c.at == 0s) continue;
+      ++in_week;
+      if (c.status == "ACTIVE") ++activations;
+      if (c.status.empty()) ++deletions;
+    }
+  }
+};
+
+/// The list API: the fleet as it is at the clock's time; counts its calls.
+struct list_api {
+  const fleet_model* model;
+  const pollster::manual_clock* clock;
+  std::uint64_t calls = 0;
+  std::size_t applied = 0;
+  std::map<std::string, server> fleet;
+
+  std::vector<server> operator()() {
+    ++calls;
+    const duration now = clock->now().time_since_epoch();
+    for (; applied < model->changes.size() && model->changes[applied].at <= now; ++applied) {
+      const fleet_change& c = model->changes[applied];
+      if (c.status.empty()) {
+        fleet.erase(c.id);
+        continue;
+      }
+      server& s = fleet[c.id];
+      s.id = c.id;
+      s.status = c.status;
+      ++s.version;
+    }
+    std::vector<server> list;
+    list.reserve(fleet.size());
+    for (const auto& entry : fleet) list.push_back(entry.second);
+    return list;
+  }
+};
+
+std::string when(duration t) {
+  const auto s = std::chrono::duration_cast<std::chrono::seconds>(t).count();
+  char text[40];
+  std::snprintf(text, sizeof text, "day %lld %02lld:%02lld:%02lld", static_cast<long long>(s / 86400),
+                static_cast<long long>(s / 3600 % 24), static_cast<long long>(s / 60 % 60),
+                static_cast<long long>(s % 60));
+  return text;
+}
+
+using event_type = pollster::event<server, std::string>;
+
+/// One week of the fleet under one watcher and two subscriptions. `fail_event`: the provision handler fails the first
+/// two attempts of this (1-based) distinct event; 0: it never fails.
+struct week_run {
+  std::uint64_t list_calls = 0;
+  std::uint64_t provisioned = 0;  // successful provision deliveries
+  std::uint64_t deregistered = 0;
+  std::uint64_t redeliveries = 0;
+  std::uint64_t dead_letters = 0;
+  std::uint64_t distinct_provision_ids = 0;
+  std::vector<duration> failed_event_attempts;
+  std::vector<std::string> failed_event_ids;
+  std::string sample_json;
+};
+
+week_run run_week(const fleet_model& model, std::uint64_t fail_event, bool print) {
+  pollster::manual_clock clock;
+  list_api api{&model, &clock, 0, 0, {}};
+  pollster::subscriptions_options options;
+  options.source.source = "https://compute.example.com/v2/tenant-42/servers";
+  options.source.type_prefix = "com.example.compute.server";
+  options.wall_clock = pollster::wall_clock_of(clock, std::chrono::system_clock::time_point{} + 20513 * 24h);  // 2026-03-01
+  pollster::subscriptions<server, std::string, pollster::manual_clock> subs(
+      pollster::keyed(&server::id, &server::version), options);
+
+  week_run result;
+  std::set<std::string> provision_ids;
+  std::string failing_id;
+  int failures_left = 2;
+  const auto status = pollster::field("status", &server::status);
+  subs.subscribe("provision", status.became("ACTIVE"), [&](const event_type& e, const pollster::delivery& d) {
+    const duration now = clock.now().time_since_epoch();
+    if (provision_ids.insert(e.id()).second && provision_ids.size() == fail_event) failing_id = e.id();
+    const bool failing = e.id() == failing_id;
+    if (failing) {
+      result.failed_event_attempts.push_back(now);
+      result.failed_event_ids.push_back(e.id());
+    }
+    if ((print && now < 1h) || failing) {
+      std::printf("  %s  provision   %-9s %-18s attempt %u%s\n", when(now).c_str(), e.subject().c_str(),
+                  e.id().c_str(), d.attempt, failing && failures_left > 0 ? "  FAILED: config service unavailable" : "");
+    }
+    if (failing && failures_left > 0) {
+      --failures_left;
+      throw std::runtime_error("config service unavailable");
+    }
+    ++result.provisioned;
+    if (result.sample_json.empty() && e.before() != nullptr && e.before()->status == "BUILD") {
+      result.sample_json = pollster::to_json(e, [](const event_type& ev) {
+        return nlohmann::json{{"id", ev.after()->id}, {"from", ev.before()->status}, {"to", ev.after()->status},
+                              {"version", ev.after()->version}}
+            .dump();
+      });
+    }
+  });
+  pollster::subscription_options removals;
+  removals.kinds = {pollster::event_kind::removed};
+  subs.subscribe("deregister", [&](const event_type& e, const pollster::delivery& d) {
+    const duration now = clock.now().time_since_epoch();
+    if (print && now < 1h) {
+      std::printf("  %s  deregister  %-9s %-18s attempt %u\n", when(now).c_str(), e.subject().c_str(), e.id().c_str(),
+                  d.attempt);
+    }
+    ++result.deregistered;
+  }, removals);
+  subs.on_dead_letter([&](const pollster::dead_letter<server, std::string>&) { ++result.dead_letters; });
+
+  // Poll fast (5 s) after a change, back off to once a minute while quiet. One run a day, to print a line a day:
+  // each run goes on from the list the last one ended with, and wakes between polls for due redeliveries.
+  pollster::watcher watch(std::ref(api), pollster::keyed(&server::id, &server::version), subs.handler(clock),
+                          pollster::geometric{5s, 2.0, 1min}, pollster::before_deadline{24h});
+  std::uint64_t day_calls = 0, day_provisioned = 0, day_deregistered = 0;
+  for (int day = 0; day < 7; ++day) {
+    watch.run(clock, subs);
+    if (print) {
+      std::printf("  %s  end of day %d: %" PRIu64 " list calls, %" PRIu64 " provisioned, %" PRIu64 " deregistered\n",
+                  when(clock.now().time_since_epoch()).c_str(), day, api.calls - day_calls,
+                  result.provisioned - day_provisioned, result.deregistered - day_deregistered);
+    }
+    day_calls = api.calls;
+    day_provisioned = result.provisioned;
+    day_deregistered = result.deregistered;
+  }
+  subs.drain(clock);  // anything still waiting for a retry (nothing, here)
+  result.list_calls = api.calls;
+  result.redeliveries = subs.stats("provision").redeliveries + subs.stats("deregister").redeliveries;
+  result.distinct_provision_ids = provision_ids.size();
+  return result;
+}
+
+}  // namespace
+
+int main() {
+  const fleet_model model(20260301);
+  std::printf("A week of a 100-server fleet: %" PRIu64 " changes, %" PRIu64 " activations, %" PRIu64 " removals.\n\n",
+              model.in_week, model.activations, model.deletions);
+  std::printf("Timeline (the first hour, the event that failed, one line a day):\n");
+  const week_run with_failure = run_week(model, 30, true);
+  const week_run without = run_week(model, 0, false);
+
+  std::printf("\nOne event as CloudEvents JSON:\n  %s\n\n", with_failure.sample_json.c_str());
+  std::printf("provision:  %" PRIu64 " delivered, %" PRIu64 " redeliveries, %" PRIu64 " dead letters\n",
+              with_failure.provisioned, with_failure.redeliveries, with_failure.dead_letters);
+  std::printf("deregister: %" PRIu64 " delivered\n", with_failure.deregistered);
+  std::printf("list calls: %" PRIu64 " with the failure, %" PRIu64 " without (redelivery costs no list call)\n",
+              with_failure.list_calls, without.list_calls);
+
+  bool ok = true;
+  const auto check = [&ok](bool holds, const char* what) {
+    if (!holds) {
+      std::printf("CHECK FAILED: %s\n", what);
+      ok = false;
+    }
+  };
+  check(with_failure.provisioned == model.activations, "every activation delivered once to provision");
+  check(with_failure.distinct_provision_ids == model.activations, "one distinct event id per activation");
+  check(with_failure.deregistered == model.deletions, "every removal delivered once to deregister");
+  check(with_failure.redeliveries == 2, "two redeliveries");
+  check(with_failure.dead_letters == 0, "no dead letter");
+  check(with_failure.failed_event_attempts.size() == 3, "the failed event had three attempts");
+  if (with_failure.failed_event_attempts.size() == 3) {
+    const duration first = with_failure.failed_event_attempts[0];
+    check(with_failure.failed_event_attempts[1] - first == 10s, "the second attempt 10 s after the first");
+    check(with_failure.failed_event_attempts[2] - first == 40s, "the third attempt 30 s after the second");
+    check(with_failure.failed_event_ids[0] == with_failure.failed_event_ids[2], "the same id on every attempt");
+  }
+  check(with_failure.list_calls == without.list_calls, "no extra list call for the redeliveries");
+  check(without.provisioned == model.activations && without.redeliveries == 0, "the week without the failure");
+  check(!with_failure.sample_json.empty(), "a CloudEvents sample");
+  std::printf("%s\n", ok ? "all checks hold" : "some checks failed");
+  return ok ? 0 : 1;
+}
