@@ -604,8 +604,7 @@ TEST_CASE("a restarted watcher resumes from its saved state: changes while down 
                  {100s, "a", "ACTIVE"}, {100s, "b", ""}, {100s, "d", "BUILD"}},  // while no process runs
                 {}};
   pollster::retry_policy slow(pollster::constant{1min}, pollster::after_attempts{5});
-  std::vector<server> saved_list;
-  pollster::delivery_state<server, std::string> saved_delivery;
+  pollster::watch_state<server, std::string> saved;
   {
     // The first process: c's event fails and is still undelivered when it stops at 20 s.
     subs_type subs(pollster::keyed(&server::id, &server::version), virtual_time(clock));
@@ -615,22 +614,22 @@ TEST_CASE("a restarted watcher resumes from its saved state: changes while down 
                         pollster::constant{10s}, pollster::after_attempts{3});
     w.run(clock, subs);
     CHECK(subs.pending() == 3);
-    saved_list = w.last_list();
-    saved_delivery = subs.save();
+    saved = pollster::save_state(w, subs);
   }
-  REQUIRE(saved_list.size() == 3);
-  REQUIRE(saved_delivery.undelivered.size() == 3);
-  CHECK(saved_delivery.sequence == 3);
-  CHECK(saved_delivery.undelivered[0].attempts == 1);
+  REQUIRE(saved.records.size() == 3);
+  REQUIRE(saved.delivery.undelivered.size() == 3);
+  CHECK(saved.delivery.sequence == 3);
+  CHECK(saved.delivery.undelivered[0].subscription == "audit");
+  CHECK(saved.delivery.undelivered[0].key == "a");
+  CHECK(saved.delivery.undelivered[0].attempts == 1);
   clock.advance_to(at(200s));
   // The second process, restarted at 200 s from the saved state.
   subs_type subs(pollster::keyed(&server::id, &server::version), virtual_time(clock));
   std::vector<std::string> lines;
   subs.subscribe("audit", recorder{&clock, &lines, {}}, {{}, slow, 100, true});
-  subs.restore(saved_delivery, clock.now());
   pollster::watcher w(std::ref(api), pollster::keyed(&server::id, &server::version), subs.handler(clock),
                       pollster::constant{10s}, pollster::after_attempts{2});
-  w.resume_from(saved_list);
+  pollster::resume(w, subs, saved, clock.now());
   const auto outcome = w.run(clock, subs);
   // The first poll reports what changed while down (no initial list); the three saved events are due at once and
   // are delivered first, keeping their ids, with their attempt counts going on; a's change waits behind a's saved

@@ -15,9 +15,12 @@
 //  * Redelivery needs no list call. `subscriptions` is a clock-explicit dispatcher: `next_due()` and
 //    `run_due(now)`. `watcher::run(clock, subs)` sleeps until the earlier of its next poll and `next_due()`; on a
 //    runner, a companion poller redelivers (`submit_with_redelivery`): redelivery is polling with backoff.
-//  * Resume. `save()` gives the undelivered events and the change count as a plain value; with the watcher's last
-//    list (`watcher::last_list()`, `resume_from()`) a restarted process reports what changed while it was down as
-//    changes, and goes on delivering what it had not delivered.
+//  * Resume. `save_state(watcher, subs)` gives a plain value (`watch_state`: the watcher's last list, the undelivered
+//    events, the change count) to persist; `resume(watcher, subs, state, now)` in a restarted process reports what
+//    changed while it was down as changes, and goes on delivering what it had not delivered.
+//
+// Within one poll a subscription receives its events in the order of the unfiltered diff (removals, then additions
+// and changes in the order of the new list); a record that leaves its filter is a removal in the second part.
 //
 // Not thread-safe: publish (the watch's handler), run_due and the handlers all run on the watch's driving thread,
 // and a handler must not call back into its subscriptions.
@@ -614,6 +617,34 @@ class subscriptions {
   bool closed_ = false;
   bool busy_ = false;
 };
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Resume: what a restarted process needs.
+
+/// Everything a restarted watch needs to go on: the last list its diff compares with, and its subscriptions'
+/// undelivered events and change count. A plain value; it costs the records themselves (no index, no key copies),
+/// plus, per undelivered event, its subscription's name, its key and the records of its change. Keys and versions
+/// alone would not do: a filter decides "became ACTIVE" and a removal carries its last record from the old record.
+template <class T, class K>
+struct watch_state {
+  std::vector<T> records;
+  delivery_state<T, K> delivery;
+};
+
+/// Takes the state of a blocking `watcher` and its subscriptions (between runs, or from the run's own thread).
+template <class Watcher, class T, class K, class Clock>
+watch_state<T, K> save_state(const Watcher& w, const subscriptions<T, K, Clock>& subs) {
+  return {w.last_list(), subs.save()};
+}
+
+/// Gives a new watcher and its subscriptions (subscribed already) a saved state: the watcher's next run reports what
+/// changed since as changes, and the undelivered events are due at `now`.
+template <class Watcher, class T, class K, class Clock>
+void resume(Watcher& w, subscriptions<T, K, Clock>& subs, watch_state<T, K> state,
+            typename subscriptions<T, K, Clock>::time_point now) {
+  subs.restore(state.delivery, now);
+  w.resume_from(std::move(state.records));
+}
 
 // ---------------------------------------------------------------------------------------------------------------------
 // On a runner: a companion poller redelivers.
