@@ -38,9 +38,6 @@ struct server {
   std::string status;
   std::string region = "eu";
   int cpus = 2;
-  friend bool operator==(const server& a, const server& b) {
-    return a.id == b.id && a.version == b.version && a.status == b.status && a.region == b.region && a.cpus == b.cpus;
-  }
 };
 
 using event_type = pollster::event<server, std::string>;
