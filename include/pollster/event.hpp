@@ -76,16 +76,10 @@ struct cloud_event {
 
 namespace detail {
 
-template <class X, class = void>
-struct prints_itself : std::false_type {};
-template <class X>
-struct prints_itself<X, std::void_t<decltype(std::declval<std::ostream&>() << std::declval<const X&>())>>
-    : std::true_type {};
-
 /// Whether `plain_text` can write an X: text, numbers, enums, anything with operator<<.
 template <class X>
 inline constexpr bool has_plain_text = std::is_convertible_v<const X&, std::string_view> || std::is_arithmetic_v<X> ||
-                                       std::is_enum_v<X> || prints_itself<X>::value;
+                                       std::is_enum_v<X> || is_ostreamable<X>::value;
 
 /// A key or a version as text, without quotes: "web-1", "42".
 template <class X>
@@ -101,7 +95,7 @@ std::string plain_text(const X& x) {
   } else if constexpr (std::is_enum_v<X>) {
     return std::to_string(static_cast<std::underlying_type_t<X>>(x));
   } else {
-    static_assert(prints_itself<X>::value, "pollster: this type has no text (give it an operator<<, or say how)");
+    static_assert(is_ostreamable<X>::value, "pollster: this type has no text (give it an operator<<, or say how)");
     std::ostringstream out;
     out << x;
     return out.str();

@@ -70,12 +70,6 @@ using stored_value_t = std::conditional_t<std::is_convertible_v<std::decay_t<V>,
                                               !std::is_same_v<std::decay_t<V>, std::string_view>,
                                           std::string, std::decay_t<V>>;
 
-template <class X, class = void>
-struct prints_value : std::false_type {};
-template <class X>
-struct prints_value<X, std::void_t<decltype(std::declval<std::ostream&>() << std::declval<const X&>())>>
-    : std::true_type {};
-
 /// A value in a description: text quoted, numbers as numbers.
 template <class V>
 std::string describe_value(const V& v) {
@@ -89,7 +83,7 @@ std::string describe_value(const V& v) {
     return number_text(static_cast<double>(v));
   } else if constexpr (std::is_enum_v<V>) {
     return std::to_string(static_cast<std::underlying_type_t<V>>(v));
-  } else if constexpr (prints_value<V>::value) {
+  } else if constexpr (is_ostreamable<V>::value) {
     std::ostringstream out;
     out << v;
     return out.str();
