@@ -4,6 +4,10 @@
 #include "pollster_catch.hpp"
 
 #include <pollster/asio.hpp>
+
+#include "cancel_latency.hpp"
+
+#include <thread>
 #include <pollster/schedule.hpp>
 #include <pollster/stop.hpp>
 
@@ -524,3 +528,90 @@ TEST_CASE("a coroutine awaiting async_poll is cancelled through its stop token",
   CHECK(*result->last_value == 1);
 }
 #endif
+
+TEST_CASE("a cancel token returns the io_context's run at once, with a synchronous or an asynchronous check",
+          "[asio][cancel][real-time]") {
+  {
+    asio::io_context io;
+    pollster::cancel_source source;
+    pollster::poll_options options;
+    options.cancel = source.get_token();
+    std::optional<pollster::cause> ended;
+    pollster::async_poll(io.get_executor(), [] { return false; }, pollster::constant{1h}, pollster::never{}, options,
+                         [&](const auto& o) { ended = o.cause; });
+    const double ms = cancel_latency::measure("asio async_poll, cancel token", [&] { io.run(); },
+                                              [&] { source.request_cancel(); });
+    CHECK(ms < 250);
+    CHECK(ended == cause::cancelled);
+  }
+  {
+    asio::io_context io;
+    pollster::cancel_source source;
+    pollster::poll_options options;
+    options.cancel = source.get_token();
+    std::optional<pollster::attempt_end> last;
+    int aborted = 0;
+    std::vector<pollster::completion<int, int>> kept;
+    pollster::async_poll(
+        io.get_executor(),
+        [&](pollster::completion<int, int> c) {
+          c.on_abort([&] { ++aborted; });
+          kept.push_back(std::move(c));
+        },
+        pollster::constant{1h}, pollster::never{}, options, [&](const auto& o) { last = o.last_attempt; });
+    const double ms = cancel_latency::measure("asio async_poll, check in flight", [&] { io.run(); },
+                                              [&] { source.request_cancel(); });
+    CHECK(ms < 250);
+    CHECK(last == pollster::attempt_end::aborted);
+    CHECK(aborted == 1);
+  }
+}
+
+TEST_CASE("async_poll drives an asynchronous check: an asio timer completes it, on the io_context's thread",
+          "[asio][async]") {
+  asio::io_context io;
+  std::vector<std::shared_ptr<asio::steady_timer>> network;
+  // The completion is an asio completion handler for void(step<T, E>): here a timer's handler calls it.
+  auto check = [&](const pollster::poll_state& s, pollster::completion<int, std::string> c) {
+    auto timer = std::make_shared<asio::steady_timer>(io, 2ms);
+    network.push_back(timer);
+    timer->async_wait([c = std::move(c), n = static_cast<int>(s.attempt)](const asio::error_code&) mutable {
+      c(n == 3 ? pollster::step<int, std::string>(pollster::done(n)) : pollster::pending(n));
+    });
+  };
+  std::optional<pollster::outcome<int, std::string>> result;
+  pollster::async_poll(io.get_executor(), check, pollster::constant{1ms}, pollster::before_deadline{5s},
+                       pollster::poll_options{}, [&](pollster::outcome<int, std::string> o) { result = std::move(o); });
+  io.run();
+  REQUIRE(result);
+  CHECK(result->value() == 3);
+  CHECK(result->attempts == 3);
+  CHECK(result->last_attempt == pollster::attempt_end::reported);
+}
+
+TEST_CASE("async_poll times out an attempt that does not answer, and a completion from another thread resumes it",
+          "[asio][async][timeout]") {
+  asio::io_context io;
+  std::vector<std::thread> threads;
+  std::vector<pollster::completion<int, int>> hung;
+  auto check = [&](const pollster::poll_state& s, pollster::completion<int, int> c) {
+    if (s.attempt == 1) {
+      hung.push_back(std::move(c));  // never answers: times out after 20 ms
+      return;
+    }
+    threads.emplace_back([c = std::move(c)]() mutable {
+      std::this_thread::sleep_for(2ms);
+      c(pollster::done(7));
+    });
+  };
+  pollster::poll_options options;
+  options.attempt_timeout = 20ms;
+  std::optional<pollster::outcome<int, int>> result;
+  pollster::async_poll(io.get_executor(), check, pollster::constant{1ms}, pollster::before_deadline{5s}, options,
+                       [&](pollster::outcome<int, int> o) { result = std::move(o); });
+  io.run();
+  for (auto& t : threads) t.join();
+  REQUIRE(result);
+  CHECK(result->value() == 7);
+  CHECK(result->timeouts == 1);
+}

@@ -1,6 +1,8 @@
 #include "pollster_catch.hpp"
 
 #include <pollster/poll.hpp>
+
+#include "cancel_latency.hpp"
 #include <pollster/schedule.hpp>
 #include <pollster/stop.hpp>
 
@@ -1287,4 +1289,37 @@ TEST_CASE("a nudge during an attempt in flight makes the next check due as soon 
   out.back()(pollster::done(5));
   p.complete(tp{3s});
   CHECK(p.outcome().value() == 5);
+}
+
+TEST_CASE("cancellation returns poll_until at once, on the steady clock and on a custom clock", "[poll][cancel][real-time]") {
+  const auto each_clock = [](auto& clock, const std::string& on) {
+    {
+      pollster::cancel_source cancel;
+      pollster::poll_options options;
+      options.cancel = cancel.get_token();
+      const double ms = cancel_latency::measure(
+          ("poll_until, cancel token" + on).c_str(),
+          [&] { pollster::poll_until(clock, [] { return false; }, pollster::constant{1h}, pollster::never{}, options); },
+          [&] { cancel.request_cancel(); });
+      CHECK(ms < 250);
+    }
+    {
+      pollster::cancel_source cancel;
+      pollster::poll_options options;
+      options.cancel = cancel.get_token();
+      std::vector<pollster::completion<int, int>> kept;
+      const double ms = cancel_latency::measure(
+          ("poll_until, check in flight" + on).c_str(),
+          [&] {
+            pollster::poll_until(clock, [&](pollster::completion<int, int> c) { kept.push_back(std::move(c)); },
+                                 pollster::constant{1h}, pollster::never{}, options);
+          },
+          [&] { cancel.request_cancel(); });
+      CHECK(ms < 250);
+    }
+  };
+  pollster::steady_clock steady;
+  each_clock(steady, " on steady_clock");
+  cancel_latency::wall_clock custom;
+  each_clock(custom, " on a custom clock");
 }

@@ -5,6 +5,10 @@
 #include <pollster/stop.hpp>
 #include <pollster/watch.hpp>
 
+#include "cancel_latency.hpp"
+
+#include <atomic>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -477,4 +481,43 @@ TEST_CASE("run(clock, side) wakes for the side's due work between polls, without
   w.run(clock, side);
   CHECK(api.calls == std::vector<duration>{0s, 10s, 20s, 30s});
   CHECK(side.ran == std::vector<duration>{5s, 27s});
+}
+
+TEST_CASE("cancel() and the cancel token return a blocking watcher at once, also on a custom clock",
+          "[watch][cancel][real-time]") {
+  const auto each_clock = [](auto& clock, const std::string& on) {
+    auto list = [] { return std::vector<server>{{"a", 1, "ACTIVE"}}; };
+    auto ignore = [](const auto&) {};
+    {
+      pollster::watcher w(list, &server::id, ignore, pollster::constant{1h});
+      const double ms = cancel_latency::measure(("watcher::run, cancel()" + on).c_str(), [&] { w.run(clock); },
+                                                [&] { w.cancel(); });
+      CHECK(ms < 250);
+    }
+    {
+      pollster::cancel_source cancel;
+      pollster::poll_options poll;
+      poll.cancel = cancel.get_token();
+      pollster::watcher w(list, &server::id, ignore, pollster::constant{1h}, pollster::never{}, {}, poll);
+      const double ms = cancel_latency::measure(("watcher::run, cancel token" + on).c_str(), [&] { w.run(clock); },
+                                                [&] { cancel.request_cancel(); });
+      CHECK(ms < 250);
+    }
+    {
+      std::atomic<int> calls{0};
+      auto counted = [&] {
+        ++calls;
+        return std::vector<server>{{"a", 1, "ACTIVE"}};
+      };
+      pollster::watcher w(counted, &server::id, ignore, pollster::constant{1h}, pollster::after_attempts{2});
+      const double ms = cancel_latency::measure(("watcher::run, nudge() to the last check" + on).c_str(),
+                                                [&] { w.run(clock); }, [&] { w.nudge(); });
+      CHECK(ms < 250);
+      CHECK(calls == 2);
+    }
+  };
+  pollster::steady_clock steady;
+  each_clock(steady, " on steady_clock");
+  cancel_latency::wall_clock custom;
+  each_clock(custom, " on a custom clock");
 }

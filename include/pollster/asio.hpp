@@ -50,6 +50,8 @@
 #include <asio/post.hpp>                     // post
 #include <asio/wait_traits.hpp>              // wait_traits
 #include <asio/execution/executor.hpp>       // execution::is_executor
+#include <asio/execution/outstanding_work.hpp>  // outstanding_work.untracked
+#include <asio/prefer.hpp>                   // prefer
 
 #include <chrono>       // steady_clock
 #include <exception>    // current_exception
@@ -85,20 +87,27 @@ struct cancel_timer_later {
 };
 
 /// Where an asynchronous check's completion reports: it posts to the operation's executor a wake-up of the timer
-/// the operation waits on (the operation then sees the step and concludes it there).
+/// the operation waits on (the operation then sees the step and concludes it there). A completion may outlive the
+/// operation (a check that kept it): the listener holds no outstanding work (an io_context must be able to run out
+/// of work), and posts nothing once the operation has finished (its timer is gone then).
 template <class Executor, class RunOn>
 struct async_poll_listener final : attempt_listener {
-  async_poll_listener(Executor io_executor, RunOn run_on, std::weak_ptr<async_poll_timer<Executor>> waiting)
-      : io(std::move(io_executor)), on(std::move(run_on)), timer(std::move(waiting)) {}
+  using untracked_run_on =
+      std::decay_t<decltype(asio::prefer(std::declval<const RunOn&>(), asio::execution::outstanding_work.untracked))>;
+  async_poll_listener(Executor io_executor, const RunOn& run_on, std::weak_ptr<async_poll_timer<Executor>> waiting)
+      : io(std::move(io_executor)),
+        on(asio::prefer(run_on, asio::execution::outstanding_work.untracked)),
+        timer(std::move(waiting)) {}
   void attempt_completed(attempt_base&) noexcept override {
     try {
+      if (timer.expired()) return;  // the operation has finished: nothing waits for this step
       asio::post(io, asio::bind_executor(on, cancel_timer_later<Executor>{timer}));
     } catch (...) {
       // Out of memory for the post: the attempt's timeout concludes it instead.
     }
   }
   Executor io;
-  RunOn on;
+  untracked_run_on on;
   std::weak_ptr<async_poll_timer<Executor>> timer;
 };
 

@@ -595,6 +595,9 @@ template <class Clock, class Fetch, class Rules, class Schedule, class Stop = ne
 await_outcome_t<Fetch, Rules, Transitions> await_operation(Clock& clock, Fetch fetch, Rules rules, Schedule schedule,
                                                            Stop stop = Stop{}, const poll_options& options = {},
                                                            Transitions transitions = Transitions{}) {
+  static_assert(!(is_stop_rule_v<Schedule> && is_schedule_v<Stop>),
+                "pollster::await_operation: the schedule and the stop rule are swapped: the schedule (how long to "
+                "wait) comes first, then the stop rule (when to give up)");
   return poll_until(clock, awaiting(std::move(fetch), std::move(rules), std::move(transitions)), std::move(schedule),
                     std::move(stop), options);
 }

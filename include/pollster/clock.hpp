@@ -86,26 +86,18 @@ class manual_clock {
   /// them.
   bool sleep_until(time_point until, const cancel_token& token) {
     if (token.cancel_requested()) return false;
-    const std::int64_t before = now_ns_.load(std::memory_order_acquire);
-    sleeps_.fetch_add(1, std::memory_order_relaxed);
     const std::int64_t target = until.time_since_epoch().count();
-    bool woken = false;
-    for (std::int64_t at = next_timer_ns_.load(std::memory_order_acquire); at != no_timer && at <= target;
-         at = next_timer_ns_.load(std::memory_order_acquire)) {
-      move_to(at);
-      run_due_timers(nullptr);
-      if (token.cancel_requested()) {
-        woken = true;
-        break;
+    if (next_timer_ns_.load(std::memory_order_acquire) > target) {
+      // The common case, kept as cheap as a sleep was before timers existed: no timer on the way.
+      const std::int64_t before = now_ns_.load(std::memory_order_relaxed);
+      sleeps_.fetch_add(1, std::memory_order_relaxed);
+      if (target > before) {
+        slept_ns_.fetch_add(target - before, std::memory_order_relaxed);
+        move_to(target);
       }
+      return !token.cancel_requested();
     }
-    if (!woken && target == no_timer && token.cancel_possible()) {
-      return sleep_for_real(std::chrono::steady_clock::time_point::max(), token);  // false: woken
-    }
-    if (!woken) move_to(target);
-    const std::int64_t after = now_ns_.load(std::memory_order_acquire);
-    if (after > before) slept_ns_.fetch_add(after - before, std::memory_order_relaxed);
-    return !token.cancel_requested();
+    return sleep_through_timers(target, token);
   }
 
   /// Runs `fn` when virtual time reaches `t` (at once, on the next advance or sleep, if `t` is not later than now).
@@ -143,6 +135,29 @@ class manual_clock {
       return a.at != b.at ? a.at > b.at : a.sequence > b.sequence;
     }
   };
+
+  // A sleep with timers on its way: stop at each, run it, and return early if one of them woke the sleeper.
+  bool sleep_through_timers(std::int64_t target, const cancel_token& token) {
+    const std::int64_t before = now_ns_.load(std::memory_order_acquire);
+    sleeps_.fetch_add(1, std::memory_order_relaxed);
+    bool woken = false;
+    for (std::int64_t at = next_timer_ns_.load(std::memory_order_acquire); at != no_timer && at <= target;
+         at = next_timer_ns_.load(std::memory_order_acquire)) {
+      move_to(at);
+      run_due_timers(nullptr);
+      if (token.cancel_requested()) {
+        woken = true;
+        break;
+      }
+    }
+    if (!woken && target == no_timer && token.cancel_possible()) {
+      return sleep_for_real(std::chrono::steady_clock::time_point::max(), token);  // false: woken
+    }
+    if (!woken) move_to(target);
+    const std::int64_t after = now_ns_.load(std::memory_order_acquire);
+    if (after > before) slept_ns_.fetch_add(after - before, std::memory_order_relaxed);
+    return !token.cancel_requested();
+  }
 
   void move_to(std::int64_t target) noexcept {
     std::int64_t current = now_ns_.load(std::memory_order_relaxed);

@@ -726,46 +726,52 @@ class poller : private detail::compressed<Check, 0>,
 
   step_type invoke_check(time_point now) {
     Check& check = static_cast<check_holder&>(*this).get();
+    using result = typename detail::sync_result<Check>::type;
     if constexpr (check_traits<Check>::takes_state) {
-      return detail::to_step<step_type>(check(static_cast<const poll_state&>(full_state_at(now))));
+      if constexpr (std::is_same_v<result, step_type>) {
+        return check(static_cast<const poll_state&>(full_state_at(now)));  // no conversion: no move either
+      } else {
+        return detail::to_step<step_type>(check(static_cast<const poll_state&>(full_state_at(now))));
+      }
     } else {
       (void)now;
-      return detail::to_step<step_type>(check());
+      if constexpr (std::is_same_v<result, step_type>) {
+        return check();
+      } else {
+        return detail::to_step<step_type>(check());
+      }
     }
   }
 
   /// The hint in force after a check that ended at `end`, as a delay: this response's, else the remembered one
   /// while it lives (`hint_lifetime` after the response that carried it; zero by default). Remembering a hint
   /// creates the cold part (one allocation per poller at most, never one per check).
-  duration hint_delay(const retry_hint& fresh, time_point end) {
+  POLLSTER_ALWAYS_INLINE duration hint_delay(const retry_hint& fresh, time_point end) {
     cold_state* c = cold_.get();
-    retry_hint::form form = fresh.kind();
-    duration value = fresh.value();
-    if (fresh) {
-      if (c != nullptr && c->hint_lifetime > duration::zero()) {
-        c->remembered = form;
-        c->remembered_value = value;
-        c->remembered_at = end;
+    if (!fresh) {
+      if (c == nullptr || c->remembered == retry_hint::form::none) return duration::zero();  // the common case
+      if (to_duration(end - c->remembered_at) >= c->hint_lifetime) {
+        c->remembered = retry_hint::form::none;
+        return duration::zero();
       }
-    } else if (c == nullptr || c->remembered == retry_hint::form::none) {
-      return duration::zero();  // the common case: no hint now, none remembered
-    } else if (to_duration(end - c->remembered_at) >= c->hint_lifetime) {
-      c->remembered = retry_hint::form::none;
-      return duration::zero();
-    } else {
-      form = c->remembered;
-      value = c->remembered_value;
+      return std::min(wait_for(c->remembered, c->remembered_value, end), c->max_hint);
     }
-    duration d = value;
-    if (form == retry_hint::form::at) {
-      // A time point hint: the wait until it, saturating (a hint at time_point::min() is a wait of zero).
-      const duration since = to_duration(end.time_since_epoch());
-      d = std::max(duration::zero(), detail::sat_sub(value, since));
+    if (c == nullptr) return wait_for(fresh.kind(), fresh.value(), end);
+    if (c->hint_lifetime > duration::zero()) {
+      c->remembered = fresh.kind();
+      c->remembered_value = fresh.value();
+      c->remembered_at = end;
     }
-    return c != nullptr ? std::min(d, c->max_hint) : d;
+    return std::min(wait_for(fresh.kind(), fresh.value(), end), c->max_hint);
+  }
+  /// A hint as a wait from `end`: a delay as it is; a time point as the time until it, saturating (a hint at
+  /// time_point::min() is a wait of zero).
+  static duration wait_for(retry_hint::form form, duration value, time_point end) noexcept {
+    if (form != retry_hint::form::at) return value;
+    return std::max(duration::zero(), detail::sat_sub(value, to_duration(end.time_since_epoch())));
   }
 
-  void plan_next(time_point end, duration elapsed, const step_type& result) {
+  POLLSTER_ALWAYS_INLINE void plan_next(time_point end, duration elapsed, const step_type& result) {
     duration delay;
     delay_reason reason;
     if (result.directed) {
@@ -806,7 +812,7 @@ class poller : private detail::compressed<Check, 0>,
   }
 
   /// How long the next sleep may last after a check that ended at `end`: the stop rule's and the option's deadline.
-  duration time_left(time_point end, duration elapsed) const {
+  POLLSTER_ALWAYS_INLINE duration time_left(time_point end, duration elapsed) const {
     const duration left = stop_rule().time_left(elapsed);
     if (!has_deadline_) return left;
     const time_point deadline = cold_.get()->deadline;

@@ -140,6 +140,8 @@ class runner_node {
   virtual void add_budget_wait(duration waited) = 0;
   /// The key of the first check (or finished_key when the poller is over before it starts).
   virtual std::uint64_t first_key() noexcept = 0;
+  /// Whether the poller's check is asynchronous (asked only when an in-flight limit exists).
+  virtual bool is_async() const noexcept = 0;
   /// Tells an asynchronous poller where its completions report.
   virtual void attach(const std::shared_ptr<attempt_listener>& listener, std::uint32_t generation) = 0;
   /// Hands the outcome to the completion callback (which may throw; the runner stays consistent).
@@ -152,12 +154,40 @@ class runner_node {
   std::uint32_t slot = 0;     // the handle's slot
   std::uint16_t budget = no_budget;
   std::uint8_t refs = 0;  // heap entries + wait-list membership that still point here (kept below max_refs)
-  std::uint8_t bits = 0;  // node_state in the low bits, async_bit set for a poller of an asynchronous check
+  node_state state_ = node_state::armed;
 
-  static constexpr std::uint8_t async_bit = 0x80;
-  node_state state() const noexcept { return static_cast<node_state>(bits & 0x7f); }
-  void set_state(node_state s) noexcept { bits = static_cast<std::uint8_t>((bits & async_bit) | static_cast<std::uint8_t>(s)); }
-  bool is_async() const noexcept { return (bits & async_bit) != 0; }
+  node_state state() const noexcept { return state_; }
+  void set_state(node_state s) noexcept { state_ = s; }
+};
+
+/// What a runner shares with its handles and with the completions of its asynchronous checks: the command queue,
+/// the handle slots, and the wake signal the driving thread sleeps on. It outlives the runner while a handle or a
+/// completion holds it.
+struct runner_shared final : command_queue, attempt_listener {
+  std::atomic<bool> stopping{false};
+  slot_table slots;
+  wake_signal wake;  // the driving thread sleeps on the clock with wake.token()
+
+  /// Queues a command and wakes the driving thread. False when the runner is gone (the command is dropped).
+  bool push(const command& c) {
+    if (!enqueue(c)) return false;
+    wake.wake();
+    return true;
+  }
+
+  /// A completion arrived (any thread): queue it for the driving thread, which checks that the attempt is still its
+  /// node's current one before it touches anything.
+  void attempt_completed(attempt_base& attempt) noexcept override {
+    attempt.retain();
+    bool queued = false;
+    try {
+      queued = push(command{command::complete, attempt.slot(), attempt.generation(),
+                            static_cast<runner_node*>(attempt.owner()), &attempt});
+    } catch (...) {
+      // Out of memory for the queue: the step is lost, and the attempt's timeout ends it instead.
+    }
+    if (!queued) attempt.release();
+  }
 };
 
 /// A node's stale heap entries come from nudges; before they could overflow its 8-bit count, a sweep drops them.
@@ -238,7 +268,7 @@ class runner {
 
   explicit runner(Clock& clock, const runner_options& options = {})
       : clock_(clock), shared_(std::make_shared<detail::runner_shared>()), seed_base_(options.seed),
-        max_in_flight_(options.max_in_flight) {}
+        max_in_flight_(options.max_in_flight), slots_limited_(options.max_in_flight != 0) {}
   runner(const runner&) = delete;
   runner& operator=(const runner&) = delete;
 
@@ -281,6 +311,7 @@ class runner {
     if (budgets_.size() >= detail::no_budget) {
       detail::throw_invalid("runner", "budget count", "< 65535", std::to_string(budgets_.size()));
     }
+    if (group->in_flight_limit() != 0) slots_limited_ = true;
     budgets_.push_back(budget_group_entry{std::move(name), std::move(group), {}, {}, duration::zero(), 0});
     budget_count_.store(budgets_.size(), std::memory_order_release);
     return budget_id{static_cast<std::uint32_t>(budgets_.size() - 1)};
@@ -328,7 +359,6 @@ class runner {
     using node_type = poller_node<poller_type, OnComplete>;
     node_owner node{arena_, make_node<node_type>(std::move(poller), std::move(on_complete))};
     node->budget = options.budget == budget_id{} ? detail::no_budget : static_cast<std::uint16_t>(options.budget.value);
-    if constexpr (poller_type::is_async) node->bits = detail::runner_node::async_bit;
     return enqueue(node);
   }
 
@@ -419,6 +449,7 @@ class runner {
     std::uint64_t first_key() noexcept override {
       return poller_.done() ? detail::finished_key : std::min(key_of(poller_.next_due()), detail::never_key);
     }
+    bool is_async() const noexcept override { return Poller::is_async; }
     void attach(const std::shared_ptr<detail::attempt_listener>& listener, std::uint32_t generation) override {
       poller_.attach(listener, static_cast<detail::runner_node*>(this), slot, generation);
     }
@@ -508,7 +539,7 @@ class runner {
       generation = detail::generation_of(entry.load(std::memory_order_relaxed));
       entry.store(detail::slot_word(generation, poll_status::scheduled), std::memory_order_release);
       node->slot = slot;
-      if (node->is_async()) node->attach(shared_, generation);
+      node->attach(shared_, generation);  // (an asynchronous poller links its attempts to the queue; others ignore it)
       shared_->commands.push_back(detail::command{detail::command::insert, slot, generation, node.get(), nullptr});
       shared_->has_commands.store(true, std::memory_order_release);
       node.release();
@@ -632,7 +663,7 @@ class runner {
     }
   }
 
-  void arm(detail::runner_node* node, std::uint64_t key) {
+  POLLSTER_ALWAYS_INLINE void arm(detail::runner_node* node, std::uint64_t key) {
     if (key < timers_.last_key()) key = timers_.last_key();
     node->set_state(detail::node_state::armed);
     node->due_key = key;
@@ -654,8 +685,8 @@ class runner {
       detail::runner_node* node = entry.item;
       --node->refs;
       const detail::node_state state = node->state();
-      if ((state != detail::node_state::armed && state != detail::node_state::in_flight) ||
-          node->due_key != entry.key) {
+      if (node->due_key != entry.key ||
+          (state != detail::node_state::armed && state != detail::node_state::in_flight)) {
         --stale_;
         release_ref(node, false);
         continue;
@@ -673,7 +704,7 @@ class runner {
           continue;
         }
       }
-      if (node->is_async() && !slot_free(node)) {
+      if (slots_limited_ && node->is_async() && !slot_free(node)) {
         node->due_key = now_key;  // the time it started to wait
         push_waiting(slot_queue(node), node, detail::node_state::waiting_slot, poll_status::waiting_for_slot);
         ++slot_waiting_total_;
@@ -706,7 +737,7 @@ class runner {
         --waiting_total_;
         --node->refs;
         group.total_wait = detail::sat_add(group.total_wait, waited);
-        if (node->is_async() && !slot_free(node)) {
+        if (slots_limited_ && node->is_async() && !slot_free(node)) {
           node->due_key = now_key;
           push_waiting(slot_queue(node), node, detail::node_state::waiting_slot, poll_status::waiting_for_slot);
           ++slot_waiting_total_;
@@ -760,14 +791,17 @@ class runner {
     return node->budget == detail::no_budget ? free_slot_waiting_ : budgets_[node->budget].slot_waiting;
   }
 
-  void check(detail::runner_node* node, std::uint64_t now_key) {
+  // (Forced inline, as poller::conclude is: a call and a report passed through memory on every poll cost 40
+  // instructions per dispatch when g++ chose to keep them out of line.)
+  POLLSTER_ALWAYS_INLINE void check(detail::runner_node* node, std::uint64_t now_key) {
     node->set_state(detail::node_state::running);
     after_step(node, node->step(now_key), now_key);
   }
 
   // What follows a step, a completion or a timeout: the throttle signal, then the end of the run, the attempt in
   // flight, or the next check.
-  void after_step(detail::runner_node* node, const detail::step_report& report, std::uint64_t now_key) {
+  POLLSTER_ALWAYS_INLINE void after_step(detail::runner_node* node, const detail::step_report& report,
+                                         std::uint64_t now_key) {
     if (report.throttled && node->budget != detail::no_budget) {
       budgets_[node->budget].group->throttled(detail::duration_of(now_key));
     }
@@ -885,6 +919,7 @@ class runner {
   std::shared_ptr<detail::runner_shared> shared_;
   const std::uint64_t seed_base_;
   const std::size_t max_in_flight_;
+  bool slots_limited_;  // an in-flight limit exists (overall or in a group): only then is a node asked is_async()
   std::atomic<std::uint64_t> seeds_used_{0};
   std::atomic<std::size_t> budget_count_{0};
   std::size_t drain_next_ = 0;  // commands of pending_commands_ already applied (a callback may throw midway)
