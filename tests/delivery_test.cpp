@@ -32,9 +32,10 @@ simulated simulate(const pollster::retry_policy& policy, std::size_t limit = 100
   duration age = duration::zero();
   for (std::size_t i = 1; i <= limit; ++i) {
     s.attempts.push_back(age);
-    s.reason = state->check(i, age);
+    duration delay{};
+    s.reason = state->plan(i, age, delay);
     if (s.reason != pollster::stop_reason::none) break;
-    age += state->next_delay(age);
+    age += delay;
   }
   return s;
 }
@@ -102,12 +103,13 @@ TEST_CASE("a jittered retry schedule gets its own seed per event, so failures do
   o.base = 1s;
   o.cap = 1min;
   const pollster::retry_policy policy(pollster::exponential<>{o}, pollster::after_attempts{4});
-  auto a = policy.start(1);
-  auto b = policy.start(2);
-  auto a_again = policy.start(1);
-  const duration first_a = a->next_delay(0s);
-  CHECK(first_a != b->next_delay(0s));
-  CHECK(first_a == a_again->next_delay(0s));
+  const auto first_delay = [&policy](std::uint64_t seed) {
+    duration delay{};
+    REQUIRE(policy.start(seed)->plan(1, 0s, delay) == pollster::stop_reason::none);
+    return delay;
+  };
+  CHECK(first_delay(1) != first_delay(2));
+  CHECK(first_delay(1) == first_delay(1));
 }
 
 TEST_CASE("dead-letter reasons read as words") {
@@ -115,4 +117,22 @@ TEST_CASE("dead-letter reasons read as words") {
   CHECK(std::string(pollster::to_string(pollster::dead_letter_reason::deadline)) == "deadline");
   CHECK(std::string(pollster::to_string(pollster::dead_letter_reason::queue_full)) == "queue full");
   CHECK(std::string(pollster::to_string(pollster::dead_letter_reason::unsubscribed)) == "unsubscribed");
+}
+
+namespace {
+/// Gives up when the next wait would end past 100 s of age (what conformance's before_elapsed does).
+struct not_past_100s : pollster::detail::stop_rule_base<not_past_100s> {
+  pollster::stop_reason check(const pollster::stop_context&) const noexcept { return pollster::stop_reason::none; }
+  pollster::stop_reason check_next_delay(const pollster::stop_context& c, duration next_delay) const noexcept {
+    return c.elapsed + next_delay > 100s ? pollster::stop_reason::elapsed : pollster::stop_reason::none;
+  }
+  duration time_left(duration) const noexcept { return duration::max(); }
+  void reset() noexcept {}
+};
+}  // namespace
+
+TEST_CASE("a stop rule that looks at the next wait gives up before a retry it would not allow") {
+  const simulated s = simulate(pollster::retry_policy(pollster::constant{30s}, not_past_100s{}));
+  CHECK(s.attempts == std::vector<duration>{0s, 30s, 60s, 90s});  // a fifth attempt would be at 120 s
+  CHECK(s.reason == pollster::stop_reason::elapsed);
 }

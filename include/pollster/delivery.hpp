@@ -71,6 +71,13 @@ struct reseedable : std::false_type {};
 template <class S>
 struct reseedable<S, std::void_t<decltype(std::declval<S&>().reseed(std::uint64_t{}))>> : std::true_type {};
 
+/// A stop rule that also looks at the wait about to start (`check_next_delay`, as `before_elapsed` does).
+template <class R, class = void>
+struct looks_at_next_delay : std::false_type {};
+template <class R>
+struct looks_at_next_delay<R, std::void_t<decltype(std::declval<const R&>().check_next_delay(
+                                  std::declval<const stop_context&>(), duration{}))>> : std::true_type {};
+
 template <class X, class = void>
 struct has_text : std::false_type {};
 template <class X>
@@ -83,10 +90,9 @@ class retry_state {
   retry_state(const retry_state&) = delete;
   retry_state& operator=(const retry_state&) = delete;
   virtual ~retry_state() = default;
-  /// Whether to give up after `attempts` attempts, the last one at `age`.
-  virtual stop_reason check(std::uint64_t attempts, duration age) const = 0;
-  /// The wait before the next attempt: the schedule's delay, shortened to the stop rule's deadline.
-  virtual duration next_delay(duration age) = 0;
+  /// After `attempts` failed attempts, the last one at `age`: why to give up, or none and the wait before the next
+  /// attempt in `delay` (the schedule's, shortened to the stop rule's deadline), as a poller decides after a check.
+  virtual stop_reason plan(std::uint64_t attempts, duration age, duration& delay) = 0;
 };
 
 class retry_prototype {
@@ -121,12 +127,14 @@ class retry_model final : public retry_prototype {
       schedule.reset();
       stop.reset();
     }
-    stop_reason check(std::uint64_t attempts, duration age) const override {
-      return stop.check(stop_context{attempts, age});
-    }
-    duration next_delay(duration age) override {
-      const duration delay = std::max(duration::zero(), duration{schedule.next()});
-      return std::min(delay, std::max(duration::zero(), duration{stop.time_left(age)}));
+    stop_reason plan(std::uint64_t attempts, duration age, duration& delay) override {
+      const stop_context context{attempts, age};
+      const stop_reason reason = stop.check(context);
+      if (reason != stop_reason::none) return reason;
+      delay = std::max(duration::zero(), duration{schedule.next()});
+      delay = std::min(delay, std::max(duration::zero(), duration{stop.time_left(age)}));
+      if constexpr (looks_at_next_delay<Stop>::value) return stop.check_next_delay(context, delay);
+      return stop_reason::none;
     }
     Schedule schedule;
     Stop stop;

@@ -536,11 +536,10 @@ class subscriptions {
       }
       head_failed = false;
       if (!q.retry) q.retry = s.options.retry.start(next_seed());
-      const duration age = age_at(head, now);
-      const stop_reason stop = q.retry->check(head.attempts, age);
+      duration delay{};
+      const stop_reason stop = q.retry->plan(head.attempts, age_at(head, now), delay);
       if (stop == stop_reason::none) {
-        const time_point due = detail::sat_add(now, q.retry->next_delay(age));
-        timeline_.emplace(std::make_pair(due, order_++), std::make_pair(index, queue->first));
+        timeline_.emplace(std::make_pair(detail::sat_add(now, delay), order_++), std::make_pair(index, queue->first));
         return;
       }
       held given_up = std::move(head);
