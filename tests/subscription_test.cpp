@@ -1,4 +1,5 @@
 #include "pollster_catch.hpp"
+#include "subscription_fixtures.hpp"
 
 #include <pollster/runner.hpp>
 #include <pollster/schedule.hpp>
@@ -23,118 +24,7 @@ using pollster::duration;
 using pollster::event_kind;
 using pollster::manual_clock;
 
-namespace Catch {
-template <>
-struct StringMaker<pollster::duration> {
-  static std::string convert(pollster::duration d) { return pollster::detail::duration_text(d); }
-};
-}  // namespace Catch
-
-namespace {
-
-struct server {
-  std::string id;
-  int version = 0;
-  std::string status;
-  std::string region = "eu";
-  int cpus = 2;
-};
-
-using event_type = pollster::event<server, std::string>;
-using subs_type = pollster::subscriptions<server, std::string, manual_clock>;
-using time_point = manual_clock::time_point;
-
-time_point at(duration d) { return time_point{d}; }
-duration since_start(const manual_clock& clock) { return clock.now().time_since_epoch(); }
-std::string text(duration d) { return pollster::detail::duration_text(d); }
-
-const auto status = pollster::field("status", &server::status);
-const auto region = pollster::field("region", &server::region);
-
-pollster::subscriptions_options virtual_time(const manual_clock& clock) {
-  pollster::subscriptions_options o;
-  o.wall_clock = pollster::wall_clock_of(clock, std::chrono::system_clock::time_point{});
-  return o;
-}
-
-/// A subscription handler that records "<time> <kind> <id> #<attempt>" per call, and throws for the first
-/// `failures` calls of the keys in `failing` (all keys when empty).
-struct recorder {
-  const manual_clock* clock;
-  std::vector<std::string>* lines;
-  std::map<std::string, int> failures_left;  // key -> how many more calls throw
-  void operator()(const event_type& e, const pollster::delivery& d) {
-    lines->push_back(text(since_start(*clock)) + " " + pollster::to_string(e.kind()) + " " + e.id() + " #" +
-                     std::to_string(d.attempt));
-    auto it = failures_left.find(e.subject());
-    if (it != failures_left.end() && it->second > 0) {
-      --it->second;
-      throw std::runtime_error("handler down for " + e.subject());
-    }
-  }
-};
-
-/// Publishes changes as a watch's handler would, at the given virtual times (the clock is moved there first).
-struct publisher {
-  subs_type* subs;
-  manual_clock* clock;
-  void add(const server& s, duration when, bool initial = false) {
-    clock->advance_to(at(when));
-    subs->publish(pollster::added<const server&>{s, initial}, at(when));
-  }
-  void remove(const server& s, duration when) {
-    clock->advance_to(at(when));
-    subs->publish(pollster::removed<const server&, std::string>{s.id, s}, at(when));
-  }
-  void change(const server& before, const server& after, duration when) {
-    clock->advance_to(at(when));
-    subs->publish(pollster::changed<const server&>{before, after}, at(when));
-  }
-};
-
-/// A fake list API over a fleet that changes at given virtual times (each change bumps the server's version).
-struct fleet_api {
-  struct change {
-    duration when;
-    std::string id;
-    std::string status;  // empty: deleted
-    std::string region = "eu";
-  };
-  const manual_clock* clock;
-  std::vector<change> changes;
-  std::vector<duration> calls;
-
-  std::vector<server> operator()() {
-    calls.push_back(since_start(*clock));
-    std::map<std::string, server> fleet;
-    for (const change& c : changes) {
-      if (c.when > since_start(*clock)) break;
-      if (c.status.empty()) {
-        fleet.erase(c.id);
-        continue;
-      }
-      server& s = fleet[c.id];
-      s.id = c.id;
-      s.status = c.status;
-      s.region = c.region;
-      ++s.version;
-    }
-    std::vector<server> list;
-    for (const auto& entry : fleet) list.push_back(entry.second);
-    return list;
-  }
-};
-
-std::string reason_text(std::exception_ptr error) {
-  if (!error) return "(none)";
-  try {
-    std::rethrow_exception(error);
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-}
-
-}  // namespace
+using namespace subscription_fixtures;
 
 TEST_CASE("a record that enters a subscription's filter is added for it, one that leaves is removed") {
   manual_clock clock;
@@ -564,34 +454,6 @@ TEST_CASE("a blocking watcher wakes for due redeliveries between its polls, with
                                           "100s changed a/changed/v2 #3"});
   CHECK(api.calls == std::vector<duration>{0s, 60s, 120s, 180s, 240s, 300s});
   CHECK(subs.pending() == 0);
-}
-
-TEST_CASE("on a runner, a companion poller redelivers, costs no list call, and ends after the watch") {
-  manual_clock clock;
-  pollster::runner<manual_clock> runner(clock);
-  fleet_api api{&clock, {{0s, "a", "BUILD"}, {0s, "b", "BUILD"}, {25s, "a", "ACTIVE"}, {25s, "b", ""}}, {}};
-  subs_type subs(pollster::keyed(&server::id, &server::version), virtual_time(clock));
-  std::vector<std::string> provisioned, removed;
-  pollster::subscription_options removals;
-  removals.kinds = {event_kind::removed};
-  subs.subscribe("provision", status.became("ACTIVE"), recorder{&clock, &provisioned, {{"a", 2}}});
-  subs.subscribe("deregister", recorder{&clock, &removed, {}}, removals);
-  std::string watch_end;
-  const pollster::subscribed_handles handles = pollster::submit_with_redelivery(
-      runner, subs, pollster::watching(std::ref(api), pollster::keyed(&server::id, &server::version),
-                                       subs.handler(clock)),
-      pollster::constant{30s}, pollster::after_attempts{3},
-      [&](const auto& outcome) { watch_end = std::string(pollster::to_string(outcome.cause)) + " at " + text(since_start(clock)); });
-  runner.run();  // returns: the watch ends at 60 s, the companion once its last retry got through
-  CHECK(watch_end == "exhausted at 60s");
-  CHECK(api.calls == std::vector<duration>{0s, 30s, 60s});
-  CHECK(provisioned == std::vector<std::string>{"30s changed a/changed/v2 #1", "40s changed a/changed/v2 #2",
-                                                "70s changed a/changed/v2 #3"});
-  CHECK(removed == std::vector<std::string>{"30s removed b/removed/v1 #1"});
-  CHECK(handles.watch.finished());
-  CHECK(handles.redelivery.finished());
-  CHECK(subs.closed());
-  CHECK(since_start(clock) == 70s);
 }
 
 TEST_CASE("a restarted watcher resumes from its saved state: changes while down arrive as changes") {

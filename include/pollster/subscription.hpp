@@ -14,7 +14,8 @@
 //    finds its subscription's queue full is dead-lettered at once (reason queue_full) instead of waiting.
 //  * Redelivery needs no list call. `subscriptions` is a clock-explicit dispatcher: `next_due()` and
 //    `run_due(now)`. `watcher::run(clock, subs)` sleeps until the earlier of its next poll and `next_due()`; on a
-//    runner, a companion poller redelivers (`submit_with_redelivery`): redelivery is polling with backoff.
+//    runner, a companion poller redelivers (redelivery.hpp, `submit_with_redelivery`): redelivery is polling with
+//    backoff.
 //  * Resume. `save_state(watcher, subs)` gives a plain value (`watch_state`: the watcher's last list, the undelivered
 //    events, the change count) to persist; `resume(watcher, subs, state, now)` in a restarted process reports what
 //    changed while it was down as changes, and goes on delivering what it had not delivered.
@@ -33,9 +34,7 @@
 #include "diff.hpp"
 #include "event.hpp"
 #include "filter.hpp"
-#include "runner.hpp"
 #include "schedule.hpp"
-#include "step.hpp"
 #include "stop.hpp"
 #include "watch.hpp"
 
@@ -53,7 +52,6 @@
 #include <string_view>  // string_view
 #include <type_traits>  // is_invocable_v, ...
 #include <utility>      // move, pair
-#include <variant>      // monostate
 #include <vector>       // vector
 
 POLLSTER_NAMESPACE_BEGIN
@@ -643,65 +641,6 @@ void resume(Watcher& w, subscriptions<T, K, Clock>& subs, watch_state<T, K> stat
             typename subscriptions<T, K, Clock>::time_point now) {
   subs.restore(state.delivery, now);
   w.resume_from(std::move(state.records));
-}
-
-// ---------------------------------------------------------------------------------------------------------------------
-// On a runner: a companion poller redelivers.
-
-/// The check of a runner's companion poller: runs the due retries, then asks to be checked again when the next one
-/// is due (`poll_again_in`), or never while none is waiting (a publish that schedules one nudges it). It ends once
-/// the subscriptions are closed and nothing is pending.
-template <class T, class K, class Clock>
-class redelivery_check {
- public:
-  redelivery_check(subscriptions<T, K, Clock>& subs, Clock& clock) noexcept : subs_(&subs), clock_(&clock) {}
-  step<std::monostate, std::monostate> operator()() {
-    const auto now = clock_->now();
-    subs_->run_due(now);
-    if (subs_->closed() && subs_->pending() == 0) return done();
-    const auto next = subs_->next_due();
-    if (next == Clock::time_point::max()) return poll_again_in(duration::max());
-    return poll_again_in(next <= now ? duration::zero() : std::chrono::duration_cast<duration>(next - now));
-  }
-
- private:
-  subscriptions<T, K, Clock>* subs_;
-  Clock* clock_;
-};
-
-/// Submits the companion poller of `subs` to `runner` (outside any budget: it makes no list call) and has `subs`
-/// nudge it. It ends once `subs.close()` was called and nothing is pending.
-template <class Clock, class T, class K>
-handle submit_redelivery(runner<Clock>& r, subscriptions<T, K, Clock>& subs) {
-  const handle companion = r.submit(redelivery_check<T, K, Clock>(subs, r.clock()), constant(std::chrono::hours(1)),
-                                    never{}, [](const auto&) {});
-  subs.set_waker([companion] { companion.nudge(); });
-  return companion;
-}
-
-/// The handles of a watch submitted with its companion.
-struct subscribed_handles {
-  handle watch;       ///< nudge (a callback said something changed) or cancel the watch
-  handle redelivery;  ///< the companion: it ends by itself after the watch, once nothing is pending
-};
-
-/// Submits a watch whose handler is `subs.handler(runner.clock())` (build it with `watching(fetch, keys,
-/// subs.handler(runner.clock()))`) and its companion poller; when the watch ends, `subs` is closed, so the companion
-/// ends once its last event is delivered or dead-lettered. `subs` must outlive the runner's run.
-template <class Clock, class T, class K, class Check, class Schedule, class Stop, class OnComplete>
-subscribed_handles submit_with_redelivery(runner<Clock>& r, subscriptions<T, K, Clock>& subs, Check watch,
-                                          Schedule schedule, Stop stop, OnComplete on_complete,
-                                          const submit_options& options = {}) {
-  subscribed_handles handles;
-  handles.redelivery = submit_redelivery(r, subs);
-  handles.watch = r.submit(
-      std::move(watch), std::move(schedule), std::move(stop),
-      [&subs, on_complete = std::move(on_complete)](auto&& outcome) mutable {
-        subs.close();
-        on_complete(std::forward<decltype(outcome)>(outcome));
-      },
-      options);
-  return handles;
 }
 
 POLLSTER_NAMESPACE_END
