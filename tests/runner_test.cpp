@@ -1,5 +1,6 @@
 #include "pollster_catch.hpp"
 
+#include <pollster/poll.hpp>
 #include <pollster/runner.hpp>
 
 #include "cancel_latency.hpp"
@@ -1113,9 +1114,13 @@ TEST_CASE("the runner decides every step as a poller stepped by hand does, synch
   const auto by_hand = [](auto check, manual_clock& clock) {
     auto p = pollster::make_poller(std::move(check), pollster::presets::heat(), pollster::after_attempts{10},
                                    clock.now());
+    // Like any driver of an asynchronous check, it is told when an answer arrives: the answer's timer wakes the sleep.
+    auto listener = std::make_shared<pollster::detail::wake_listener>();
+    p.attach(listener);
     while (!p.done()) {
-      if (p.in_flight() && !p.ready()) {
-        clock.sleep_until(p.next_due(), {});  // the answer's timer fires on the way
+      if (p.in_flight()) {
+        listener->signal.rearm();
+        if (!p.ready()) clock.sleep_until(p.next_due(), listener->signal.token());
         if (p.ready()) {
           p.complete(clock.now());
         } else {
