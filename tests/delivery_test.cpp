@@ -119,20 +119,8 @@ TEST_CASE("dead-letter reasons read as words") {
   CHECK(std::string(pollster::to_string(pollster::dead_letter_reason::unsubscribed)) == "unsubscribed");
 }
 
-namespace {
-/// Gives up when the next wait would end past 100 s of age (what conformance's before_elapsed does).
-struct not_past_100s : pollster::detail::stop_rule_base<not_past_100s> {
-  pollster::stop_reason check(const pollster::stop_context&) const noexcept { return pollster::stop_reason::none; }
-  pollster::stop_reason check_next_delay(const pollster::stop_context& c, duration next_delay) const noexcept {
-    return c.elapsed + next_delay > 100s ? pollster::stop_reason::elapsed : pollster::stop_reason::none;
-  }
-  duration time_left(duration) const noexcept { return duration::max(); }
-  void reset() noexcept {}
-};
-}  // namespace
-
-TEST_CASE("a stop rule that looks at the next wait gives up before a retry it would not allow") {
-  const simulated s = simulate(pollster::retry_policy(pollster::constant{30s}, not_past_100s{}));
+TEST_CASE("a stop rule that looks at the next wait (before_elapsed) gives up before a retry it would not allow") {
+  const simulated s = simulate(pollster::retry_policy(pollster::constant{30s}, pollster::before_elapsed{100s}));
   CHECK(s.attempts == std::vector<duration>{0s, 30s, 60s, 90s});  // a fifth attempt would be at 120 s
   CHECK(s.reason == pollster::stop_reason::elapsed);
 }

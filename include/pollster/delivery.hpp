@@ -71,13 +71,6 @@ struct reseedable : std::false_type {};
 template <class S>
 struct reseedable<S, std::void_t<decltype(std::declval<S&>().reseed(std::uint64_t{}))>> : std::true_type {};
 
-/// A stop rule that also looks at the wait about to start (`check_next_delay`, as `before_elapsed` does).
-template <class R, class = void>
-struct looks_at_next_delay : std::false_type {};
-template <class R>
-struct looks_at_next_delay<R, std::void_t<decltype(std::declval<const R&>().check_next_delay(
-                                  std::declval<const stop_context&>(), duration{}))>> : std::true_type {};
-
 template <class X, class = void>
 struct has_text : std::false_type {};
 template <class X>
@@ -133,7 +126,7 @@ class retry_model final : public retry_prototype {
       if (reason != stop_reason::none) return reason;
       delay = std::max(duration::zero(), duration{schedule.next()});
       delay = std::min(delay, std::max(duration::zero(), duration{stop.time_left(age)}));
-      if constexpr (looks_at_next_delay<Stop>::value) return stop.check_next_delay(context, delay);
+      if constexpr (sees_next_delay<Stop>::value) return stop.check_next_delay(context, delay);  // before_elapsed
       return stop_reason::none;
     }
     Schedule schedule;

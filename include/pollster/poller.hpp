@@ -801,6 +801,14 @@ class poller : private detail::compressed<Check, 0>,
       delay = left;
       reason = delay_reason::deadline;
     }
+    if constexpr (detail::sees_next_delay<Stop>::value) {
+      // A rule that looks at the sleep about to start (before_elapsed) may end the run instead.
+      const stop_reason why = stop_rule().check_next_delay(stop_context{outcome_.attempts, elapsed}, delay);
+      if (why != stop_reason::none) {
+        finish(why == stop_reason::deadline ? pollster::cause::deadline : pollster::cause::exhausted, why, end);
+        return;
+      }
+    }
     last_delay_ = delay;
     last_reason_ = reason;
     next_due_ = later(end, delay);

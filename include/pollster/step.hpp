@@ -232,17 +232,21 @@ detail::step_draft<detail::no_payload, std::decay_t<Er>> throttled(Er&& error, r
   return {step_kind::transient, {}, std::forward<Er>(error), hint, {}, false, true};
 }
 
-/// Heat's Delay resource: halve the time left towards a known ETA while at least `threshold` is left, in whole
-/// `granularity` units (Python's `remaining // 2`), then poll every `granularity`. For a 60 s wait checked from
-/// t = 0 this gives checks at 0, 30, 45, 52, 56, 58, 59, 60. Return `poll_again_in(halve_toward(eta - now))`.
+/// Heat's Delay resource (heat/engine/resources/openstack/heat/delay.py, `_check_complete`, Heat 26): while at least
+/// `threshold` is left it raises PollDelay(int(remaining // 2)), else returns False (poll again next step); Heat's
+/// scheduler steps once per `granularity` (1 s), so every delay is a whole number of steps, at least one. For a 60 s
+/// wait checked from t = 0: checks at 0, 30, 45, 52, 56, 58, 59, 60; a fractional wait is seen at the next whole
+/// step, as in Heat (60.5 s: ..., 59, 60, 61). Return `poll_again_in(halve_toward(eta - now))`.
+/// Test: "halve_toward reproduces Heat's Delay resource, fractional waits included".
 inline duration halve_toward(duration remaining, duration granularity = std::chrono::seconds(1),
                              duration threshold = std::chrono::seconds(4)) {
   if (granularity <= duration::zero()) {
     detail::throw_invalid("halve_toward", "granularity", "> 0", detail::duration_text(granularity));
   }
   if (remaining <= duration::zero()) return duration::zero();
-  if (remaining >= threshold) return granularity * ((remaining / granularity) / 2);
-  return std::min(granularity, remaining);
+  // PollDelay(n) waits max(n, 1) steps (TaskRunner.step); floor(floor(r / g) / 2) is Python's int(r // 2) in steps.
+  if (remaining >= threshold) return granularity * std::max<duration::rep>((remaining / granularity) / 2, 1);
+  return granularity;
 }
 
 POLLSTER_NAMESPACE_END
