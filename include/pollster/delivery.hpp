@@ -177,6 +177,7 @@ class retry_policy {
 /// Event Grid's retry schedule (learn.microsoft.com/azure/event-grid/delivery-and-retry, "Retry schedule"): after
 /// 10 s, 30 s, 1 min, 5 min, 10 min, 30 min, 1 h, 3 h and 6 h, then every 12 h. Event Grid adds a small
 /// randomisation to each step and may skip retries to an unhealthy endpoint; this schedule does neither.
+/// Test: "Event Grid's schedule: 10 s, 30 s, 1 min, 5 min, 10 min, 30 min, 1 h, 3 h, 6 h, then every 12 h".
 inline delay_steps event_grid_schedule() {
   using namespace std::chrono;
   return delay_steps({seconds(10), seconds(30), minutes(1), minutes(5), minutes(10), minutes(30), hours(1), hours(3),
@@ -187,6 +188,8 @@ inline delay_steps event_grid_schedule() {
 /// (maxDeliveryAttempts) and 1440 minutes (eventTimeToLiveInMinutes), whichever comes first. The time to live is a
 /// hard deadline here: the retry that would pass it is moved onto it, and the event is dead-lettered after that
 /// attempt (with the defaults: the 12th attempt, at 24 h). Both limits may be lowered, as Event Grid allows.
+/// Tests: "Event Grid's policy: 12 attempts in 24 hours, the last moved onto the time to live" (delivery_test) and
+/// "Event Grid's default retries after 10 s, 30 s, 1 min ... and dead-letters at 24 h, after 12 attempts".
 inline retry_policy event_grid_retry(std::uint64_t max_delivery_attempts = 30,
                                      duration time_to_live = std::chrono::hours(24)) {
   return retry_policy(event_grid_schedule(), after_attempts(max_delivery_attempts) | before_deadline(time_to_live));
