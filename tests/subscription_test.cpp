@@ -527,6 +527,54 @@ TEST_CASE("a restored event whose subscription is gone is dead-lettered as unsub
   CHECK(subs.sequence() == 9);
 }
 
+TEST_CASE("a restored event waits for the retry it was waiting for, and its schedule goes on where it was") {
+  manual_clock clock;
+  pollster::subscription_options options;
+  options.retry = pollster::retry_policy(pollster::delay_steps({10s, 30s, 1min, 2min}), pollster::after_attempts{10});
+  pollster::delivery_state<server, std::string> saved;
+  {
+    // The first process: a fails at 0 s and at 10 s (its retry then due at 40 s); a's change at 12 s waits behind.
+    subs_type subs(pollster::keyed(&server::id, &server::version), virtual_time(clock));
+    std::vector<std::string> lines;
+    subs.subscribe("provision", recorder{&clock, &lines, {{"a", 100}}}, options);
+    publisher p{&subs, &clock};
+    p.add({"a", 1, "BUILD"}, 0s);
+    clock.advance_to(at(10s));
+    CHECK(subs.run_due(clock.now()) == 1);
+    p.change({"a", 1, "BUILD"}, {"a", 2, "ACTIVE"}, 12s);
+    CHECK(subs.next_due() == at(40s));
+    clock.advance_to(at(15s));
+    saved = subs.save();  // and the process stops
+  }
+  REQUIRE(saved.undelivered.size() == 2);
+  CHECK(saved.undelivered[0].attempts == 2);
+  CHECK(saved.undelivered[0].due == std::chrono::system_clock::time_point{} + 40s);
+  CHECK(saved.undelivered[1].attempts == 0);
+  CHECK_FALSE(saved.undelivered[1].due.has_value());  // behind a's first: no retry of its own yet
+
+  subs_type subs(pollster::keyed(&server::id, &server::version), virtual_time(clock));
+  std::vector<std::string> lines;
+  subs.subscribe("provision", recorder{&clock, &lines, {{"a", 1}}}, options);
+  SECTION("restarted before the retry was due: it comes at 40 s, the next one after the third delay (1 min)") {
+    clock.advance_to(at(25s));
+    subs.restore(saved, clock.now());
+    CHECK(subs.next_due() == at(40s));
+    subs.drain(clock);
+    CHECK(lines == std::vector<std::string>{"40s added a/added/v1 #3", "100s added a/added/v1 #4",
+                                            "100s changed a/changed/v2 #1"});
+  }
+  SECTION("restarted after the retry was due: it comes at once, the next one after the third delay (1 min)") {
+    clock.advance_to(at(50s));
+    subs.restore(saved, clock.now());
+    CHECK(subs.next_due() == at(50s));
+    subs.drain(clock);
+    CHECK(lines == std::vector<std::string>{"50s added a/added/v1 #3", "110s added a/added/v1 #4",
+                                            "110s changed a/changed/v2 #1"});
+  }
+  CHECK(subs.stats("provision").redeliveries == 2);
+  CHECK(subs.pending() == 0);
+}
+
 TEST_CASE("subscriptions refuse bad parameters with a message that names them") {
   manual_clock clock;
   subs_type subs(pollster::keyed(&server::id, &server::version), virtual_time(clock));

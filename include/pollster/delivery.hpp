@@ -86,6 +86,9 @@ class retry_state {
   /// After `attempts` failed attempts, the last one at `age`: why to give up, or none and the wait before the next
   /// attempt in `delay` (the schedule's, shortened to the stop rule's deadline), as a poller decides after a check.
   virtual stop_reason plan(std::uint64_t attempts, duration age, duration& delay) = 0;
+  /// Moves the schedule past the waits of `attempts` earlier failures (an event restored from a saved state goes on
+  /// with its schedule instead of starting it over). Stops early at the schedule's plateau, and after 4096 waits.
+  virtual void skip(std::uint64_t attempts) = 0;
 };
 
 class retry_prototype {
@@ -128,6 +131,12 @@ class retry_model final : public retry_prototype {
       delay = std::min(delay, std::max(duration::zero(), duration{stop.time_left(age)}));
       if constexpr (sees_next_delay<Stop>::value) return stop.check_next_delay(context, delay);  // before_elapsed
       return stop_reason::none;
+    }
+    void skip(std::uint64_t attempts) override {
+      // A schedule without a plateau (a jittered one) would otherwise take a restored count of 4e9 literally.
+      for (std::uint64_t i = 0; i < std::min<std::uint64_t>(attempts, 4096) && !schedule.plateau(); ++i) {
+        (void)schedule.next();
+      }
     }
     Schedule schedule;
     Stop stop;
@@ -281,11 +290,15 @@ struct undelivered_event {
   std::uint64_t sequence = 0;                      ///< the change's number (ids without a version)
   std::chrono::system_clock::time_point time{};    ///< when it was seen: its age counts the time spent down
   std::uint32_t attempts = 0;
+  /// When its next attempt was due, by the wall clock: set for the first event of its key (the one waiting for a
+  /// retry), none for the ones behind it. A restore keeps it (at once if it passed while down).
+  std::optional<std::chrono::system_clock::time_point> due;
 };
 
 /// What a restarted process needs to go on delivering: the number of changes so far (ids without a version keep
-/// counting from it) and every undelivered event, per subscription and per key in delivery order. A plain value:
-/// serialise it as you serialise your records. `subscriptions::save()` / `restore()`.
+/// counting from it) and every undelivered event, per subscription and per key in delivery order, each with its
+/// attempts and when its retry is due (its retry schedule goes on where it was). A plain value: serialise it as you
+/// serialise your records. `subscriptions::save()` / `restore()`.
 template <class T, class K>
 struct delivery_state {
   std::uint64_t sequence = 0;

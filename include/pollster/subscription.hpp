@@ -243,6 +243,8 @@ class subscriptions {
       for (const auto& [key, queue] : e->queues) {
         for (const held& h : queue.events) {
           undelivered_event<T, K> u;
+          // The retry's wall time: the change's wall time plus how long after its publication it is due.
+          if (&h == &queue.events.front()) u.due = detail::sat_add(h.change->time, gap(queue.due, h.published));
           u.subscription = e->name;
           u.kind = h.event.kind();
           u.filtered = h.filtered;
@@ -259,9 +261,10 @@ class subscriptions {
     }
     return state;
   }
-  /// Takes back a saved state: its events wait again (each key's first is due at `now`, its retry schedule starting
-  /// over, its attempts and age going on: the age counts the time spent down, by the wall clock). An event of a
-  /// subscription that no longer exists is dead-lettered (reason unsubscribed). Subscribe first.
+  /// Takes back a saved state: its events wait again, each key's first for the retry it was waiting for (due at
+  /// the same wall time, or at `now` if that passed while down), its retry schedule going on where it was, its
+  /// attempts and age too (the age counts the time spent down, by the wall clock). An event of a subscription that
+  /// no longer exists is dead-lettered (reason unsubscribed). Subscribe first.
   void restore(const delivery_state<T, K>& state, time_point now) {
     const reentry_guard guard(this);
     const time_point before = next_due();
@@ -279,7 +282,7 @@ class subscriptions {
       c->sequence = u.sequence;
       c->time = u.time;
       c->source = source_;
-      const duration down = std::max(duration::zero(), std::chrono::duration_cast<duration>(wall_now - u.time));
+      const duration down = std::max(duration::zero(), gap(wall_now, u.time));
       held h{event_type(u.kind, c), c, u.filtered, detail::sat_add(now, duration{} - down), u.attempts, nullptr};
       std::size_t index = 0;
       while (index < entries_.size() && entries_[index]->name != u.subscription) ++index;
@@ -298,7 +301,9 @@ class subscriptions {
         key_queue& q = s.queues[u.key];
         q.events.push_back(std::move(h));
         count_held(s);
-        timeline_.emplace(std::make_pair(now, order_++), std::make_pair(index, u.key));
+        // Due when it was due (by the wall clock), or at once if that passed while the process was down.
+        q.due = u.due ? detail::sat_add(now, std::max(duration::zero(), gap(*u.due, wall_now))) : now;
+        timeline_.emplace(std::make_pair(q.due, order_++), std::make_pair(index, u.key));
       }
     }
     if (next_due() < before && waker_) waker_();
@@ -342,6 +347,7 @@ class subscriptions {
   struct key_queue {
     std::deque<held> events;  // the first failed and waits for its retry; the others wait behind it
     std::unique_ptr<detail::retry_state> retry;
+    time_point due{};  // when the first one's retry is due (its entry in timeline_)
   };
   struct entry {
     std::string name;
@@ -408,10 +414,13 @@ class subscriptions {
     if (c.after) c.version_after = version_of_(*c.after);
   }
 
-  static duration age_at(const held& h, time_point now) noexcept {
-    return detail::sat_sub(std::chrono::duration_cast<duration>(now.time_since_epoch()),
-                           std::chrono::duration_cast<duration>(h.published.time_since_epoch()));
+  /// `later - earlier`, saturated (a saved state may hold any time).
+  template <class TimePoint>
+  static duration gap(TimePoint later, TimePoint earlier) noexcept {
+    return detail::sat_sub(std::chrono::duration_cast<duration>(later.time_since_epoch()),
+                           std::chrono::duration_cast<duration>(earlier.time_since_epoch()));
   }
+  static duration age_at(const held& h, time_point now) noexcept { return gap(now, h.published); }
 
   /// What a filter's two sides make of a change for its subscription: nothing, added, removed or changed.
   static std::optional<event_kind> kind_of(detail::filter_sides sides) noexcept {
@@ -533,11 +542,15 @@ class subscriptions {
         continue;
       }
       head_failed = false;
-      if (!q.retry) q.retry = s.options.retry.start(next_seed());
+      if (!q.retry) {
+        q.retry = s.options.retry.start(next_seed());
+        if (head.attempts > 1) q.retry->skip(head.attempts - 1U);  // restored: its schedule goes on where it was
+      }
       duration delay{};
       const stop_reason stop = q.retry->plan(head.attempts, age_at(head, now), delay);
       if (stop == stop_reason::none) {
-        timeline_.emplace(std::make_pair(detail::sat_add(now, delay), order_++), std::make_pair(index, queue->first));
+        q.due = detail::sat_add(now, delay);
+        timeline_.emplace(std::make_pair(q.due, order_++), std::make_pair(index, queue->first));
         return;
       }
       held given_up = std::move(head);
