@@ -11,6 +11,11 @@
 // every removal delivered exactly once, the failed event redelivered at +10 s and +40 s with the same id, no dead
 // letter, and not one list call more than the same week without the failure. It exits non-zero if one does not hold
 // (it runs as a CTest test). Each simulated week (about 13 600 list calls) takes well under a second.
+//
+// A third week restarts the process at the end of day 3, with deregistrations failing (the load balancer is down
+// since the third-last removal of the day): the watch's state (`pollster::save_state`) is written as JSON, the
+// process is down for 2 minutes, and a new one resumes from the JSON: the changes made while it was down arrive as
+// changes (no initial list), the undelivered deregistrations at the retries they were waiting for, with their ids.
 
 #include <pollster/pollster.hpp>
 
@@ -107,9 +112,20 @@ struct fleet_model {
     for (const fleet_change& c : changes) {
       if (c.at >= week || c.at == 0s) continue;
       ++in_week;
-      if (c.status == "ACTIVE") ++activations;
-      if (c.status.empty()) ++deletions;
     }
+    activations = activations_until(week);
+    deletions = deletions_until(week);
+  }
+  std::uint64_t activations_until(duration end) const { return count_until(end, false); }
+  std::uint64_t deletions_until(duration end) const { return count_until(end, true); }
+
+ private:
+  std::uint64_t count_until(duration end, bool deletion) const {
+    std::uint64_t n = 0;
+    for (const fleet_change& c : changes) {
+      if (c.at > 0s && c.at < end && (deletion ? c.status.empty() : c.status == "ACTIVE")) ++n;
+    }
+    return n;
   }
 };
 
@@ -153,8 +169,85 @@ std::string when(duration t) {
 
 using event_type = pollster::event<server, std::string>;
 
+using subscriptions_type = pollster::subscriptions<server, std::string, pollster::manual_clock>;
+using saved_state = pollster::watch_state<server, std::string>;
+
+// The saved state as JSON (nlohmann/json): pollster's state is plain values, so this is all it takes. Times as
+// nanoseconds since the epoch.
+nlohmann::json server_json(const server& s) { return {{"id", s.id}, {"version", s.version}, {"status", s.status}}; }
+server server_from(const nlohmann::json& j) {
+  return {j.at("id").get<std::string>(), j.at("version").get<int>(), j.at("status").get<std::string>()};
+}
+std::int64_t nanoseconds(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+std::chrono::system_clock::time_point wall_time(const nlohmann::json& j) {
+  return std::chrono::system_clock::time_point{
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(j.get<std::int64_t>()))};
+}
+
+std::string to_json_text(const saved_state& state) {
+  nlohmann::json records = nlohmann::json::array();
+  for (const server& s : state.records) records.push_back(server_json(s));
+  nlohmann::json undelivered = nlohmann::json::array();
+  for (const auto& u : state.delivery.undelivered) {
+    nlohmann::json j{{"subscription", u.subscription}, {"kind", pollster::to_string(u.kind)},
+                     {"filtered", u.filtered},         {"key", u.key},
+                     {"initial", u.initial},           {"sequence", u.sequence},
+                     {"time", nanoseconds(u.time)},    {"attempts", u.attempts}};
+    if (u.before) j["before"] = server_json(*u.before);
+    if (u.after) j["after"] = server_json(*u.after);
+    if (u.due) j["due"] = nanoseconds(*u.due);
+    undelivered.push_back(std::move(j));
+  }
+  return nlohmann::json{{"records", records}, {"sequence", state.delivery.sequence}, {"undelivered", undelivered}}
+      .dump();
+}
+
+saved_state from_json_text(const std::string& text) {
+  const nlohmann::json j = nlohmann::json::parse(text);
+  saved_state state;
+  for (const auto& r : j.at("records")) state.records.push_back(server_from(r));
+  state.delivery.sequence = j.at("sequence").get<std::uint64_t>();
+  for (const auto& e : j.at("undelivered")) {
+    pollster::undelivered_event<server, std::string> u;
+    u.subscription = e.at("subscription").get<std::string>();
+    const std::string kind = e.at("kind").get<std::string>();
+    u.kind = kind == "added" ? pollster::event_kind::added
+                             : kind == "removed" ? pollster::event_kind::removed : pollster::event_kind::changed;
+    u.filtered = e.at("filtered").get<bool>();
+    u.key = e.at("key").get<std::string>();
+    if (e.contains("before")) u.before = server_from(e.at("before"));
+    if (e.contains("after")) u.after = server_from(e.at("after"));
+    u.initial = e.at("initial").get<bool>();
+    u.sequence = e.at("sequence").get<std::uint64_t>();
+    u.time = wall_time(e.at("time"));
+    u.attempts = e.at("attempts").get<std::uint32_t>();
+    if (e.contains("due")) u.due = wall_time(e.at("due"));
+    state.delivery.undelivered.push_back(std::move(u));
+  }
+  return state;
+}
+
+/// The subscriptions' watch handler, counting the changes of one poll (the first after a restart) on the way.
+struct counting_handler {
+  subscriptions_type::watch_handler forward;
+  const pollster::manual_clock* clock;
+  duration counted_at;
+  std::uint64_t* count;
+  void operator()(const pollster::added<const server&>& e) const { forward(count_one(e)); }
+  void operator()(const pollster::removed<const server&, std::string>& e) const { forward(count_one(e)); }
+  void operator()(const pollster::changed<const server&>& e) const { forward(count_one(e)); }
+  template <class E>
+  const E& count_one(const E& e) const {
+    if (clock->now().time_since_epoch() == counted_at) ++*count;
+    return e;
+  }
+};
+
 /// One week of the fleet under one watcher and two subscriptions. `fail_event`: the provision handler fails the first
-/// two attempts of this (1-based) distinct event; 0: it never fails.
+/// two attempts of this (1-based) distinct event; 0: it never fails. `restart`: the process stops at the end of
+/// day 3 with deregistrations failing since the third-last removal of that day, and a new one resumes 2 min later.
 struct week_run {
   std::uint64_t list_calls = 0;
   std::uint64_t provisioned = 0;  // successful provision deliveries
@@ -165,80 +258,146 @@ struct week_run {
   std::vector<duration> failed_event_attempts;
   std::vector<std::string> failed_event_ids;
   std::string sample_json;
+  std::uint64_t distinct_deregister_ids = 0;
+  std::size_t saved_records = 0;           // (restart) in the saved state
+  std::size_t saved_undelivered = 0;
+  std::size_t saved_bytes = 0;             // of its JSON
+  std::uint64_t initial_after_restart = 0;  // records the resumed watch reported as an initial list
+  std::uint64_t changes_after_restart = 0;  // changes its first poll reported (made while down)
+  std::uint64_t restored_delivered = 0;     // saved events delivered by the new process (attempt > 1)
+  duration end{};                           // when the watch ended
+  bool same_ids_after_restart = false;      // the ids that failed before it are the ones delivered after it
 };
 
-week_run run_week(const fleet_model& model, std::uint64_t fail_event, bool print) {
+week_run run_week(const fleet_model& model, std::uint64_t fail_event, bool restart, bool print) {
   pollster::manual_clock clock;
   list_api api{&model, &clock, 0, 0, {}};
   pollster::subscriptions_options options;
   options.source.source = "https://compute.example.com/v2/tenant-42/servers";
   options.source.type_prefix = "com.example.compute.server";
   options.wall_clock = pollster::wall_clock_of(clock, std::chrono::system_clock::time_point{} + 20513 * 24h);  // 2026-03-01
-  pollster::subscriptions<server, std::string, pollster::manual_clock> subs(
-      pollster::keyed(&server::id, &server::version), options);
+
+  // (restart) The load balancer is down from the third-last removal of day 3 until the process stops.
+  constexpr int restart_after_day = 3;
+  constexpr duration down_for = 2min;
+  duration outage_from = duration::max();
+  std::vector<duration> removals_before_restart;
+  for (const fleet_change& c : model.changes) {
+    if (c.status.empty() && c.at < (restart_after_day + 1) * 24h) removals_before_restart.push_back(c.at);
+  }
+  if (restart && removals_before_restart.size() >= 3) outage_from = removals_before_restart.end()[-3];
+  bool restarted = false;
+  duration resumed_at = duration::max();
+  std::set<std::string> failed_before_restart, delivered_after_restart;  // deregistration ids
 
   week_run result;
-  std::set<std::string> provision_ids;
+  std::set<std::string> provision_ids, deregister_ids;
   std::string failing_id;
   int failures_left = 2;
   const auto status = pollster::field("status", &server::status);
-  subs.subscribe("provision", status.became("ACTIVE"), [&](const event_type& e, const pollster::delivery& d) {
-    const duration now = clock.now().time_since_epoch();
-    if (provision_ids.insert(e.id()).second && provision_ids.size() == fail_event) failing_id = e.id();
-    const bool failing = e.id() == failing_id;
-    if (failing) {
-      result.failed_event_attempts.push_back(now);
-      result.failed_event_ids.push_back(e.id());
-    }
-    if ((print && now < 1h) || failing) {
-      std::printf("  %s  provision   %-9s %-18s attempt %u%s\n", when(now).c_str(), e.subject().c_str(),
-                  e.id().c_str(), d.attempt, failing && failures_left > 0 ? "  FAILED: config service unavailable" : "");
-    }
-    if (failing && failures_left > 0) {
-      --failures_left;
-      throw std::runtime_error("config service unavailable");
-    }
-    ++result.provisioned;
-    if (result.sample_json.empty() && e.before() != nullptr && e.before()->status == "BUILD") {
-      result.sample_json = pollster::to_json(e, [](const event_type& ev) {
-        return nlohmann::json{{"id", ev.after()->id}, {"from", ev.before()->status}, {"to", ev.after()->status},
-                              {"version", ev.after()->version}}
-            .dump();
-      });
-    }
-  });
-  pollster::subscription_options removals;
-  removals.kinds = {pollster::event_kind::removed};
-  subs.subscribe("deregister", [&](const event_type& e, const pollster::delivery& d) {
-    const duration now = clock.now().time_since_epoch();
-    if (print && now < 1h) {
-      std::printf("  %s  deregister  %-9s %-18s attempt %u\n", when(now).c_str(), e.subject().c_str(), e.id().c_str(),
-                  d.attempt);
-    }
-    ++result.deregistered;
-  }, removals);
-  subs.on_dead_letter([&](const pollster::dead_letter<server, std::string>&) { ++result.dead_letters; });
+  // One process: its subscriptions and its watcher, for days [first, last); resumed from `saved` if there is one.
+  // Returns the state it stops with, as JSON.
+  const auto run_process = [&](int first, int last, const std::string* saved) {
+    subscriptions_type subs(pollster::keyed(&server::id, &server::version), options);
+    subs.subscribe("provision", status.became("ACTIVE"), [&](const event_type& e, const pollster::delivery& d) {
+      const duration now = clock.now().time_since_epoch();
+      if (provision_ids.insert(e.id()).second && provision_ids.size() == fail_event) failing_id = e.id();
+      const bool failing = e.id() == failing_id;
+      if (failing) {
+        result.failed_event_attempts.push_back(now);
+        result.failed_event_ids.push_back(e.id());
+      }
+      if ((print && now < 1h) || failing) {
+        std::printf("  %s  provision   %-9s %-18s attempt %u%s\n", when(now).c_str(), e.subject().c_str(),
+                    e.id().c_str(), d.attempt, failing && failures_left > 0 ? "  FAILED: config service unavailable" : "");
+      }
+      if (failing && failures_left > 0) {
+        --failures_left;
+        throw std::runtime_error("config service unavailable");
+      }
+      ++result.provisioned;
+      if (result.sample_json.empty() && e.before() != nullptr && e.before()->status == "BUILD") {
+        result.sample_json = pollster::to_json(e, [](const event_type& ev) {
+          return nlohmann::json{{"id", ev.after()->id}, {"from", ev.before()->status}, {"to", ev.after()->status},
+                                {"version", ev.after()->version}}
+              .dump();
+        });
+      }
+    });
+    pollster::subscription_options removals;
+    removals.kinds = {pollster::event_kind::removed};
+    subs.subscribe("deregister", [&](const event_type& e, const pollster::delivery& d) {
+      const duration now = clock.now().time_since_epoch();
+      const bool outage = !restarted && now >= outage_from;
+      if ((print && now < 1h) || outage || (restarted && d.attempt > 1)) {
+        std::printf("  %s  deregister  %-9s %-18s attempt %u%s\n", when(now).c_str(), e.subject().c_str(),
+                    e.id().c_str(), d.attempt, outage ? "  FAILED: load balancer down" : "");
+      }
+      if (outage) {
+        failed_before_restart.insert(e.id());
+        throw std::runtime_error("load balancer down");
+      }
+      if (restarted && d.attempt > 1) {
+        ++result.restored_delivered;
+        delivered_after_restart.insert(e.id());
+      }
+      deregister_ids.insert(e.id());
+      ++result.deregistered;
+    }, removals);
+    subs.on_dead_letter([&](const pollster::dead_letter<server, std::string>&) { ++result.dead_letters; });
 
-  // Poll fast (5 s) after a change, back off to once a minute while quiet. One run a day, to print a line a day:
-  // each run goes on from the list the last one ended with, and wakes between polls for due redeliveries.
-  pollster::watcher watch(std::ref(api), pollster::keyed(&server::id, &server::version), subs.handler(clock),
-                          pollster::geometric{5s, 2.0, 1min}, pollster::before_deadline{24h});
-  std::uint64_t day_calls = 0, day_provisioned = 0, day_deregistered = 0;
-  for (int day = 0; day < 7; ++day) {
-    watch.run(clock, subs);
-    if (print) {
-      std::printf("  %s  end of day %d: %" PRIu64 " list calls, %" PRIu64 " provisioned, %" PRIu64 " deregistered\n",
-                  when(clock.now().time_since_epoch()).c_str(), day, api.calls - day_calls,
-                  result.provisioned - day_provisioned, result.deregistered - day_deregistered);
+    // Poll fast (5 s) after a change, back off to once a minute while quiet. One run a day, to print a line a day:
+    // each run goes on from the list the last one ended with, and wakes between polls for due redeliveries.
+    pollster::watcher watch(std::ref(api), pollster::keyed(&server::id, &server::version),
+                            counting_handler{subs.handler(clock), &clock, resumed_at, &result.changes_after_restart},
+                            pollster::geometric{5s, 2.0, 1min}, pollster::before_deadline{24h});
+    if (saved != nullptr) pollster::resume(watch, subs, from_json_text(*saved), clock.now());
+    std::uint64_t day_calls = api.calls, day_provisioned = result.provisioned,
+                  day_deregistered = result.deregistered;
+    for (int day = first; day < last; ++day) {
+      const auto outcome = watch.run(clock, subs);
+      if (day == first && saved != nullptr) result.initial_after_restart = outcome.report.initial;
+      if (print) {
+        std::printf("  %s  end of day %d: %" PRIu64 " list calls, %" PRIu64 " provisioned, %" PRIu64
+                    " deregistered\n",
+                    when(clock.now().time_since_epoch()).c_str(), day, api.calls - day_calls,
+                    result.provisioned - day_provisioned, result.deregistered - day_deregistered);
+      }
+      day_calls = api.calls;
+      day_provisioned = result.provisioned;
+      day_deregistered = result.deregistered;
     }
-    day_calls = api.calls;
-    day_provisioned = result.provisioned;
-    day_deregistered = result.deregistered;
+    if (last == 7) subs.drain(clock);  // anything still waiting for a retry (nothing, here)
+    result.redeliveries += subs.stats("provision").redeliveries + subs.stats("deregister").redeliveries;
+    const saved_state state = pollster::save_state(watch, subs);
+    if (last != 7) {
+      result.saved_records = state.records.size();
+      result.saved_undelivered = state.delivery.undelivered.size();
+    }
+    return to_json_text(state);
+  };
+
+  if (restart) {
+    const std::string saved = run_process(0, restart_after_day + 1, nullptr);
+    result.saved_bytes = saved.size();
+    {
+      std::printf("  %s  the process stops: %zu records and %zu undelivered events saved as %zu bytes of JSON\n",
+                  when(clock.now().time_since_epoch()).c_str(), result.saved_records, result.saved_undelivered,
+                  saved.size());
+    }
+    clock.advance(down_for);
+    restarted = true;
+    resumed_at = clock.now().time_since_epoch();
+    std::printf("  %s  a new process resumes from the JSON\n", when(clock.now().time_since_epoch()).c_str());
+    run_process(restart_after_day + 1, 7, &saved);
+  } else {
+    run_process(0, 7, nullptr);
   }
-  subs.drain(clock);  // anything still waiting for a retry (nothing, here)
   result.list_calls = api.calls;
-  result.redeliveries = subs.stats("provision").redeliveries + subs.stats("deregister").redeliveries;
+  result.end = clock.now().time_since_epoch();
   result.distinct_provision_ids = provision_ids.size();
+  result.distinct_deregister_ids = deregister_ids.size();
+  result.same_ids_after_restart = failed_before_restart == delivered_after_restart;
   return result;
 }
 
@@ -249,8 +408,10 @@ int main() {
   std::printf("A week of a 100-server fleet: %" PRIu64 " changes, %" PRIu64 " activations, %" PRIu64 " removals.\n\n",
               model.in_week, model.activations, model.deletions);
   std::printf("Timeline (the first hour, the event that failed, one line a day):\n");
-  const week_run with_failure = run_week(model, 30, true);
-  const week_run without = run_week(model, 0, false);
+  const week_run with_failure = run_week(model, 30, false, true);
+  const week_run without = run_week(model, 0, false, false);
+  std::printf("\nThe same week with a restart (the process stops at the end of day 3, the load balancer down):\n");
+  const week_run restarted = run_week(model, 0, true, false);
 
   std::printf("\nOne event as CloudEvents JSON:\n  %s\n\n", with_failure.sample_json.c_str());
   std::printf("provision:  %" PRIu64 " delivered, %" PRIu64 " redeliveries, %" PRIu64 " dead letters\n",
@@ -258,6 +419,12 @@ int main() {
   std::printf("deregister: %" PRIu64 " delivered\n", with_failure.deregistered);
   std::printf("list calls: %" PRIu64 " with the failure, %" PRIu64 " without (redelivery costs no list call)\n",
               with_failure.list_calls, without.list_calls);
+  std::printf("restart: %zu records and %zu undelivered events saved in %zu bytes of JSON (%zu a record); changes "
+              "made while down, reported by the first poll after it: %" PRIu64 "; initial records: %" PRIu64
+              "; saved events delivered by the new process: %" PRIu64 "\n",
+              restarted.saved_records, restarted.saved_undelivered, restarted.saved_bytes,
+              restarted.saved_records == 0 ? std::size_t{0} : restarted.saved_bytes / restarted.saved_records,
+              restarted.changes_after_restart, restarted.initial_after_restart, restarted.restored_delivered);
 
   bool ok = true;
   const auto check = [&ok](bool holds, const char* what) {
@@ -281,6 +448,18 @@ int main() {
   check(with_failure.list_calls == without.list_calls, "no extra list call for the redeliveries");
   check(without.provisioned == model.activations && without.redeliveries == 0, "the week without the failure");
   check(!with_failure.sample_json.empty(), "a CloudEvents sample");
+  // The restart loses nothing and repeats nothing (the watch ran 2 minutes past the week: the counts go there).
+  check(restarted.provisioned == model.activations_until(restarted.end) &&
+            restarted.distinct_provision_ids == restarted.provisioned,
+        "restart: every activation delivered once to provision");
+  check(restarted.deregistered == model.deletions_until(restarted.end) &&
+            restarted.distinct_deregister_ids == restarted.deregistered,
+        "restart: every removal delivered once to deregister");
+  check(restarted.saved_undelivered == 3, "restart: three undelivered deregistrations saved");
+  check(restarted.restored_delivered == 3 && restarted.same_ids_after_restart,
+        "restart: the new process delivered the three saved events, with their ids");
+  check(restarted.initial_after_restart == 0, "restart: no initial list after the restart");
+  check(restarted.dead_letters == 0, "restart: no dead letter");
   std::printf("%s\n", ok ? "all checks hold" : "some checks failed");
   return ok ? 0 : 1;
 }
