@@ -71,3 +71,53 @@ TEST_CASE("the companion's check asks to be checked when the next retry is due, 
   CHECK(last.kind == pollster::step_kind::done);
   CHECK(calls == 2);
 }
+
+TEST_CASE("a runner watch submitted by reference saves its state, and a new runner resumes from it with changes") {
+  manual_clock clock;
+  fleet_api api{&clock,
+                {{0s, "a", "BUILD"}, {0s, "b", "ACTIVE"},                         // the first process sees these
+                 {100s, "a", "ACTIVE"}, {100s, "b", ""}, {100s, "c", "BUILD"}},  // made while no process runs
+                {}};
+  const auto keys = pollster::keyed(&server::id, &server::version);
+  pollster::watch_state<server, std::string> saved;
+  {
+    pollster::runner<manual_clock> runner(clock);
+    subs_type subs(keys, virtual_time(clock));
+    subs.subscribe("provision", status.became("ACTIVE"), [](const event_type&) {});
+    auto watch = pollster::watching(std::ref(api), keys, subs.handler(clock));
+    std::uint64_t initial = 0;
+    pollster::submit_with_redelivery(runner, subs, std::ref(watch), pollster::constant{30s},
+                                     pollster::after_attempts{2}, [&](const auto& outcome) {
+                                       initial = outcome.report.initial;  // the kept watch's report reaches it
+                                       saved = pollster::save_state(watch, subs);  // on the runner's thread
+                                     });
+    runner.run();
+    CHECK(initial == 2);
+  }
+  REQUIRE(saved.records.size() == 2);
+  CHECK(saved.records[0].id == "a");
+  CHECK(saved.records[1].id == "b");
+  CHECK(saved.delivery.sequence == 2);  // the first list's two records were published (to no subscription)
+
+  clock.advance_to(at(200s));
+  pollster::runner<manual_clock> runner(clock);
+  subs_type subs(keys, virtual_time(clock));
+  std::vector<std::string> provisioned, removed;
+  pollster::subscription_options removals;
+  removals.kinds = {event_kind::removed};
+  subs.subscribe("provision", status.became("ACTIVE"), recorder{&clock, &provisioned, {}});
+  subs.subscribe("deregister", recorder{&clock, &removed, {}}, removals);
+  auto watch = pollster::watching(std::ref(api), keys, subs.handler(clock));
+  pollster::resume(watch, subs, saved, clock.now());
+  pollster::watch_summary report;
+  pollster::submit_with_redelivery(runner, subs, std::ref(watch), pollster::constant{30s},
+                                   pollster::after_attempts{1}, [&](const auto& outcome) { report = outcome.report; });
+  runner.run();
+  CHECK(provisioned == std::vector<std::string>{"200s changed a/changed/v2 #1"});
+  CHECK(removed == std::vector<std::string>{"200s removed b/removed/v1 #1"});
+  CHECK(report.initial == 0);
+  CHECK(report.added == 1);
+  CHECK(report.changed == 1);
+  CHECK(report.removed == 1);
+  CHECK(watch.last_list().size() == 2);  // a and c
+}

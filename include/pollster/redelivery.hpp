@@ -14,9 +14,10 @@
 #include "stop.hpp"
 #include "subscription.hpp"
 
-#include <chrono>   // duration_cast, hours
-#include <utility>  // move, forward
-#include <variant>  // monostate
+#include <chrono>      // duration_cast, hours
+#include <functional>  // reference_wrapper
+#include <utility>     // move, forward
+#include <variant>     // monostate
 
 POLLSTER_NAMESPACE_BEGIN
 
@@ -51,6 +52,31 @@ handle submit_redelivery(runner<Clock>& r, subscriptions<T, K, Clock>& subs) {
   return companion;
 }
 
+namespace detail {
+
+/// A watch check the caller keeps (submitted as `std::ref(watch)`): the runner calls it and its report through this.
+template <class Check>
+class watch_by_reference {
+ public:
+  explicit watch_by_reference(Check& check) noexcept : check_(&check) {}
+  typename Check::step_type operator()(const poll_state& poll) { return (*check_)(poll); }
+  auto report(const run_summary& run) const { return check_->report(run); }
+
+ private:
+  Check* check_;
+};
+
+template <class Check>
+Check&& submittable(Check&& check) noexcept {
+  return std::forward<Check>(check);
+}
+template <class Check>
+watch_by_reference<Check> submittable(std::reference_wrapper<Check> check) noexcept {
+  return watch_by_reference<Check>(check.get());
+}
+
+}  // namespace detail
+
 /// The handles of a watch submitted with its companion.
 struct subscribed_handles {
   handle watch;       ///< nudge (a callback said something changed) or cancel the watch
@@ -59,7 +85,9 @@ struct subscribed_handles {
 
 /// Submits a watch whose handler is `subs.handler(runner.clock())` (build it with `watching(fetch, keys,
 /// subs.handler(runner.clock()))`) and its companion poller; when the watch ends, `subs` is closed, so the companion
-/// ends once its last event is delivered or dead-lettered. `subs` must outlive the runner's run.
+/// ends once its last event is delivered or dead-lettered. `subs` must outlive the runner's run. Pass the watch as
+/// `std::ref(watch)` to keep it: `save_state(watch, subs)` then works on the runner's thread (in `on_complete`, a
+/// handler, or after the run), and `resume(watch, subs, state, now)` before submitting.
 template <class Clock, class T, class K, class Check, class Schedule, class Stop, class OnComplete>
 subscribed_handles submit_with_redelivery(runner<Clock>& r, subscriptions<T, K, Clock>& subs, Check watch,
                                           Schedule schedule, Stop stop, OnComplete on_complete,
@@ -67,7 +95,7 @@ subscribed_handles submit_with_redelivery(runner<Clock>& r, subscriptions<T, K, 
   subscribed_handles handles;
   handles.redelivery = submit_redelivery(r, subs);
   handles.watch = r.submit(
-      std::move(watch), std::move(schedule), std::move(stop),
+      detail::submittable(std::move(watch)), std::move(schedule), std::move(stop),
       [&subs, on_complete = std::move(on_complete)](auto&& outcome) mutable {
         subs.close();
         on_complete(std::forward<decltype(outcome)>(outcome));

@@ -641,19 +641,32 @@ struct watch_state {
   delivery_state<T, K> delivery;
 };
 
-/// Takes the state of a blocking `watcher` and its subscriptions (between runs, or from the run's own thread).
+namespace detail {
+template <class W, class = void>
+struct has_resume_from : std::false_type {};
+template <class W>
+struct has_resume_from<W, std::void_t<decltype(&W::resume_from)>> : std::true_type {};
+}  // namespace detail
+
+/// Takes the state of a watch and its subscriptions: a blocking `watcher` (between runs, or from the run's own
+/// thread), or the `watching(...)` check of a runner watch submitted as `std::ref(watch)` (on the runner's thread).
 template <class Watcher, class T, class K, class Clock>
 watch_state<T, K> save_state(const Watcher& w, const subscriptions<T, K, Clock>& subs) {
   return {w.last_list(), subs.save()};
 }
 
-/// Gives a new watcher and its subscriptions (subscribed already) a saved state: the watcher's next run reports what
-/// changed since as changes, and the undelivered events are due at `now`.
+/// Gives a new watch (a `watcher`, or a `watching(...)` check before it is submitted) and its subscriptions
+/// (subscribed already) a saved state: the watch's next poll reports what changed since as changes, and each
+/// undelivered event comes at the retry it was waiting for (`subscriptions::restore`).
 template <class Watcher, class T, class K, class Clock>
 void resume(Watcher& w, subscriptions<T, K, Clock>& subs, watch_state<T, K> state,
             typename subscriptions<T, K, Clock>::time_point now) {
   subs.restore(state.delivery, now);
-  w.resume_from(std::move(state.records));
+  if constexpr (detail::has_resume_from<Watcher>::value) {
+    w.resume_from(std::move(state.records));
+  } else {
+    w.restore(std::move(state.records));
+  }
 }
 
 POLLSTER_NAMESPACE_END
