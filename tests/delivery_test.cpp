@@ -112,6 +112,29 @@ TEST_CASE("a jittered retry schedule gets its own seed per event, so failures do
   CHECK(first_delay(1) == first_delay(1));
 }
 
+TEST_CASE("a restored retry skips the waits of its earlier attempts, stopping at the plateau or after 4096") {
+  const pollster::retry_policy steps(pollster::delay_steps({1s, 2s, 3s}), pollster::after_attempts{100});
+  const auto next_delay_after = [](const pollster::retry_policy& policy, std::uint64_t earlier) {
+    auto state = policy.start(1);
+    state->skip(earlier);
+    duration delay{};
+    REQUIRE(state->plan(earlier + 1, 0s, delay) == pollster::stop_reason::none);
+    return delay;
+  };
+  CHECK(next_delay_after(steps, 0) == 1s);
+  CHECK(next_delay_after(steps, 1) == 2s);
+  CHECK(next_delay_after(steps, 2) == 3s);
+  CHECK(next_delay_after(steps, 50) == 3s);  // at the plateau after two: the loop stops there
+  // A jittered schedule has no plateau: a saved count near 2^64 costs 4096 draws, and the delay is within the cap.
+  pollster::exponential_options o;
+  o.base = 1s;
+  o.cap = 1min;
+  const pollster::retry_policy jittered(pollster::exponential<>{o}, pollster::after_attempts{~std::uint64_t{0}});
+  const duration late = next_delay_after(jittered, ~std::uint64_t{0} - 2);
+  CHECK(late > 0s);
+  CHECK(late <= 1min);
+}
+
 TEST_CASE("dead-letter reasons read as words") {
   CHECK(std::string(pollster::to_string(pollster::dead_letter_reason::attempts)) == "attempts");
   CHECK(std::string(pollster::to_string(pollster::dead_letter_reason::deadline)) == "deadline");
