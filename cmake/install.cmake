@@ -23,6 +23,9 @@ set(_pollster_export_targets pollster)
 if(TARGET pollster_fmt)
   list(APPEND _pollster_export_targets pollster_fmt)
 endif()
+if(TARGET pollster_curl)
+  list(APPEND _pollster_export_targets pollster_curl)
+endif()
 
 # Build tree: export(TARGETS) needs no install rules, so it also works for a parent that vendors pollster with
 # POLLSTER_INSTALL off (the default there).
@@ -31,6 +34,10 @@ export(TARGETS ${_pollster_export_targets} NAMESPACE pollster:: FILE "${PROJECT_
 set(POLLSTER_CONFIG_WITH_FMT OFF)
 if(TARGET pollster_fmt)
   set(POLLSTER_CONFIG_WITH_FMT ON)
+endif()
+set(POLLSTER_CONFIG_WITH_CURL OFF)
+if(TARGET pollster_curl)
+  set(POLLSTER_CONFIG_WITH_CURL ON)
 endif()
 configure_package_config_file("${PROJECT_SOURCE_DIR}/cmake/pollsterConfig.cmake.in"
   "${PROJECT_BINARY_DIR}/pollsterConfig.cmake"
