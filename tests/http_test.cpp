@@ -305,6 +305,12 @@ TEST_CASE("Retry-After in both forms, the date read against the response's own D
     CHECK(
         hints_of({{"Date", "yesterday"}, {"Retry-After", "Sun, 06 Nov 1994 08:50:07 GMT"}}, rfc_example).retry_after ==
         duration{30s});
+    // A Date no clock can hold (in nanoseconds: 1678 to 2262) is no Date: our clock again, without overflowing.
+    for (const char* far : {"Fri, 31 Dec 9999 23:59:59 GMT", "Sat, 01 Jan 0000 00:00:00 GMT"}) {
+      INFO("Date: " << far);
+      CHECK(hints_of({{"Date", far}, {"Retry-After", "Sun, 06 Nov 1994 08:50:07 GMT"}}, rfc_example).retry_after ==
+            duration{30s});
+    }
   }
   SECTION("the hint reaches the step, and the poller, on the manual clock") {
     // 429 with a 2 s Retry-After, then 200 ACTIVE: the second check is 2 s later, not the schedule's 10 ms.

@@ -335,7 +335,12 @@ inline std::chrono::system_clock::time_point server_time(const http_response& re
                             ? std::chrono::system_clock::now()
                             : response.received_at;
   if (const auto date = response.headers.get("Date")) {
-    if (const auto parsed = parse_http_date(detail::trim_ows(*date), received)) return *parsed;
+    // A date the clock cannot hold (before 1678, after 2261 in nanoseconds) is no better than none.
+    constexpr auto limit = static_cast<std::int64_t>(detail::max_seconds) - 86400;
+    const auto parsed = parse_http_date(detail::trim_ows(*date), received);
+    if (parsed && parsed->time_since_epoch().count() < limit && parsed->time_since_epoch().count() > -limit) {
+      return std::chrono::time_point_cast<std::chrono::system_clock::duration>(*parsed);
+    }
   }
   return received;
 }

@@ -24,7 +24,7 @@
 //                                     then close the connection: a response cut off mid-body
 //   GET  /hang                      never answers (until shutdown, or 30 s)
 //   GET  /gate?n=N                  holds each request until N of them are held at once, then answers them all
-//                                   200 {"held": N} (503 after 20 s without N): proof that N were in flight together
+//                                   200 {"held": N} (503 after 40 s without N): proof that N were in flight together
 //   GET  /jobs/ID?pending=N&final=ACTIVE
 //                                   {"id": "ID", "state": "PENDING"} for the first N GETs of ID (counted per
 //                                   process: a restarted server starts again), then {"state": final}
@@ -335,7 +335,7 @@ int main(int argc, char** argv) {
               gate_held = 0;
               ++gate_generation;
               shutting_down_cv.notify_all();
-            } else if (!shutting_down_cv.wait_for(lock, 20s,
+            } else if (!shutting_down_cv.wait_for(lock, 40s,
                                                   [&] { return gate_generation != generation || shutting_down; }) ||
                        gate_generation == generation) {
               --gate_held;
