@@ -3,7 +3,8 @@
 // pool of 64 threads each running blocking curl_easy_perform in a loop:
 //
 //   curl_multi/0/64      pollster::curl_client, every request started at once, 64 transfers at a time (the
-//                        connections the pool uses), callbacks on its I/O thread
+//                        connections the pool uses), callbacks on its I/O thread; curl_poll/... the same on the
+//                        curl_multi_poll loop instead of socket_action (/256: 256 transfers at a time)
 //   threads_reuse/0      64 threads, each with an easy handle it keeps (its connection is reused)
 //   threads_naive/0      64 threads, a fresh easy handle per request (a connection per request, as the old
 //                        examples/http_operation did)
@@ -135,6 +136,7 @@ void report(benchmark::State& state, const std::string& name, int requests, cons
 void curl_multi(benchmark::State& state) {
   const int delay_ms = static_cast<int>(state.range(0));
   const auto transfers = static_cast<std::size_t>(state.range(1));
+  const bool multi_poll = state.range(2) != 0;
   const int requests = requests_for(delay_ms);
   const std::string url = url_for(delay_ms);
   for (auto _ : state) {
@@ -145,6 +147,7 @@ void curl_multi(benchmark::State& state) {
         [&] {
           pollster::curl_options options;
           options.max_transfers = transfers;
+          if (multi_poll) options.event_loop = pollster::curl_event_loop::multi_poll;
           client = std::make_unique<pollster::curl_client>(options);
           for (int i = 0; i < requests; ++i) {
             client->start(pollster::http_request(url), [&ok](pollster::http_response&& r) {
@@ -159,7 +162,10 @@ void curl_multi(benchmark::State& state) {
         });
     s.ok = ok.load();
     s.connections = connections;
-    report(state, "curl_multi/" + std::to_string(delay_ms) + "/" + std::to_string(transfers), requests, s);
+    report(state,
+           std::string(multi_poll ? "curl_poll/" : "curl_multi/") + std::to_string(delay_ms) + "/" +
+               std::to_string(transfers),
+           requests, s);
   }
 }
 
@@ -226,10 +232,14 @@ void thread_pool(benchmark::State& state) {
 void threads_reuse(benchmark::State& state) { thread_pool<true>(state); }
 void threads_naive(benchmark::State& state) { thread_pool<false>(state); }
 
+// The third argument: 1 runs curl_client on curl_multi_poll instead of socket_action (for the loop's own cost).
 BENCHMARK(curl_multi)
-    ->Args({0, client_threads})
-    ->Args({50, client_threads})
-    ->Args({50, 256})
+    ->Args({0, client_threads, 0})
+    ->Args({0, 256, 0})
+    ->Args({0, client_threads, 1})
+    ->Args({0, 256, 1})
+    ->Args({50, client_threads, 0})
+    ->Args({50, 256, 0})
     ->Iterations(1)
     ->MeasureProcessCPUTime()
     ->UseRealTime()
@@ -285,6 +295,8 @@ void print_summary() {
         a, b, rows[a].per_cpu / rows[b].per_cpu, rows[a].per_wall / rows[b].per_wall, rows[a].vm, rows[b].vm);
   };
   ratio("curl_multi/0/64", "threads_reuse/0");
+  ratio("curl_multi/0/64", "curl_poll/0/64");
+  ratio("curl_multi/0/256", "curl_poll/0/256");
   ratio("curl_multi/0/64", "threads_naive/0");
   ratio("curl_multi/50/64", "threads_reuse/50");
   ratio("curl_multi/50/256", "threads_reuse/50");

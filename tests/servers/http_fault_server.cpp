@@ -252,7 +252,12 @@ int main(int argc, char** argv) {
   svr.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<std::size_t>(threads)); };
   svr.set_tcp_nodelay(true);  // headers and body go out in separate writes: Nagle would hold the body back
   svr.set_keep_alive_max_count(1000000);
-  svr.set_keep_alive_timeout(5);
+  // cpp-httplib 0.11 waits for every request, the first one on a connection included, at most the keep-alive
+  // timeout, then closes the connection without a response ("Empty reply from server"): a client busy opening a
+  // thousand connections on a loaded machine gets 30 s, not the default 5. (Idle connections cost the same either
+  // way: a worker polls each one every 10 ms.)
+  svr.set_keep_alive_timeout(30);
+  svr.set_read_timeout(30);
 
   // Waits of the fault routes end at shutdown, so stopping never waits for them.
   const auto wait_unless_shutdown = [&](std::chrono::milliseconds bound) {
