@@ -349,7 +349,7 @@ TEST_CASE("the IETF RateLimit fields: the quota left, its reset, the policy", "[
     CHECK(limits[0].quota == std::uint64_t{100});
     CHECK(limits[0].window == duration{60s});
     REQUIRE(limits[0].sustainable_rate());
-    CHECK(*limits[0].sustainable_rate() == Approx(50.0 / 30.0));
+    CHECK(*limits[0].sustainable_rate() == Catch::Approx(50.0 / 30.0));
     CHECK_FALSE(pollster::read_hints(response(200, {{"RateLimit", "\"default\";r=50;t=30"}})).delay());
   }
   SECTION("an exhausted quota asks to wait for its reset; of several, the longest") {

@@ -146,8 +146,8 @@ TEST_CASE("AWS jitter stays inside its documented bounds and the schedule's boun
     sum_ratio += static_cast<double>(d.count()) / static_cast<double>(e.count());
   }
   // Not a fixed number: the jitter really is random. Full jitter averages about half the envelope.
-  if (kind == pollster::jitter::full) CHECK(sum_ratio / n == Approx(0.5).margin(0.02));
-  if (kind == pollster::jitter::equal) CHECK(sum_ratio / n == Approx(0.75).margin(0.02));
+  if (kind == pollster::jitter::full) CHECK(sum_ratio / n == Catch::Approx(0.5).margin(0.02));
+  if (kind == pollster::jitter::equal) CHECK(sum_ratio / n == Catch::Approx(0.75).margin(0.02));
 }
 
 TEST_CASE("a seeded generator reproduces a jittered sequence bit for bit", "[schedule][jitter][determinism]") {
