@@ -18,8 +18,6 @@ vcpkg_cmake_configure(
     SOURCE_PATH "${SOURCE_PATH}"
     OPTIONS
         ${FEATURE_OPTIONS}
-        # No curl feature yet: the libcurl transport (pollster::curl) is not packaged, so libcurl is no dependency.
-        -DPOLLSTER_WITH_CURL=OFF
         -DPOLLSTER_BUILD_TESTS=OFF
         -DPOLLSTER_BUILD_EXAMPLES=OFF
         -DPOLLSTER_BUILD_BENCHMARKS=OFF
