@@ -74,9 +74,9 @@ void report(benchmark::State& state, std::uint64_t attempts, std::uint64_t alloc
 void BM_poll_until(benchmark::State& state) {
   const auto per_run = static_cast<std::int64_t>(state.range(0));
   pollster::manual_clock clock;
-  pollster::stop_source cancel;
+  pollster::cancel_source cancel;
   pollster::poll_options options;
-  options.token = cancel.get_token();
+  options.cancel = cancel.get_token();
   const pollster::geometric heat = pollster::presets::heat();
   const pollster::before_deadline deadline{1h};
   std::uint64_t attempts = 0;
@@ -99,8 +99,8 @@ void BM_poll_until(benchmark::State& state) {
 void BM_hand_written_loop(benchmark::State& state) {
   const auto per_run = static_cast<std::int64_t>(state.range(0));
   pollster::manual_clock clock;
-  pollster::stop_source cancel;
-  const pollster::stop_token token = cancel.get_token();
+  pollster::cancel_source cancel;
+  const pollster::cancel_token token = cancel.get_token();
   const pollster::geometric heat = pollster::presets::heat();
   const pollster::duration budget = 1h;
   std::uint64_t attempts = 0;
@@ -116,9 +116,9 @@ void BM_hand_written_loop(benchmark::State& state) {
       last = r.status();
       if (last == 1) break;
       const pollster::duration elapsed = clock.now() - start;
-      if (elapsed >= budget || token.stop_requested()) break;
+      if (elapsed >= budget || token.cancel_requested()) break;
       const pollster::duration delay = std::min(schedule.next(), budget - elapsed);
-      if (!clock.sleep_until(clock.now() + delay, token) || token.stop_requested()) break;
+      if (!clock.sleep_until(clock.now() + delay, token) || token.cancel_requested()) break;
     }
     const pollster::duration elapsed = clock.now() - start;
     benchmark::DoNotOptimize(tries);
@@ -198,9 +198,9 @@ std::uint64_t
 count_poll_until(std::int64_t per_run) {
   const std::int64_t counted_runs = counted_attempts / per_run;
   pollster::manual_clock clock;
-  pollster::stop_source cancel;
+  pollster::cancel_source cancel;
   pollster::poll_options options;
-  options.token = cancel.get_token();
+  options.cancel = cancel.get_token();
   const pollster::geometric heat = pollster::presets::heat();
   const pollster::before_deadline deadline{1h};
   std::uint64_t attempts = 0;
@@ -224,8 +224,8 @@ std::uint64_t
 count_hand_loop(std::int64_t per_run) {
   const std::int64_t counted_runs = counted_attempts / per_run;
   pollster::manual_clock clock;
-  pollster::stop_source cancel;
-  const pollster::stop_token token = cancel.get_token();
+  pollster::cancel_source cancel;
+  const pollster::cancel_token token = cancel.get_token();
   const pollster::geometric heat = pollster::presets::heat();
   const pollster::duration budget = 1h;
   std::uint64_t attempts = 0;
@@ -240,9 +240,9 @@ count_hand_loop(std::int64_t per_run) {
       last = r.status();
       if (last == 1) break;
       const pollster::duration elapsed = clock.now() - start;
-      if (elapsed >= budget || token.stop_requested()) break;
+      if (elapsed >= budget || token.cancel_requested()) break;
       const pollster::duration delay = std::min(schedule.next(), budget - elapsed);
-      if (!clock.sleep_until(clock.now() + delay, token) || token.stop_requested()) break;
+      if (!clock.sleep_until(clock.now() + delay, token) || token.cancel_requested()) break;
     }
     const pollster::duration elapsed = clock.now() - start;
     benchmark::DoNotOptimize(tries);

@@ -169,7 +169,7 @@ day_result watch_a_day(Schedule schedule, bool conditional, bool adaptive) {
     r.mean_delay_s += d / static_cast<double>(delays.size());
     r.max_delay_s = std::max(r.max_delay_s, d);
   }
-  if (outcome.last_value) r.watcher_not_modified = outcome.last_value->not_modified;
+  r.watcher_not_modified = outcome.report.not_modified;
   return r;
 }
 

@@ -11,6 +11,7 @@
 // The day runs on pollster's manual clock in well under a second. The program checks its own results and exits
 // non-zero if a sanity check fails (it runs as a CTest test).
 
+#include <pollster/runner.hpp>
 #include <pollster/watch.hpp>
 
 #include <algorithm>  // sort, nth_element, max
@@ -119,9 +120,10 @@ result simulate(const fleet& world, std::string name, std::string schedule_text,
   cloud_api api{&world, &clock, detail_per_server, 0};
   pollster::watch_options options;
   options.adaptive = adaptive;
-  pollster::handle h = pollster::submit_watch(
-      runner, std::ref(api), pollster::keyed(&server_state::id, &server_state::version),
-      delay_meter{&world, &clock, &out.delays}, std::move(schedule), pollster::never{}, [](auto&&) {}, options);
+  pollster::handle h = runner.submit(
+      pollster::watching(std::ref(api), pollster::keyed(&server_state::id, &server_state::version),
+                         delay_meter{&world, &clock, &out.delays}, options),
+      std::move(schedule), pollster::never{}, [](auto&&) {});
   for (const duration at : callbacks) {
     runner.run_until(pollster::manual_clock::time_point{} + at);
     h.nudge();

@@ -114,7 +114,7 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>(outcome.attempts), std::chrono::duration<double>(outcome.elapsed).count(),
               std::chrono::duration<double>(outcome.slept).count(),
               outcome.last_value ? outcome.last_value->state.c_str() : "(none)");
-  std::printf("why: %s\n", outcome.why.c_str());
+  std::printf("why: %s\n", outcome.report.why.c_str());
   if (outcome.last_error) std::printf("last error: %s\n", outcome.last_error->describe().c_str());
   const pollster::curl_client_stats stats = client.stats();
   std::printf("requests: %llu on %llu connection(s)\n", static_cast<unsigned long long>(stats.completed),

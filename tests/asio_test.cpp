@@ -4,6 +4,10 @@
 #include "pollster_catch.hpp"
 
 #include <pollster/asio.hpp>
+
+#include "cancel_latency.hpp"
+
+#include <thread>
 #include <pollster/schedule.hpp>
 #include <pollster/stop.hpp>
 
@@ -150,9 +154,9 @@ TEST_CASE("async_poll with wait_first waits the schedule's first delay before th
 
 TEST_CASE("a stop token ends the wait at once with cause cancelled and keeps the last value", "[asio][cancel]") {
   asio::io_context io;
-  pollster::stop_source source;
+  pollster::cancel_source source;
   pollster::poll_options options;
-  options.token = source.get_token();
+  options.cancel = source.get_token();
   counting_check check{100};
   std::atomic<bool> checked{false};  // the first check has run: a stop from now on must keep its value
   auto signalling_check = [check, &checked] {
@@ -166,7 +170,7 @@ TEST_CASE("a stop token ends the wait at once with cause cancelled and keeps the
                        [&](count_outcome o) { result = std::move(o); });
 
   SECTION("stopped on the io_context's thread") {
-    auto stopper = after(io, 5ms, [&] { source.request_stop(); });
+    auto stopper = after(io, 5ms, [&] { source.request_cancel(); });
     io.run();
   }
   SECTION("stopped from another thread") {
@@ -174,7 +178,7 @@ TEST_CASE("a stop token ends the wait at once with cause cancelled and keeps the
     // may not have run the first check 5 ms after the thread started.
     std::thread stopper([&] {
       while (!checked.load(std::memory_order_acquire)) std::this_thread::yield();
-      source.request_stop();
+      source.request_cancel();
     });
     io.run();
     stopper.join();
@@ -191,14 +195,14 @@ TEST_CASE("a stop token ends the wait at once with cause cancelled and keeps the
 
 TEST_CASE("a stop requested before the first check ends the poll with no check", "[asio][cancel]") {
   asio::io_context io;
-  pollster::stop_source source;
+  pollster::cancel_source source;
   pollster::poll_options options;
-  options.token = source.get_token();
+  options.cancel = source.get_token();
   counting_check check;
   std::optional<count_outcome> result;
   pollster::async_poll(io.get_executor(), check, fast_schedule(), pollster::never{}, options,
                        [&](count_outcome o) { result = std::move(o); });
-  source.request_stop();
+  source.request_cancel();
   io.run();
   REQUIRE(result);
   CHECK(result->cause == cause::cancelled);
@@ -266,12 +270,12 @@ TEST_CASE("a cancellation emitted before the first check ends the poll with no c
 TEST_CASE("destroying the io_context with a poll pending frees it without invoking the handler", "[asio][shutdown]") {
   auto handler_state = std::make_shared<int>(0);
   counting_check check{100};
-  pollster::stop_source source;
+  pollster::cancel_source source;
   bool invoked = false;
   {
     asio::io_context io;
     pollster::poll_options options;
-    options.token = source.get_token();  // a registered stop callback must be unhooked too
+    options.cancel = source.get_token();  // a registered stop callback must be unhooked too
     pollster::async_poll(io.get_executor(), check, long_wait(), pollster::never{}, options,
                          [&invoked, handler_state](count_outcome) { invoked = true; });
     CHECK(handler_state.use_count() == 2);  // the pending operation holds the handler
@@ -291,7 +295,7 @@ TEST_CASE("destroying the io_context with a poll pending frees it without invoki
   CHECK_FALSE(invoked);
   CHECK(handler_state.use_count() == 1);  // the handler was destroyed with the io_context
   CHECK(check.calls.use_count() == 1);    // and the check with the poll state
-  CHECK(source.request_stop());           // the stop callback was unhooked: nothing dangles
+  CHECK(source.request_cancel());           // the stop callback was unhooked: nothing dangles
 }
 
 TEST_CASE("with use_future every check runs on the thread that runs the io_context", "[asio][future]") {
@@ -432,11 +436,11 @@ TEST_CASE("async_await_operation reports transitions and the rule that matched",
     REQUIRE(result);
     CHECK(result->cause == cause::done);
     CHECK(result->value().state == "ACTIVE");
-    REQUIRE(result->matched);
-    CHECK(result->matched->index == 0);
-    CHECK(result->why == "rule 0 (success) matched the value: state == \"ACTIVE\", after 4 checks");
+    REQUIRE(result->report.matched);
+    CHECK(result->report.matched->index == 0);
+    CHECK(result->report.why == "rule 0 (success) matched the value: state == \"ACTIVE\", after 4 checks");
     CHECK(seen == std::vector<std::string>{"->PENDING@1", "PENDING>BUILDING@3", "BUILDING>ACTIVE@4"});
-    CHECK(result->transitions == 3);
+    CHECK(result->report.transitions == 3);
   }
   SECTION("failure, through use_future") {
     auto future = pollster::async_await_operation(io.get_executor(), job_fetch{"FAILED"}, job_rules(),
@@ -445,9 +449,9 @@ TEST_CASE("async_await_operation reports transitions and the rule that matched",
     io.run();
     const job_outcome o = future.get();
     CHECK(o.cause == cause::failed);
-    REQUIRE(o.matched);
-    CHECK(o.matched->index == 1);
-    CHECK(o.matched->state == pollster::rule_state::failure);
+    REQUIRE(o.report.matched);
+    CHECK(o.report.matched->index == 1);
+    CHECK(o.report.matched->state == pollster::rule_state::failure);
     REQUIRE(o.last_value);
     CHECK(o.last_value->state == "FAILED");
     CHECK(seen == std::vector<std::string>{"->PENDING@1", "PENDING>BUILDING@3", "BUILDING>FAILED@4"});
@@ -465,10 +469,10 @@ TEST_CASE("async_await_operation is cancelled through a cancellation slot and sa
   io.run();
   REQUIRE(result);
   CHECK(result->cause == cause::cancelled);
-  CHECK_FALSE(result->matched);
+  CHECK_FALSE(result->report.matched);
   REQUIRE(result->last_value);
   CHECK(result->last_value->state == "PENDING");
-  CHECK(result->why == "cancelled after 1 check");
+  CHECK(result->report.why == "cancelled after 1 check");
 }
 
 TEST_CASE("an await pending when its io_context is destroyed frees its record and fetch", "[asio][await][shutdown]") {
@@ -505,18 +509,18 @@ TEST_CASE("co_await async_poll with use_awaitable returns the outcome", "[asio][
 
 TEST_CASE("a coroutine awaiting async_poll is cancelled through its stop token", "[asio][coroutine][cancel]") {
   asio::io_context io;
-  pollster::stop_source source;
+  pollster::cancel_source source;
   std::optional<count_outcome> result;
   asio::co_spawn(
       io,
       [&]() -> asio::awaitable<void> {
         pollster::poll_options options;
-        options.token = source.get_token();
+        options.cancel = source.get_token();
         result = co_await pollster::async_poll(co_await asio::this_coro::executor, counting_check{100}, long_wait(),
                                                pollster::never{}, options, asio::use_awaitable);
       },
       asio::detached);
-  auto stopper = after(io, 5ms, [&] { source.request_stop(); });
+  auto stopper = after(io, 5ms, [&] { source.request_cancel(); });
   io.run();
   REQUIRE(result);
   CHECK(result->cause == cause::cancelled);
@@ -524,3 +528,90 @@ TEST_CASE("a coroutine awaiting async_poll is cancelled through its stop token",
   CHECK(*result->last_value == 1);
 }
 #endif
+
+TEST_CASE("a cancel token returns the io_context's run at once, with a synchronous or an asynchronous check",
+          "[asio][cancel][real-time]") {
+  {
+    asio::io_context io;
+    pollster::cancel_source source;
+    pollster::poll_options options;
+    options.cancel = source.get_token();
+    std::optional<pollster::cause> ended;
+    pollster::async_poll(io.get_executor(), [] { return false; }, pollster::constant{1h}, pollster::never{}, options,
+                         [&](const auto& o) { ended = o.cause; });
+    const double ms = cancel_latency::measure("asio async_poll, cancel token", [&] { io.run(); },
+                                              [&] { source.request_cancel(); });
+    CHECK(ms < 250);
+    CHECK(ended == cause::cancelled);
+  }
+  {
+    asio::io_context io;
+    pollster::cancel_source source;
+    pollster::poll_options options;
+    options.cancel = source.get_token();
+    std::optional<pollster::attempt_end> last;
+    int aborted = 0;
+    std::vector<pollster::completion<int, int>> kept;
+    pollster::async_poll(
+        io.get_executor(),
+        [&](pollster::completion<int, int> c) {
+          c.on_abort([&] { ++aborted; });
+          kept.push_back(std::move(c));
+        },
+        pollster::constant{1h}, pollster::never{}, options, [&](const auto& o) { last = o.last_attempt; });
+    const double ms = cancel_latency::measure("asio async_poll, check in flight", [&] { io.run(); },
+                                              [&] { source.request_cancel(); });
+    CHECK(ms < 250);
+    CHECK(last == pollster::attempt_end::aborted);
+    CHECK(aborted == 1);
+  }
+}
+
+TEST_CASE("async_poll drives an asynchronous check: an asio timer completes it, on the io_context's thread",
+          "[asio][async]") {
+  asio::io_context io;
+  std::vector<std::shared_ptr<asio::steady_timer>> network;
+  // The completion is an asio completion handler for void(step<T, E>): here a timer's handler calls it.
+  auto check = [&](const pollster::poll_state& s, pollster::completion<int, std::string> c) {
+    auto timer = std::make_shared<asio::steady_timer>(io, 2ms);
+    network.push_back(timer);
+    timer->async_wait([c = std::move(c), n = static_cast<int>(s.attempt)](const asio::error_code&) mutable {
+      c(n == 3 ? pollster::step<int, std::string>(pollster::done(n)) : pollster::pending(n));
+    });
+  };
+  std::optional<pollster::outcome<int, std::string>> result;
+  pollster::async_poll(io.get_executor(), check, pollster::constant{1ms}, pollster::before_deadline{5s},
+                       pollster::poll_options{}, [&](pollster::outcome<int, std::string> o) { result = std::move(o); });
+  io.run();
+  REQUIRE(result);
+  CHECK(result->value() == 3);
+  CHECK(result->attempts == 3);
+  CHECK(result->last_attempt == pollster::attempt_end::reported);
+}
+
+TEST_CASE("async_poll times out an attempt that does not answer, and a completion from another thread resumes it",
+          "[asio][async][timeout]") {
+  asio::io_context io;
+  std::vector<std::thread> threads;
+  std::vector<pollster::completion<int, int>> hung;
+  auto check = [&](const pollster::poll_state& s, pollster::completion<int, int> c) {
+    if (s.attempt == 1) {
+      hung.push_back(std::move(c));  // never answers: times out after 20 ms
+      return;
+    }
+    threads.emplace_back([c = std::move(c)]() mutable {
+      std::this_thread::sleep_for(2ms);
+      c(pollster::done(7));
+    });
+  };
+  pollster::poll_options options;
+  options.attempt_timeout = 20ms;
+  std::optional<pollster::outcome<int, int>> result;
+  pollster::async_poll(io.get_executor(), check, pollster::constant{1ms}, pollster::before_deadline{5s}, options,
+                       [&](pollster::outcome<int, int> o) { result = std::move(o); });
+  io.run();
+  for (auto& t : threads) t.join();
+  REQUIRE(result);
+  CHECK(result->value() == 7);
+  CHECK(result->timeouts == 1);
+}

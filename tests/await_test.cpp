@@ -72,12 +72,12 @@ TEST_CASE("await_operation polls until a success rule matches, on a constant sch
   CHECK(checked == std::vector<duration>{0s, 2s, 4s, 6s, 8s, 10s, 12s});
   CHECK(result.attempts == 7);
   CHECK(result.elapsed == 12s);
-  REQUIRE(result.matched);
-  CHECK(result.matched->index == 0);
-  CHECK(result.matched->state == rule_state::success);
-  CHECK(result.matched->description == "state == \"ACTIVE\"");
-  CHECK_FALSE(result.matched->on_error);
-  CHECK(result.why == "rule 0 (success) matched the value: state == \"ACTIVE\", after 7 checks");
+  REQUIRE(result.report.matched);
+  CHECK(result.report.matched->index == 0);
+  CHECK(result.report.matched->state == rule_state::success);
+  CHECK(result.report.matched->description == "state == \"ACTIVE\"");
+  CHECK_FALSE(result.report.matched->on_error);
+  CHECK(result.report.why == "rule 0 (success) matched the value: state == \"ACTIVE\", after 7 checks");
 }
 
 TEST_CASE("the first matching rule wins, even when a later rule matches too") {
@@ -90,9 +90,9 @@ TEST_CASE("the first matching rule wins, even when a later rule matches too") {
                         pollster::succeed_when(pollster::path(&server::state, "state") != "ACTIVE")),
         pollster::constant{1s});
     CHECK(result.cause == cause::failed);
-    REQUIRE(result.matched);
-    CHECK(result.matched->index == 0);
-    CHECK(result.matched->state == rule_state::failure);
+    REQUIRE(result.report.matched);
+    CHECK(result.report.matched->index == 0);
+    CHECK(result.report.matched->state == rule_state::failure);
     REQUIRE(result.last_value);
     CHECK(result.last_value->state == "ERROR");
     CHECK_FALSE(result.last_error);  // the failure is in the value, no error was invented
@@ -104,9 +104,9 @@ TEST_CASE("the first matching rule wins, even when a later rule matches too") {
                         pollster::fail_when(pollster::path(&server::state, "state") == "ERROR")),
         pollster::constant{1s});
     CHECK(result.cause == cause::done);
-    REQUIRE(result.matched);
-    CHECK(result.matched->index == 0);
-    CHECK(result.matched->description == "state != \"ACTIVE\"");
+    REQUIRE(result.report.matched);
+    CHECK(result.report.matched->index == 0);
+    CHECK(result.report.matched->description == "state != \"ACTIVE\"");
   }
   CHECK(since_start(clock) == 0s);
 }
@@ -125,15 +125,15 @@ TEST_CASE("an error that matches no rule ends the await at once, explicitly") {
                       pollster::retry_when(pollster::error_is(http_error{503}))),
       pollster::constant{10s}, pollster::after_elapsed{1h});
   CHECK(result.cause == cause::failed);
-  CHECK(result.unmatched_error);
-  CHECK_FALSE(result.matched);
+  CHECK(result.report.unmatched_error);
+  CHECK_FALSE(result.report.matched);
   REQUIRE(result.last_error);
   CHECK(result.last_error->status == 403);
   REQUIRE(result.last_value);
   CHECK(result.last_value->state == "BUILDING");  // the last value seen is kept
   CHECK(result.attempts == 3);
   CHECK(result.elapsed == 20s);
-  CHECK(result.why == "an error matched no rule, after 3 checks");
+  CHECK(result.report.why == "an error matched no rule, after 3 checks");
 }
 
 TEST_CASE("matched errors retry, fail or succeed as their rule says") {
@@ -151,10 +151,10 @@ TEST_CASE("matched errors retry, fail or succeed as their rule says") {
                         pollster::succeed_when(pollster::error_is(http_error{404})).named("deleted")),
         pollster::constant{5s});
     CHECK(result.cause == cause::done);
-    REQUIRE(result.matched);
-    CHECK(result.matched->index == 1);
-    CHECK(result.matched->on_error);
-    CHECK(result.matched->description == "deleted");
+    REQUIRE(result.report.matched);
+    CHECK(result.report.matched->index == 1);
+    CHECK(result.report.matched->on_error);
+    CHECK(result.report.matched->description == "deleted");
     CHECK(result.attempts == 3);
     CHECK(result.elapsed == 10s);
   }
@@ -165,10 +165,10 @@ TEST_CASE("matched errors retry, fail or succeed as their rule says") {
                         pollster::fail_when(pollster::any_error())),
         pollster::constant{5s});
     CHECK(result.cause == cause::failed);
-    CHECK_FALSE(result.unmatched_error);
-    REQUIRE(result.matched);
-    CHECK(result.matched->index == 1);
-    CHECK(result.matched->description == "any error");
+    CHECK_FALSE(result.report.unmatched_error);
+    REQUIRE(result.report.matched);
+    CHECK(result.report.matched->index == 1);
+    CHECK(result.report.matched->description == "any error");
     REQUIRE(result.last_error);
     CHECK(result.last_error->status == 404);
   }
@@ -215,7 +215,7 @@ TEST_CASE("transitions are reported once per change of state, the first observat
                        std::to_string(t.attempt) + ", " + pollster::detail::duration_text(t.elapsed));
       }));
   CHECK(result.ok());
-  CHECK(result.transitions == 3);
+  CHECK(result.report.transitions == 3);
   CHECK(seen == std::vector<std::string>{"(none) -> PENDING at check 1, 0s", "PENDING -> BUILDING at check 4, 6s",
                                          "BUILDING -> ACTIVE at check 7, 12s"});
 }
@@ -225,7 +225,7 @@ TEST_CASE("a server hint lengthens the wait, and the stop rule's exhaustion keep
   std::vector<duration> checked;
   auto fetch = [&]() -> pollster::step<server, http_error> {
     checked.push_back(since_start(clock));
-    return pollster::pending(server{"BUILDING", {}, {}}, pollster::after(30s));
+    return pollster::pending(server{"BUILDING", {}, {}}, pollster::retry_after(30s));
   };
   const auto result = pollster::await_operation(clock, fetch, server_rules(), pollster::constant{1s},
                                                 pollster::after_attempts{4});
@@ -233,18 +233,18 @@ TEST_CASE("a server hint lengthens the wait, and the stop rule's exhaustion keep
   CHECK(checked == std::vector<duration>{0s, 30s, 60s, 90s});
   REQUIRE(result.last_value);
   CHECK(result.last_value->state == "BUILDING");
-  CHECK_FALSE(result.matched);
-  CHECK(result.why == "the stop rule ended the wait (attempts) after 4 checks");
+  CHECK_FALSE(result.report.matched);
+  CHECK(result.report.why == "the stop rule ended the wait (attempts) after 4 checks");
 }
 
 TEST_CASE("a cancelled await reports cancelled with the last value") {
   manual_clock clock;
-  pollster::stop_source stop;
+  pollster::cancel_source stop;
   pollster::poll_options options;
-  options.token = stop.get_token();
+  options.cancel = stop.get_token();
   int calls = 0;
   auto fetch = [&] {
-    if (++calls == 2) stop.request_stop();
+    if (++calls == 2) stop.request_cancel();
     return server{"BUILDING", {}, {}};
   };
   const auto result = pollster::await_operation(clock, fetch, server_rules(), pollster::constant{1s},
@@ -253,10 +253,10 @@ TEST_CASE("a cancelled await reports cancelled with the last value") {
   CHECK(result.attempts == 2);
   REQUIRE(result.last_value);
   CHECK(result.last_value->state == "BUILDING");
-  CHECK(result.why == "cancelled after 2 checks");
+  CHECK(result.report.why == "cancelled after 2 checks");
 }
 
-TEST_CASE("submit_await runs many awaits on one runner in virtual time") {
+TEST_CASE("awaits run on a runner through runner.submit(awaiting(...)), many in virtual time") {
   manual_clock clock;
   pollster::runner<manual_clock> runner(clock);
   std::vector<std::string> finished;
@@ -264,15 +264,15 @@ TEST_CASE("submit_await runs many awaits on one runner in virtual time") {
   for (int i = 0; i < 3; ++i) {
     const duration ready = std::chrono::seconds(10 * (i + 1));
     auto fetch = [&clock, ready] { return server{since_start(clock) >= ready ? "ACTIVE" : "BUILDING", {}, {}}; };
-    pollster::submit_await(runner, fetch, server_rules(), pollster::constant{4s}, pollster::never{},
+    runner.submit(pollster::awaiting(fetch, server_rules()), pollster::constant{4s}, pollster::never{},
                            [&finished, &clock, i](const auto& result) {
                              finished.push_back(std::to_string(i) + ": " + pollster::to_string(result.cause) +
                                                 " at " + pollster::detail::duration_text(since_start(clock)) +
-                                                " (" + result.why + ")");
+                                                " (" + result.report.why + ")");
                            });
   }
-  auto cancelled = pollster::submit_await(runner, [] { return server{"BUILDING", {}, {}}; }, server_rules(),
-                                          pollster::constant{4s}, pollster::never{}, [&finished](const auto& result) {
+  auto cancelled = runner.submit(pollster::awaiting([] { return server{"BUILDING", {}, {}}; }, server_rules()),
+                                 pollster::constant{4s}, pollster::never{}, [&finished](const auto& result) {
                                             finished.push_back(std::string("x: ") + pollster::to_string(result.cause));
                                           });
   runner.run_until(manual_clock::time_point{} + 15s);
@@ -292,8 +292,8 @@ TEST_CASE("a fetch that throws propagates out of the blocking await, and is capt
 
   pollster::runner<manual_clock> runner(clock);
   std::string why;
-  pollster::submit_await(runner, fetch, server_rules(), pollster::constant{1s}, pollster::never{},
-                         [&](const auto& result) { why = result.why; });
+  runner.submit(pollster::awaiting(fetch, server_rules()), pollster::constant{1s}, pollster::never{},
+                [&](const auto& result) { why = result.report.why; });
   runner.run();
   CHECK(why == "the fetch threw, at check 1");
 }
@@ -311,7 +311,7 @@ TEST_CASE("a nudge that arrives while a check runs brings exactly one check forw
     return server{"BUILDING", {}, {}};
   };
   std::uint32_t nudges = 0;
-  h = pollster::submit_await(runner, fetch, server_rules(), pollster::constant{40s}, pollster::after_attempts{5},
+  h = runner.submit(pollster::awaiting(fetch, server_rules()), pollster::constant{40s}, pollster::after_attempts{5},
                              [&](const auto& result) { nudges = result.nudges; });
   runner.run();
   CHECK(checked == std::vector<duration>{0s, 40s, 40s, 80s, 120s});

@@ -44,42 +44,42 @@ TEST_CASE("a virtual sleep jumps to its end and is counted", "[clock]") {
 
 TEST_CASE("a stopped token refuses a virtual sleep", "[clock][stop]") {
   manual_clock clock;
-  pollster::stop_source source;
-  source.request_stop();
+  pollster::cancel_source source;
+  source.request_cancel();
   CHECK_FALSE(pollster::sleep_for(clock, 1s, source.get_token()));
   CHECK(clock.now().time_since_epoch() == 0ns);
 }
 
 TEST_CASE("stop source and tokens", "[stop]") {
-  pollster::stop_token none;
-  CHECK_FALSE(none.stop_possible());
-  CHECK_FALSE(none.stop_requested());
+  pollster::cancel_token none;
+  CHECK_FALSE(none.cancel_possible());
+  CHECK_FALSE(none.cancel_requested());
 
-  pollster::stop_source source;
-  const pollster::stop_token token = source.get_token();
-  CHECK(token.stop_possible());
-  CHECK_FALSE(token.stop_requested());
-  CHECK(source.request_stop());
-  CHECK_FALSE(source.request_stop());  // only the first request counts
-  CHECK(token.stop_requested());
+  pollster::cancel_source source;
+  const pollster::cancel_token token = source.get_token();
+  CHECK(token.cancel_possible());
+  CHECK_FALSE(token.cancel_requested());
+  CHECK(source.request_cancel());
+  CHECK_FALSE(source.request_cancel());  // only the first request counts
+  CHECK(token.cancel_requested());
   CHECK(token == source.get_token());
   CHECK(token != none);
 }
 
 TEST_CASE("stop callbacks run once, at once when registered late, never after they are destroyed", "[stop]") {
-  pollster::stop_source source;
+  pollster::cancel_source source;
   int first = 0;
   int removed = 0;
   {
-    pollster::stop_callback<std::function<void()>> gone(source.get_token(), [&] { ++removed; });
+    pollster::cancel_callback<std::function<void()>> gone(source.get_token(), [&] { ++removed; });
   }
-  pollster::stop_callback<std::function<void()>> keep(source.get_token(), [&] { ++first; });
-  source.request_stop();
-  source.request_stop();
+  pollster::cancel_callback<std::function<void()>> keep(source.get_token(), [&] { ++first; });
+  source.request_cancel();
+  source.request_cancel();
   CHECK(first == 1);
   CHECK(removed == 0);
   int late = 0;
-  pollster::stop_callback<std::function<void()>> after(source.get_token(), [&] { ++late; });
+  pollster::cancel_callback<std::function<void()>> after(source.get_token(), [&] { ++late; });
   CHECK(late == 1);
 }
 
@@ -87,7 +87,7 @@ TEST_CASE("stop callbacks run once, at once when registered late, never after th
 // would sleep an hour; the test asserts it woke, and the stop comes from another thread right away.
 TEST_CASE("a stop request interrupts a real sleep at once", "[clock][stop][realtime]") {
   pollster::steady_clock clock;
-  pollster::stop_source source;
+  pollster::cancel_source source;
   std::atomic<bool> woke{false};
   std::atomic<bool> slept_fully{true};
   std::atomic<bool> started{false};
@@ -97,7 +97,7 @@ TEST_CASE("a stop request interrupts a real sleep at once", "[clock][stop][realt
     woke = true;
   });
   while (!started) std::this_thread::yield();
-  source.request_stop();
+  source.request_cancel();
   sleeper.join();
   CHECK(woke);
   CHECK_FALSE(slept_fully);
@@ -106,10 +106,10 @@ TEST_CASE("a stop request interrupts a real sleep at once", "[clock][stop][realt
 #if POLLSTER_HAS_STD_STOP_TOKEN
 TEST_CASE("a std::stop_token stops pollster through the bridge", "[stop][cxx20]") {
   std::stop_source std_source;
-  pollster::bridge_stop_token bridge(std_source.get_token());
-  const pollster::stop_token token = bridge.get_token();
-  CHECK_FALSE(token.stop_requested());
+  pollster::bridge_cancel_token bridge(std_source.get_token());
+  const pollster::cancel_token token = bridge.get_token();
+  CHECK_FALSE(token.cancel_requested());
   std_source.request_stop();
-  CHECK(token.stop_requested());
+  CHECK(token.cancel_requested());
 }
 #endif

@@ -10,6 +10,7 @@
 #include <pollster/curl.hpp>
 #include <pollster/http.hpp>
 #include <pollster/poll.hpp>
+#include <pollster/runner.hpp>
 #include <pollster/schedule.hpp>
 #include <pollster/stop.hpp>
 #include <pollster/watch.hpp>
@@ -305,9 +306,8 @@ TEST_CASE("a watcher on an ETag'd collection: unchanged polls cost a 304 and rep
   const auto out = w.run(clock);
   CHECK(out.cause == pollster::cause::exhausted);
   CHECK(events == std::vector<std::string>{"added a", "added b"});
-  REQUIRE(out.last_value);
-  CHECK(out.last_value->polls == 2);         // bodies read: the first, and the one after the change
-  CHECK(out.last_value->not_modified == 4);  // polls 2, 3, 5, 6
+  CHECK(out.report.polls == 2);         // bodies read: the first, and the one after the change
+  CHECK(out.report.not_modified == 4);  // polls 2, 3, 5, 6
   CHECK(validators.etag() == "\"v3\"");      // v2 was the first PUT's, v3 the change's
   const json stats = server_stats(client, server);
   CHECK(stats.at("by_status").value("304", 0) == 4);
@@ -530,6 +530,89 @@ TEST_CASE("start_check: an asynchronous check's request in one call, bounded by 
     REQUIRE(shared->done.wait_for(lock, 5s, [&] { return shared->completions == 1; }));
     CHECK(shared->result->error->transport == transport_error::aborted);
   }
+}
+
+TEST_CASE("an asynchronous check in one call: start_check completes the attempt from the I/O thread",
+          "[curl][async]") {
+  server_process server = start_server();
+  pollster::curl_client client(test_options());
+  const std::string url = server.url("/jobs/async?pending=2");
+  auto check = [&client, url](pollster::completion<job, http_error> c) {
+    client.start_check(std::move(c), http_request(url), read_job);
+  };
+  pollster::steady_clock clock;
+  const auto out = pollster::poll_until(clock, check, pollster::constant{10ms}, pollster::after_attempts{10});
+  CHECK(out.cause == pollster::cause::done);
+  CHECK(out.attempts == 3);  // PENDING, PENDING, ACTIVE
+  CHECK(out.value().state == "ACTIVE");
+  CHECK(out.timeouts == 0);
+  CHECK(client.stats().completed == 3);
+}
+
+TEST_CASE("an attempt that outlives its timeout aborts its request: a hung server costs the attempt's time",
+          "[curl][async]") {
+  server_process server = start_server();
+  pollster::curl_client client(test_options());
+  const std::string url = server.url("/hang");
+  auto check = [&client, url](pollster::completion<job, http_error> c) {
+    client.start_check(std::move(c), http_request(url), read_job);
+  };
+  pollster::steady_clock clock;
+  pollster::poll_options options;
+  options.attempt_timeout = 200ms;  // the request's own timeout is cut to this too; the poller's fires first or with it
+  const auto started = std::chrono::steady_clock::now();
+  const auto out =
+      pollster::poll_until(clock, check, pollster::constant{10ms}, pollster::after_attempts{2}, options);
+  const auto took = std::chrono::steady_clock::now() - started;
+  CHECK(out.cause == pollster::cause::exhausted);
+  CHECK(out.attempts == 2);
+  CHECK(took >= 400ms);
+  CHECK(took < 3s);
+  // Each attempt ended either by the poller's timeout (which aborts the transfer) or by the request's own timeout
+  // at the same 200 ms: either way no request is left behind.
+  const auto until = std::chrono::steady_clock::now() + 5s;
+  while (client.in_flight() != 0 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(1ms);
+  CHECK(client.in_flight() == 0);
+  CHECK(client.stats().transport_errors == 2);  // aborted or timed out, one per attempt
+}
+
+TEST_CASE("1 000 pollers with asynchronous HTTP checks on one runner thread keep the server under their budget",
+          "[curl][async][budget]") {
+  // The budget grants 100 checks a second (burst 1, so 10 ms apart) to 1 000 pollers that would each poll every
+  // second. The server counts what arrives per wall-clock second of its own: never more than the budget's 100, +1 for
+  // a second the budget's grid does not line up with, +1 for a request that crosses the server's second boundary in
+  // transit; and at its own limit of 102 it never answers 429.
+  server_process server = start_server({"--rate-limit", "102", "--threads", "300"});
+  pollster::curl_client client(test_options());  // declared first: it outlives the runner's last abort
+  REQUIRE(client.perform(http_request(server.url("/_/reset"), "POST")).status == 200);
+  pollster::steady_clock clock;
+  pollster::runner<pollster::steady_clock> fleet(clock);
+  pollster::budget_options budget;
+  budget.rate = 100;
+  budget.burst = 1;
+  const pollster::budget_id api = fleet.add_budget("api", budget);
+  pollster::submit_options submit;
+  submit.budget = api;
+  int finished = 0;
+  for (int i = 0; i < 1000; ++i) {
+    const std::string url = server.url("/limited/servers/" + std::to_string(i));
+    auto check = [&client, url](pollster::completion<int, http_error> c) {
+      client.start_check(std::move(c), http_request(url), [](const http_response&) { return 1; });
+    };
+    fleet.submit(check, pollster::constant{1s}, pollster::never{}, [&finished](auto&&) { ++finished; }, submit);
+  }
+  fleet.run_for(3s);
+  const json stats = server_stats(client, server);
+  const json& limited = stats.at("limited");
+  INFO("per second: " << limited.at("per_second").dump());
+  CHECK(limited.at("max_per_second").get<int>() <= 102);
+  CHECK(limited.at("rejected").get<int>() == 0);
+  const int served = stats.at("requests").get<int>();
+  CHECK(served >= 250);  // about 300 in 3 s at 100 a second (the first second is partly spent starting up)
+  CHECK(served <= 302);
+  CHECK(finished == 0);
+  std::printf("budget 100/s, 1000 pollers, 3 s: the server saw %d requests, at most %d in one second\n", served,
+              limited.at("max_per_second").get<int>());
 }
 
 TEST_CASE("the rate-limited route: 429 over the limit, read as throttled with the hint of the RateLimit fields",

@@ -164,7 +164,7 @@ TEST_CASE("a 2xx body goes to the mapper, which decides done, pending or failed"
   SECTION("a mapper's own hint is kept") {
     const auto s = pollster::step_from_response(response(200, {{"Retry-After", "60"}}, "x"),
                                                 [](const http_response&) -> pollster::step<int, http_error> {
-                                                  return pollster::pending(1, pollster::after(5s));
+                                                  return pollster::pending(1, pollster::retry_after(5s));
                                                 });
     CHECK(hint_delay(s.hint) == 5s);
   }

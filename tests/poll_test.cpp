@@ -1,12 +1,19 @@
 #include "pollster_catch.hpp"
 
 #include <pollster/poll.hpp>
+
+#include "cancel_latency.hpp"
 #include <pollster/schedule.hpp>
 #include <pollster/stop.hpp>
 
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <atomic>
+#include <memory>
+#include <thread>
+#include <type_traits>
+#include <variant>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -62,7 +69,7 @@ TEST_CASE("factories build the steps a check returns", "[poll][step]") {
   CHECK_FALSE(waiting.value);
   CHECK_FALSE(waiting.hint);
 
-  const status_step building = pollster::pending("BUILD", pollster::after(30s));
+  const status_step building = pollster::pending("BUILD", pollster::retry_after(30s));
   CHECK(building.value == std::string("BUILD"));
   CHECK(building.hint.kind() == pollster::retry_hint::form::after);
   CHECK(building.hint.value() == 30s);
@@ -82,16 +89,16 @@ TEST_CASE("factories build the steps a check returns", "[poll][step]") {
   const status_step directed = pollster::poll_again_in(7s);
   CHECK(directed.directed == duration{7s});
 
-  const status_step limited = pollster::throttled(pollster::after(2min));
+  const status_step limited = pollster::throttled(pollster::retry_after(2min));
   CHECK(limited.kind == pollster::step_kind::pending);
   CHECK(limited.throttled);
   CHECK(limited.hint.value() == 2min);
 
-  const status_step limited_error = pollster::throttled("429 Too Many Requests", pollster::after(5s));
+  const status_step limited_error = pollster::throttled("429 Too Many Requests", pollster::retry_after(5s));
   CHECK(limited_error.kind == pollster::step_kind::transient);
   CHECK(limited_error.throttled);
 
-  const status_step unchanged = pollster::not_modified(pollster::after(60s));
+  const status_step unchanged = pollster::not_modified(pollster::retry_after(60s));
   CHECK(unchanged.kind == pollster::step_kind::pending);
   CHECK(unchanged.not_modified);
   CHECK_FALSE(unchanged.value);
@@ -99,8 +106,8 @@ TEST_CASE("factories build the steps a check returns", "[poll][step]") {
   CHECK(unchanged.hint.value() == 60s);
   CHECK_FALSE(waiting.not_modified);
 
-  CHECK(pollster::after(-5s).value() == 0s);                   // "come back in the past" is "now"
-  CHECK_FALSE(pollster::after(std::optional<duration>{}));     // a missing header is no hint
+  CHECK(pollster::retry_after(-5s).value() == 0s);                   // "come back in the past" is "now"
+  CHECK_FALSE(pollster::retry_after(std::optional<duration>{}));     // a missing header is no hint
   CHECK_THROWS_WITH(pollster::poll_again_in(-1s), "pollster::poll_again_in: delay must be >= 0, got -1s");
 }
 
@@ -186,21 +193,53 @@ TEST_CASE("Heat's Delay resource: a 60 s wait is checked at 0, 30, 45, 52, 56, 5
   CHECK(result.cause == cause::done);
   CHECK(pollster::halve_toward(15s) == 7s);  // Python's 15 // 2
   CHECK(pollster::halve_toward(3500ms) == 1s);
-  CHECK(pollster::halve_toward(500ms) == 500ms);
+  CHECK(pollster::halve_toward(500ms) == 1s);  // Heat polls again one whole step later
   CHECK(pollster::halve_toward(-1s) == 0s);
+}
+
+// The table comes from Heat's own code: delay.py's Delay._check_complete and scheduler.py's TaskRunner.step (Heat
+// 26.0.1, openstack/heat at 526defd0), run on a clock that steps once a second. Heat checks one step after
+// handle_create, so the run starts with a 1 s wait; a fractional wait is seen at the next whole step.
+TEST_CASE("halve_toward reproduces Heat's Delay resource, fractional waits included", "[poll][heat]") {
+  struct row {
+    double wait_seconds;
+    std::vector<int> heat_checks;  // seconds after handle_create
+  };
+  const row r = GENERATE(row{60, {1, 30, 45, 52, 56, 58, 59, 60}}, row{60.5, {1, 30, 45, 52, 56, 58, 59, 60, 61}},
+                         row{61, {1, 31, 46, 53, 57, 59, 60, 61}}, row{0.5, {1}}, row{3.5, {1, 2, 3, 4}},
+                         row{4, {1, 2, 3, 4}}, row{7.25, {1, 4, 5, 6, 7, 8}},
+                         row{100.9, {1, 50, 75, 87, 93, 96, 98, 99, 100, 101}},
+                         row{3600.5, {1, 1800, 2700, 3150, 3375, 3487, 3543, 3571, 3585, 3592, 3596, 3598, 3599, 3600,
+                                      3601}});
+  INFO("a Delay of " << r.wait_seconds << " s");
+  const duration wait = std::chrono::duration_cast<duration>(std::chrono::duration<double>(r.wait_seconds));
+  manual_clock clock;
+  std::vector<duration> checked_at;
+  auto check = [&](const poll_state& s) -> pollster::step<bool, std::string> {
+    checked_at.push_back(s.elapsed);
+    if (s.elapsed >= wait) return pollster::done(true);
+    return pollster::poll_again_in(pollster::halve_toward(wait - s.elapsed));
+  };
+  pollster::poll_options options;
+  options.wait_first = true;  // Heat's first check comes one scheduler step after handle_create
+  const auto result = pollster::poll_until(clock, check, pollster::constant{1s}, pollster::never{}, options);
+  std::vector<duration> expected;
+  for (const int t : r.heat_checks) expected.push_back(std::chrono::seconds(t));
+  CHECK(checked_at == expected);
+  CHECK(result.cause == cause::done);
 }
 
 TEST_CASE("Kubernetes: an immediate poll with an already-cancelled token runs the check once", "[poll][cancel]") {
   manual_clock clock;
-  pollster::stop_source cancel;
-  cancel.request_stop();
+  pollster::cancel_source cancel;
+  cancel.request_cancel();
   int calls = 0;
   auto check = [&]() -> status_step {
     ++calls;
     return pollster::pending("BUILD");
   };
   pollster::poll_options options;
-  options.token = cancel.get_token();
+  options.cancel = cancel.get_token();
   const auto result = pollster::poll_until(clock, check, pollster::constant{1s}, pollster::never{}, options);
   CHECK(calls == 1);
   CHECK(result.cause == cause::cancelled);
@@ -211,15 +250,15 @@ TEST_CASE("Kubernetes: an immediate poll with an already-cancelled token runs th
 
 TEST_CASE("Kubernetes: without the immediate poll, a cancelled token runs the check zero times", "[poll][cancel]") {
   manual_clock clock;
-  pollster::stop_source cancel;
-  cancel.request_stop();
+  pollster::cancel_source cancel;
+  cancel.request_cancel();
   int calls = 0;
   auto check = [&]() -> status_step {
     ++calls;
     return pollster::pending();
   };
   pollster::poll_options options;
-  options.token = cancel.get_token();
+  options.cancel = cancel.get_token();
   options.wait_first = true;
   const auto result = pollster::poll_until(clock, check, pollster::constant{1s}, pollster::never{}, options);
   CHECK(calls == 0);
@@ -235,14 +274,14 @@ struct racing_clock {
   using duration = manual_clock::duration;
   using time_point = manual_clock::time_point;
   manual_clock inner;
-  pollster::stop_source* cancel;
+  pollster::cancel_source* cancel;
   int cancel_on_sleep;
   int sleeps = 0;
 
   time_point now() const noexcept { return inner.now(); }
-  bool sleep_until(time_point until, const pollster::stop_token&) {
+  bool sleep_until(time_point until, const pollster::cancel_token&) {
     inner.advance_to(until);
-    if (++sleeps == cancel_on_sleep) cancel->request_stop();
+    if (++sleeps == cancel_on_sleep) cancel->request_cancel();
     return true;  // the timer fired
   }
 };
@@ -250,7 +289,7 @@ struct racing_clock {
 
 TEST_CASE("Kubernetes: after cancellation no further check runs, even if the timer fired at the same moment",
           "[poll][cancel]") {
-  pollster::stop_source cancel;
+  pollster::cancel_source cancel;
   racing_clock clock{{}, &cancel, 3};
   int calls = 0;
   auto check = [&]() -> status_step {
@@ -258,7 +297,7 @@ TEST_CASE("Kubernetes: after cancellation no further check runs, even if the tim
     return pollster::pending(std::to_string(calls));
   };
   pollster::poll_options options;
-  options.token = cancel.get_token();
+  options.cancel = cancel.get_token();
   const auto result = pollster::poll_until(clock, check, pollster::constant{10s}, pollster::never{}, options);
   CHECK(calls == 3);  // t = 0, 10, 20; the timer of t = 30 fired with the stop request
   CHECK(result.cause == cause::cancelled);
@@ -315,7 +354,7 @@ TEST_CASE("a not_modified step keeps the last value and obeys its hint", "[poll]
   auto check = [&]() -> status_step {
     ++calls;
     if (calls == 1) return pollster::pending("BUILD");
-    return pollster::not_modified(pollster::after(60s));
+    return pollster::not_modified(pollster::retry_after(60s));
   };
   const auto result = pollster::poll_until(clock, check, pollster::constant{1s}, pollster::after_attempts{3});
   CHECK(result.cause == cause::exhausted);
@@ -344,7 +383,7 @@ TEST_CASE("Retry-After: 120 with a 20 s cap waits 120 s, unless the named maximu
   auto check = [&]() -> status_step {
     if (++calls == 2) return pollster::done("ACTIVE");
     const auto retry_after = pollster::parse_retry_after("120", std::chrono::system_clock::now());
-    return pollster::pending("BUILD", pollster::after(retry_after));
+    return pollster::pending("BUILD", pollster::retry_after(retry_after));
   };
   const pollster::geometric capped{20s, 1.1, 20s};
 
@@ -375,7 +414,7 @@ TEST_CASE("a hint past the deadline ends the run with cause deadline and the las
   auto check = [&]() -> status_step {
     ++calls;
     if (calls == 1) return pollster::pending("BUILD");
-    return pollster::pending("BUILD 50%", pollster::after(120s));
+    return pollster::pending("BUILD 50%", pollster::retry_after(120s));
   };
   const auto result = pollster::poll_until(clock, check, pollster::constant{10s}, pollster::before_deadline{100s});
   CHECK(calls == 2);
@@ -393,12 +432,17 @@ TEST_CASE("a remembered hint is the fallback for later responses while it is in 
   hooks.on_before_sleep = [&](const poll_state& s, delay_reason) { delays.push_back(s.next_delay); };
   int calls = 0;
   auto check = [&]() -> status_step {
-    if (++calls == 1) return pollster::pending(pollster::after(30s));
+    if (++calls == 1) return pollster::pending(pollster::retry_after(30s));
     return pollster::pending();
   };
   pollster::poll_options options;
 
-  SECTION("by default, until a response brings a new one") {
+  SECTION("by default, for the response that carried it only: a Retry-After speaks about the next request") {
+    pollster::poll_until(clock, check, pollster::constant{1s}, pollster::after_attempts{4}, options, hooks);
+    CHECK(delays == std::vector<duration>{30s, 1s, 1s});
+  }
+  SECTION("until a response brings a new one, with an unlimited lifetime") {
+    options.hint_lifetime = duration::max();
     pollster::poll_until(clock, check, pollster::constant{1s}, pollster::after_attempts{4}, options, hooks);
     CHECK(delays == std::vector<duration>{30s, 30s, 30s});
   }
@@ -419,11 +463,11 @@ TEST_CASE("a hint at a time point of the poller's clock; another clock's is refu
   int calls = 0;
   auto at_hint = [&]() -> status_step {
     if (++calls == 2) return pollster::done("ok");
-    return pollster::pending(pollster::at(clock.now() + 50s));
+    return pollster::pending(pollster::retry_at(clock.now() + 50s));
   };
   CHECK(pollster::poll_until(clock, at_hint, pollster::constant{1s}).elapsed == 50s);
 
-  auto wrong_clock = []() -> status_step { return pollster::pending(pollster::at(std::chrono::system_clock::now())); };
+  auto wrong_clock = []() -> status_step { return pollster::pending(pollster::retry_at(std::chrono::system_clock::now())); };
   CHECK_THROWS_WITH(pollster::poll_until(clock, wrong_clock, pollster::constant{1s}),
                     "pollster::poller: hint must be a time point of the poller's clock, got a time point of "
                     "another clock");
@@ -450,7 +494,7 @@ TEST_CASE("hooks see attempt, elapsed, last and next delay, and why", "[poll][ho
   int calls = 0;
   auto check = [&]() -> pollster::step<int, std::string> {
     switch (++calls) {
-      case 1: return pollster::pending(pollster::after(5s));
+      case 1: return pollster::pending(pollster::retry_after(5s));
       case 2: return pollster::poll_again_in(3s);
       case 3: return pollster::pending();
       default: return pollster::done(calls);
@@ -611,7 +655,7 @@ TEST_CASE("a poller reports throttling and carries the budget wait a runner adds
   using tp = manual_clock::time_point;
   int calls = 0;
   auto check = [&]() -> status_step {
-    if (++calls == 1) return pollster::throttled(pollster::after(8s));
+    if (++calls == 1) return pollster::throttled(pollster::retry_after(8s));
     return pollster::done("ok");
   };
   auto p = pollster::make_poller(check, pollster::constant{1s}, pollster::never{}, tp{});
@@ -633,11 +677,12 @@ TEST_CASE("a copy of a poller owns its own options, remembered hint, nudges and 
   using tp = manual_clock::time_point;
   int calls = 0;
   auto check = [&]() -> status_step {
-    if (++calls == 1) return pollster::pending("BUILD", pollster::after(30s));
+    if (++calls == 1) return pollster::pending("BUILD", pollster::retry_after(30s));
     return pollster::pending("BUILD");
   };
   pollster::poll_options options;
   options.max_hint = 20s;
+  options.hint_lifetime = duration::max();  // remembered until a new one arrives
   auto p = pollster::make_poller(check, pollster::constant{5s}, pollster::never{}, tp{}, options);
   p.step(tp{});
   CHECK(p.next_due() == tp{20s});  // the 30 s hint, capped by max_hint
@@ -718,7 +763,7 @@ TEST_CASE("a transient error is retried on the schedule and its hint is a floor 
   std::vector<duration> checked_at;
   auto check = [&](const poll_state& s) -> status_step {
     checked_at.push_back(s.elapsed);
-    if (s.attempt == 1) return pollster::transient("503 Service Unavailable", pollster::after(15s));
+    if (s.attempt == 1) return pollster::transient("503 Service Unavailable", pollster::retry_after(15s));
     if (s.attempt == 2) return pollster::transient("timeout");
     return pollster::done("ACTIVE");
   };
@@ -735,17 +780,19 @@ TEST_CASE("a remembered hint at a time point only holds until that time", "[poll
   std::vector<duration> checked_at;
   auto check = [&](const poll_state& s) -> status_step {
     checked_at.push_back(s.elapsed);
-    if (s.attempt == 1) return pollster::pending(pollster::at(clock.now() + 50s));
+    if (s.attempt == 1) return pollster::pending(pollster::retry_at(clock.now() + 50s));
     if (s.attempt < 4) return pollster::pending();
     return pollster::done("ok");
   };
-  pollster::poll_until(clock, check, pollster::constant{5s});
+  pollster::poll_options remember;
+  remember.hint_lifetime = duration::max();
+  pollster::poll_until(clock, check, pollster::constant{5s}, pollster::never{}, remember);
   CHECK(checked_at == std::vector<duration>{0s, 50s, 55s, 60s});
 }
 
 TEST_CASE("a nudge brings a check forward past a server hint", "[poll][poller][nudge][hint]") {
   using tp = manual_clock::time_point;
-  auto check = []() -> status_step { return pollster::pending(pollster::after(120s)); };
+  auto check = []() -> status_step { return pollster::pending(pollster::retry_after(120s)); };
   auto p = pollster::make_poller(check, pollster::constant{1s}, pollster::never{}, tp{});
   p.step(tp{});
   CHECK(p.next_due() == tp{120s});
@@ -811,11 +858,11 @@ TEST_CASE("poll_until on the real steady clock returns at once when the first ch
   CHECK(result.attempts == 1);
   CHECK(result.slept == 0s);
 
-  pollster::stop_source cancel;
-  cancel.request_stop();
+  pollster::cancel_source cancel;
+  cancel.request_cancel();
   pollster::poll_options options;
   options.wait_first = true;
-  options.token = cancel.get_token();
+  options.cancel = cancel.get_token();
   const auto cancelled = pollster::poll_until(check, pollster::constant{1h}, pollster::never{}, options);
   CHECK(cancelled.cause == cause::cancelled);  // never slept the hour
   CHECK(cancelled.attempts == 0);
@@ -823,7 +870,7 @@ TEST_CASE("poll_until on the real steady clock returns at once when the first ch
 
 TEST_CASE("a million steps saturate instead of overflowing", "[poll][poller][saturation]") {
   using tp = manual_clock::time_point;
-  auto check = []() -> pollster::step<int, int> { return pollster::pending(pollster::after(pollster::duration::max())); };
+  auto check = []() -> pollster::step<int, int> { return pollster::pending(pollster::retry_after(pollster::duration::max())); };
   auto p = pollster::make_poller(check, pollster::geometric{1s, 2.0, pollster::duration::max()}, pollster::never{},
                                  tp{});
   for (int i = 0; i < 1000000; ++i) p.step(p.next_due());
@@ -853,11 +900,11 @@ struct interrupted_clock {
   int sleeps = 0;
 
   time_point now() const noexcept { return inner.now(); }
-  bool sleep_until(time_point until, const pollster::stop_token& token) {
+  bool sleep_until(time_point until, const pollster::cancel_token& token) {
     if (++sleeps == 3) {
       inner.advance((until - inner.now()) / 2);
       std_source->request_stop();  // forwarded at once to the pollster token the sleep waits on
-      return !token.stop_requested();
+      return !token.cancel_requested();
     }
     return inner.sleep_until(until, token);
   }
@@ -896,7 +943,7 @@ struct scripted_check {
   std::vector<status_step> script;
   std::vector<std::string>* seen;
   const manual_clock* clock;
-  pollster::stop_source* cancel_at_source = nullptr;
+  pollster::cancel_source* cancel_at_source = nullptr;
   std::uint64_t cancel_at = 0;
   std::size_t next = 0;
 
@@ -904,7 +951,7 @@ struct scripted_check {
     seen->push_back(std::to_string(s.attempt) + " at " + pollster::detail::duration_text(since_start(*clock)) +
                     " elapsed " + pollster::detail::duration_text(s.elapsed) + " after " +
                     pollster::detail::duration_text(s.last_delay));
-    if (cancel_at_source != nullptr && s.attempt == cancel_at) cancel_at_source->request_stop();
+    if (cancel_at_source != nullptr && s.attempt == cancel_at) cancel_at_source->request_cancel();
     const status_step result = script[std::min(next, script.size() - 1)];
     ++next;
     return result;
@@ -917,7 +964,7 @@ struct unsteady_clock {
   using time_point = manual_clock::time_point;
   manual_clock* inner;
   time_point now() const noexcept { return inner->now(); }
-  bool sleep_until(time_point t, const pollster::stop_token& token) { return inner->sleep_until(t, token); }
+  bool sleep_until(time_point t, const pollster::cancel_token& token) { return inner->sleep_until(t, token); }
 };
 
 /// What poll_until did before it had a loop of its own: a poller stepped by hand on the clock.
@@ -931,8 +978,8 @@ pollster::outcome<std::string, std::string> stepped_by_hand(Clock& clock, Check 
   if (!options.wait_first && !p.done()) p.step(start, finished);
   while (!p.done()) {
     const auto due = p.next_due();
-    if (due > last && !clock.sleep_until(due, options.token)) break;
-    if (options.token.stop_requested()) break;
+    if (due > last && !clock.sleep_until(due, options.cancel)) break;
+    if (options.cancel.cancel_requested()) break;
     p.step(clock.now(), finished);
   }
   if (!p.done()) p.cancel(clock.now());
@@ -952,8 +999,8 @@ run_record run_script(int how, const std::vector<status_step>& script, const Sch
                       pollster::poll_options options, std::uint64_t cancel_at) {
   manual_clock clock{manual_clock::time_point{1h}};
   if (options.deadline) options.deadline = pollster::at(clock.now() + options.deadline->since_epoch);  // relative
-  pollster::stop_source cancel;
-  options.token = cancel.get_token();
+  pollster::cancel_source cancel;
+  options.cancel = cancel.get_token();
   run_record r;
   scripted_check check{script, &r.seen, &clock, &cancel, cancel_at};
   if (how == 0) {
@@ -994,7 +1041,7 @@ run_record same_run_three_ways(const std::vector<status_step>& script, const Sch
 
 TEST_CASE("poll_until decides every step as a poller stepped by hand does, whichever way the step goes",
           "[poll][equivalence]") {
-  using pollster::after;
+  using pollster::retry_after;
   using pollster::done;
   using pollster::failed;
   using pollster::pending;
@@ -1010,15 +1057,23 @@ TEST_CASE("poll_until decides every step as a poller stepped by hand does, which
     CHECK(r.outcome.elapsed == 4641ms);  // 1 + 1.1 + 1.21 + 1.331
     CHECK(r.outcome.last_error == std::string("503"));
   }
-  SECTION("a hint in the middle of a run, remembered afterwards") {
-    const run_record r = same_run_three_ways({pending(), pending("BUILD", after(30s)), pending(), pending()}, heat,
+  SECTION("a hint in the middle of a run, for its response only") {
+    const run_record r = same_run_three_ways({pending(), pending("BUILD", retry_after(30s)), pending(), pending()}, heat,
                                              pollster::after_attempts{6});
+    CHECK(r.outcome.cause == cause::exhausted);
+    CHECK(r.outcome.elapsed == 35005100us);  // 1, 30 (the hint), then the schedule goes on: 1.21, 1.331, 1.4641
+  }
+  SECTION("a hint in the middle of a run, remembered afterwards") {
+    pollster::poll_options remember;
+    remember.hint_lifetime = duration::max();
+    const run_record r = same_run_three_ways({pending(), pending("BUILD", retry_after(30s)), pending(), pending()}, heat,
+                                             pollster::after_attempts{6}, remember);
     CHECK(r.outcome.cause == cause::exhausted);
     CHECK(r.outcome.elapsed == 121s);  // 1, then 30 s four times
   }
   SECTION("a directed delay and a throttled response") {
     const run_record r = same_run_three_ways(
-        {pending(), poll_again_in(5s), pollster::throttled(after(2s)), pending()}, pollster::constant{3s},
+        {pending(), poll_again_in(5s), pollster::throttled(retry_after(2s)), pending()}, pollster::constant{3s},
         pollster::after_attempts{5});
     CHECK(r.outcome.elapsed == 14s);  // 3 + 5 + 3 (the 2 s hint is shorter) + 3 (remembered, still shorter)
   }
@@ -1047,4 +1102,280 @@ TEST_CASE("poll_until decides every step as a poller stepped by hand does, which
     CHECK(r.outcome.attempts == 3);
     CHECK(r.outcome.last_value == std::string("BUILD"));
   }
+}
+
+// --- light checks, asynchronous checks, time left (issue 10) and hint limits (issue 13) ----------------------------
+
+TEST_CASE("a check may return bool, an optional or factory drafts without naming a step type", "[poll][check]") {
+  manual_clock clock;
+  int calls = 0;
+  SECTION("bool: true is done") {
+    const auto result = pollster::poll_until(clock, [&] { return ++calls == 3; }, pollster::constant{1s});
+    static_assert(std::is_same_v<decltype(result), const pollster::outcome<std::monostate, std::monostate>>);
+    CHECK(result.ok());
+    CHECK(result.attempts == 3);
+    CHECK(result.elapsed == 2s);
+  }
+  SECTION("optional: a value is done, and is the result") {
+    const auto result = pollster::poll_until(
+        clock, [&]() -> std::optional<int> { return ++calls == 2 ? std::optional<int>{42} : std::nullopt; },
+        pollster::constant{1s});
+    CHECK(result.value() == 42);
+    CHECK(result.attempts == 2);
+  }
+  SECTION("done(v) and pending(v) share a type: no -> step<...> needed; a string literal is a std::string") {
+    auto check = [&](const poll_state& s) {
+      if (s.attempt == 3) return pollster::done(std::string("ACTIVE"));
+      return pollster::pending(std::string("BUILD"));
+    };
+    static_assert(std::is_same_v<pollster::check_step_t<decltype(check)>, pollster::step<std::string, std::monostate>>);
+    const auto result = pollster::poll_until(clock, check, pollster::constant{1s});
+    CHECK(result.value() == "ACTIVE");
+    auto literal = [] { return pollster::done("x"); };
+    STATIC_REQUIRE(std::is_same_v<pollster::check_step_t<decltype(literal)>::value_type, std::string>);
+  }
+  SECTION("traits tell checks, schedules, stop rules and clocks apart") {
+    auto async_check = [](pollster::completion<int, std::string>) {};
+    auto not_a_check = [](int) { return 1; };
+    STATIC_REQUIRE(pollster::is_check_v<decltype(async_check)>);
+    STATIC_REQUIRE(pollster::check_traits<decltype(async_check)>::is_async);
+    STATIC_REQUIRE_FALSE(pollster::is_check_v<decltype(not_a_check)>);
+    STATIC_REQUIRE(pollster::is_schedule_v<pollster::geometric>);
+    STATIC_REQUIRE_FALSE(pollster::is_schedule_v<pollster::before_deadline>);
+    STATIC_REQUIRE(pollster::is_stop_rule_v<pollster::before_deadline>);
+    STATIC_REQUIRE_FALSE(pollster::is_stop_rule_v<pollster::geometric>);
+    STATIC_REQUIRE(pollster::is_clock_v<manual_clock>);
+    STATIC_REQUIRE_FALSE(pollster::is_clock_v<pollster::geometric>);
+  }
+}
+
+TEST_CASE("a check sees the time left before the deadline and its own timeout", "[poll][check]") {
+  manual_clock clock;
+  std::vector<std::string> seen;
+  auto check = [&](const poll_state& s) {
+    seen.push_back(pollster::detail::duration_text(s.time_left) + "/" + pollster::detail::duration_text(s.timeout));
+    return false;
+  };
+  pollster::poll_options options;
+  options.attempt_timeout = 2s;
+  options.deadline = pollster::at(clock.now() + 5s);
+  const auto result = pollster::poll_until(clock, check, pollster::constant{2s}, pollster::before_deadline{10s}, options);
+  CHECK(result.cause == cause::deadline);
+  CHECK(seen == std::vector<std::string>{"5s/2s", "3s/2s", "1s/1s", "0s/0s"});
+  seen.clear();
+  pollster::poll_until(clock, check, pollster::constant{1s}, pollster::after_attempts{2});
+  CHECK(seen == std::vector<std::string>{"max/max", "max/max"});
+}
+
+TEST_CASE("a hint is capped relative to the schedule's delay as well as absolutely", "[poll][hint]") {
+  manual_clock clock;
+  std::vector<duration> delays;
+  pollster::hook_functions<std::string, std::string> hooks;
+  hooks.on_before_sleep = [&](const poll_state& s, delay_reason) { delays.push_back(s.next_delay); };
+  auto check = [&]() -> status_step { return pollster::pending(pollster::retry_after(30s)); };
+  pollster::poll_options options;
+  options.max_hint_extra = 5s;  // AWS: x-amz-retry-after is clamped to the delay + 5 s
+  pollster::poll_until(clock, check, pollster::geometric{1s, 2.0, 60s}, pollster::after_attempts{4}, options, hooks);
+  CHECK(delays == std::vector<duration>{6s, 7s, 9s});
+  delays.clear();
+  options.max_hint = 8s;  // both apply: the tighter wins
+  pollster::poll_until(clock, check, pollster::geometric{1s, 2.0, 60s}, pollster::after_attempts{4}, options, hooks);
+  CHECK(delays == std::vector<duration>{6s, 7s, 8s});
+}
+
+namespace {
+/// An asynchronous check whose answers arrive on the manual clock's timers: attempt n completes after latency[n]
+/// (the last repeats) with the step script[n]; a negative latency never completes (the completion is kept alive).
+struct timed_async_check {
+  manual_clock* clock;
+  std::vector<duration> latency;
+  std::vector<status_step> script;
+  std::vector<std::string>* log;
+  std::shared_ptr<std::vector<pollster::completion<std::string, std::string>>> hung =
+      std::make_shared<std::vector<pollster::completion<std::string, std::string>>>();
+
+  void operator()(const poll_state& s, pollster::completion<std::string, std::string> c) {
+    const std::size_t i = static_cast<std::size_t>(s.attempt - 1);
+    const duration d = latency[std::min(i, latency.size() - 1)];
+    status_step answer = script[std::min(i, script.size() - 1)];
+    std::vector<std::string>* out = log;
+    const std::string name = "attempt " + std::to_string(s.attempt);
+    c.on_abort([out, name] { out->push_back(name + " aborted"); });
+    if (d < duration::zero()) {
+      hung->push_back(std::move(c));
+      return;
+    }
+    auto shared = std::make_shared<pollster::completion<std::string, std::string>>(std::move(c));
+    clock->call_after(d, [shared, answer] { (*shared)(answer); });
+  }
+};
+}  // namespace
+
+TEST_CASE("poll_until drives an asynchronous check: the completion wakes it at the virtual time it arrives",
+          "[poll][async]") {
+  manual_clock clock;
+  std::vector<std::string> log;
+  timed_async_check check{&clock, {300ms}, {pollster::pending("BUILD"), pollster::pending("BUILD"),
+                                            pollster::done("ACTIVE")}, &log};
+  const auto result = pollster::poll_until(clock, check, pollster::constant{1s});
+  CHECK(result.value() == "ACTIVE");
+  CHECK(result.attempts == 3);
+  CHECK(result.elapsed == 2900ms);  // 0.3, sleep 1, 1.6, sleep 1, 2.9: the next delay counts from each answer
+  CHECK(result.last_attempt == pollster::attempt_end::reported);
+  CHECK(result.timeouts == 0);
+  CHECK(log.empty());
+}
+
+TEST_CASE("an attempt that passes its timeout is a transient failure; its abort action runs, its late step is ignored",
+          "[poll][async]") {
+  manual_clock clock;
+  std::vector<std::string> log;
+  timed_async_check check{&clock, {5s, 100ms}, {pollster::pending("late"), pollster::done("ACTIVE")}, &log};
+  pollster::poll_options options;
+  options.attempt_timeout = 2s;
+  const auto result = pollster::poll_until(clock, check, pollster::constant{1s}, pollster::never{}, options);
+  CHECK(result.value() == "ACTIVE");
+  CHECK(result.attempts == 2);
+  CHECK(result.timeouts == 1);
+  CHECK(result.elapsed == 3100ms);  // timed out at 2, sleep 1, answered at 3.1
+  CHECK(log == std::vector<std::string>{"attempt 1 aborted"});
+  clock.advance(10s);  // the first attempt's answer arrives at 5 s: ignored, nothing breaks
+  CHECK(clock.pending_timers() == 0);
+}
+
+TEST_CASE("a check that never completes times out attempt after attempt; a dropped completion is abandoned",
+          "[poll][async]") {
+  manual_clock clock;
+  std::vector<std::string> log;
+  SECTION("never completes") {
+    timed_async_check check{&clock, {-1ns}, {pollster::pending()}, &log};
+    pollster::poll_options options;
+    options.attempt_timeout = 1s;
+    const auto result = pollster::poll_until(clock, check, pollster::constant{1s}, pollster::after_attempts{3}, options);
+    CHECK(result.cause == cause::exhausted);
+    CHECK(result.attempts == 3);
+    CHECK(result.timeouts == 3);
+    CHECK(result.last_attempt == pollster::attempt_end::timed_out);
+    CHECK(result.elapsed == 5s);  // 0-1, 2-3, 4-5
+    CHECK(log.size() == 3);
+  }
+  SECTION("a completion destroyed without reporting") {
+    int calls = 0;
+    auto drop = [&](pollster::completion<int, std::string> c) {
+      if (++calls == 3) c(pollster::done(7));
+    };
+    const auto result = pollster::poll_until(clock, drop, pollster::constant{1s});
+    CHECK(result.value() == 7);
+    CHECK(result.abandoned == 2);
+    CHECK(result.elapsed == 2s);
+  }
+}
+
+TEST_CASE("a hard deadline ends the run at the deadline, aborting the check in flight", "[poll][async][deadline]") {
+  manual_clock clock;
+  std::vector<std::string> log;
+  timed_async_check check{&clock, {200ms, 10s}, {pollster::pending("BUILD")}, &log};
+  const auto result = pollster::poll_until(clock, check, pollster::constant{1s}, pollster::before_deadline{3s});
+  CHECK(result.cause == cause::deadline);
+  CHECK(result.elapsed == 3s);  // not 11.2 s: the second attempt (from 1.2 s) is aborted at the deadline
+  CHECK(result.attempts == 2);
+  CHECK(result.last_attempt == pollster::attempt_end::aborted);
+  CHECK(result.timeouts == 0);
+  CHECK(result.last_value == std::string("BUILD"));
+  CHECK(log == std::vector<std::string>{"attempt 2 aborted"});
+}
+
+TEST_CASE("cancelling poll_until aborts the check in flight, from another thread on the real clock",
+          "[poll][async][cancel]") {
+  pollster::steady_clock clock;
+  pollster::cancel_source cancel;
+  std::atomic<int> aborted{0};
+  std::vector<pollster::completion<int, int>> kept;
+  auto hang = [&](pollster::completion<int, int> c) {
+    c.on_abort([&] { ++aborted; });
+    kept.push_back(std::move(c));
+  };
+  pollster::poll_options options;
+  options.cancel = cancel.get_token();
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(20ms);
+    cancel.request_cancel();
+  });
+  const auto started = std::chrono::steady_clock::now();
+  const auto result = pollster::poll_until(clock, hang, pollster::constant{1s}, pollster::never{}, options);
+  const auto took = std::chrono::steady_clock::now() - started;
+  canceller.join();
+  CHECK(result.cause == cause::cancelled);
+  CHECK(result.last_attempt == pollster::attempt_end::aborted);
+  CHECK(aborted == 1);
+  CHECK(took < 500ms);  // bounded: the attempt would otherwise never end
+}
+
+TEST_CASE("a completion reported from another thread wakes poll_until on the real clock", "[poll][async]") {
+  pollster::steady_clock clock;
+  std::vector<std::thread> threads;
+  auto remote = [&](pollster::completion<int, int> c) {
+    threads.emplace_back([c = std::move(c)]() mutable {
+      std::this_thread::sleep_for(5ms);
+      c(pollster::done(1));
+    });
+  };
+  const auto result = pollster::poll_until(clock, remote, pollster::constant{1h}, pollster::before_deadline{10s});
+  for (auto& t : threads) t.join();
+  CHECK(result.value() == 1);
+  CHECK(result.elapsed < 1s);
+}
+
+TEST_CASE("a nudge during an attempt in flight makes the next check due as soon as it ends", "[poll][async][nudge]") {
+  using tp = manual_clock::time_point;
+  std::vector<pollster::completion<int, int>> out;
+  auto keep = [&](pollster::completion<int, int> c) { out.push_back(std::move(c)); };
+  auto p = pollster::make_poller(keep, pollster::constant{10s}, pollster::never{}, tp{});
+  p.step(tp{});
+  CHECK(p.in_flight());
+  CHECK(p.next_due() == tp::max());  // no deadline: the attempt's timeout is the time left, unlimited
+  p.nudge(tp{1s});
+  CHECK(p.in_flight());
+  out.back()(pollster::pending());
+  CHECK(p.ready());
+  p.complete(tp{2s});
+  CHECK(p.next_due() == tp{2s});  // not 12 s
+  CHECK(p.outcome().nudges == 1);
+  p.step(tp{2s});
+  out.back()(pollster::done(5));
+  p.complete(tp{3s});
+  CHECK(p.outcome().value() == 5);
+}
+
+TEST_CASE("cancellation returns poll_until at once, on the steady clock and on a custom clock", "[poll][cancel][real-time]") {
+  const auto each_clock = [](auto& clock, const std::string& on) {
+    {
+      pollster::cancel_source cancel;
+      pollster::poll_options options;
+      options.cancel = cancel.get_token();
+      const double ms = cancel_latency::measure(
+          ("poll_until, cancel token" + on).c_str(),
+          [&] { pollster::poll_until(clock, [] { return false; }, pollster::constant{1h}, pollster::never{}, options); },
+          [&] { cancel.request_cancel(); });
+      CHECK(ms < 250);
+    }
+    {
+      pollster::cancel_source cancel;
+      pollster::poll_options options;
+      options.cancel = cancel.get_token();
+      std::vector<pollster::completion<int, int>> kept;
+      const double ms = cancel_latency::measure(
+          ("poll_until, check in flight" + on).c_str(),
+          [&] {
+            pollster::poll_until(clock, [&](pollster::completion<int, int> c) { kept.push_back(std::move(c)); },
+                                 pollster::constant{1h}, pollster::never{}, options);
+          },
+          [&] { cancel.request_cancel(); });
+      CHECK(ms < 250);
+    }
+  };
+  pollster::steady_clock steady;
+  each_clock(steady, " on steady_clock");
+  cancel_latency::wall_clock custom;
+  each_clock(custom, " on a custom clock");
 }

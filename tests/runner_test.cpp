@@ -1,6 +1,10 @@
 #include "pollster_catch.hpp"
 
+#include <pollster/poll.hpp>
 #include <pollster/runner.hpp>
+
+#include "cancel_latency.hpp"
+#include "runner_model.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -10,6 +14,12 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <type_traits>
+#include <atomic>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -469,9 +479,9 @@ TEST_CASE("bad submissions are refused with invalid_argument", "[runner]") {
   CHECK_THROWS_WITH(fleet.submit(
                         check, pollster::constant{1s}, pollster::never{}, [](outcome_type) {}, unknown),
                     "pollster::runner: budget must be an id returned by add_budget, got 7");
-  pollster::stop_source source;
+  pollster::cancel_source source;
   pollster::submit_options with_token;
-  with_token.poll.token = source.get_token();
+  with_token.poll.cancel = source.get_token();
   CHECK_THROWS_AS(fleet.submit(
                       check, pollster::constant{1s}, pollster::never{}, [](outcome_type) {}, with_token),
                   std::invalid_argument);
@@ -612,5 +622,552 @@ TEST_CASE("throttles and recoveries never let a budget exceed rate x window + bu
     const double bound = 20.0 * std::chrono::duration<double>(window).count() + 4;
     INFO("window " << std::chrono::duration<double>(window).count() << " s");
     CHECK(static_cast<double>(log.most_in_window(window)) <= bound);
+  }
+}
+
+// --- asynchronous checks on the runner (issue 10) --------------------------------------------------------------
+
+namespace {
+
+using async_step = pollster::step<int, std::string>;
+using async_completion = pollster::completion<int, std::string>;
+
+/// An asynchronous check whose answer arrives on the manual clock's timers: attempt n answers after `latency` (a
+/// negative one never answers: the completion is kept, as a hung endpoint keeps its socket) with pending(n), or
+/// done(n) from attempt `done_at` on. Records when each attempt began, and counts aborts.
+struct network_check {
+  manual_clock* clock;
+  pollster::duration latency;
+  int done_at = 0;
+  std::vector<pollster::duration>* began = nullptr;
+  std::shared_ptr<int> aborts = std::make_shared<int>(0);
+  std::shared_ptr<std::vector<async_completion>> hung = std::make_shared<std::vector<async_completion>>();
+
+  void operator()(const pollster::poll_state& s, async_completion c) const {
+    if (began != nullptr) began->push_back(since_start(*clock));
+    c.on_abort([n = aborts] { ++*n; });
+    if (latency < pollster::duration::zero()) {
+      hung->push_back(std::move(c));
+      return;
+    }
+    const int n = static_cast<int>(s.attempt);
+    const bool done = done_at != 0 && n >= done_at;
+    auto shared = std::make_shared<async_completion>(std::move(c));
+    clock->call_after(latency, [shared, n, done] {
+      (*shared)(done ? async_step(pollster::done(n)) : async_step(pollster::pending(n)));
+    });
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a thousand asynchronous checks are in flight at once on one thread", "[runner][async]") {
+  manual_clock clock;
+  runner<manual_clock> fleet{clock};
+  std::vector<outcome_type> outcomes;
+  for (int i = 0; i < 1000; ++i) {
+    fleet.submit(network_check{&clock, 500ms}, pollster::constant{1s}, pollster::after_attempts{3},
+                 [&](outcome_type o) { outcomes.push_back(std::move(o)); });
+  }
+  fleet.run_until(manual_clock::time_point{100ms});
+  CHECK(fleet.in_flight() == 1000);
+  CHECK(fleet.size() == 1000);
+  fleet.run();
+  REQUIRE(outcomes.size() == 1000);
+  for (const outcome_type& o : outcomes) {
+    CHECK(o.cause == cause::exhausted);
+    CHECK(o.attempts == 3);
+    CHECK(o.elapsed == 3500ms);  // answers at 0.5, 2.0, 3.5: each next attempt 1 s after the answer
+    CHECK(o.last_value == 3);
+    CHECK(o.last_attempt == pollster::attempt_end::reported);
+  }
+  CHECK(fleet.in_flight() == 0);
+}
+
+TEST_CASE("in-flight limits per budget group and overall queue the rest, granted, until a check ends",
+          "[runner][async][limits]") {
+  manual_clock clock;
+  std::vector<pollster::duration> began;
+  std::vector<outcome_type> outcomes;
+  SECTION("a group's limit") {
+    runner<manual_clock> fleet{clock};
+    pollster::budget_options pool;
+    pool.rate = 1000;
+    pool.burst = 100;
+    pool.max_in_flight = 2;  // a connection pool of two
+    pollster::submit_options options;
+    options.budget = fleet.add_budget("pool of two", pool);
+    std::vector<pollster::handle> handles;
+    for (int i = 0; i < 5; ++i) {
+      handles.push_back(fleet.submit(network_check{&clock, 1s, 1, &began}, pollster::constant{1s}, pollster::never{},
+                                     [&](outcome_type o) { outcomes.push_back(std::move(o)); }, options));
+    }
+    fleet.poll();
+    CHECK(fleet.in_flight() == 2);
+    CHECK(handles[0].status() == poll_status::in_flight);
+    CHECK(handles[2].status() == poll_status::waiting_for_slot);
+    CHECK(fleet.stats(options.budget).in_flight == 2);
+    CHECK(fleet.stats(options.budget).waiting_for_slot == 3);
+    fleet.run();
+    CHECK(began == std::vector<pollster::duration>{0s, 0s, 1s, 1s, 2s});
+    REQUIRE(outcomes.size() == 5);
+    CHECK(outcomes[4].budget_wait == 2s);  // it waited two seconds for a slot
+    CHECK(outcomes[4].elapsed == 3s);
+  }
+  SECTION("the runner's overall limit, across groups and pollers without one") {
+    runner<manual_clock> fleet{clock, pollster::runner_options{1, 3}};
+    for (int i = 0; i < 7; ++i) {
+      fleet.submit(network_check{&clock, 1s, 1, &began}, pollster::constant{1s}, pollster::never{},
+                   [&](outcome_type o) { outcomes.push_back(std::move(o)); });
+    }
+    fleet.run();
+    CHECK(began == std::vector<pollster::duration>{0s, 0s, 0s, 1s, 1s, 1s, 2s});
+    CHECK(outcomes.size() == 7);
+  }
+  SECTION("synchronous checks never wait for a slot") {
+    runner<manual_clock> fleet{clock, pollster::runner_options{1, 1}};
+    std::vector<pollster::duration> calls;
+    fleet.submit(network_check{&clock, 1s, 1, &began}, pollster::constant{1s}, pollster::never{},
+                 [&](outcome_type o) { outcomes.push_back(std::move(o)); });
+    fleet.submit(counting_check{3, &calls, &clock}, pollster::constant{100ms}, pollster::never{},
+                 [&](outcome_type o) { outcomes.push_back(std::move(o)); });
+    fleet.run();
+    CHECK(calls == std::vector<pollster::duration>{0ms, 100ms, 200ms});
+  }
+}
+
+TEST_CASE("an attempt that passes its timeout is a transient timeout; its abort runs and its late answer is ignored",
+          "[runner][async][timeout]") {
+  manual_clock clock;
+  runner<manual_clock> fleet{clock};
+  std::vector<pollster::duration> began;
+  std::vector<outcome_type> outcomes;
+  pollster::submit_options options;
+  options.poll.attempt_timeout = 1s;
+  network_check slow{&clock, 3s, 2, &began};
+  fleet.submit(slow, pollster::constant{2s}, pollster::after_attempts{3},
+               [&](outcome_type o) { outcomes.push_back(std::move(o)); }, options);
+  fleet.run();
+  CHECK(began == std::vector<pollster::duration>{0s, 3s, 6s});  // timeouts at 1, 4, 7; each next attempt 2 s later
+  REQUIRE(outcomes.size() == 1);
+  CHECK(outcomes[0].cause == cause::exhausted);
+  CHECK(outcomes[0].timeouts == 3);
+  CHECK(outcomes[0].last_attempt == pollster::attempt_end::timed_out);
+  CHECK(outcomes[0].elapsed == 7s);
+  CHECK_FALSE(outcomes[0].last_value);  // every answer came late: none was taken
+  CHECK(*slow.aborts == 3);
+  CHECK(clock.pending_timers() == 1);  // the last late answer (at 9 s) is still to come: harmless
+  clock.advance(10s);
+  CHECK(fleet.poll() == 0);
+}
+
+TEST_CASE("a check that never completes can neither stall others nor leak", "[runner][async][hung]") {
+  manual_clock clock;
+  std::vector<outcome_type> outcomes;
+  {
+    runner<manual_clock> fleet{clock};
+    network_check hung{&clock, -1ns};
+    pollster::submit_options with_deadline;
+    with_deadline.poll.deadline = pollster::at(clock.now() + 5s);
+    fleet.submit(hung, pollster::constant{1s}, pollster::never{},
+                 [&](outcome_type o) { outcomes.push_back(std::move(o)); }, with_deadline);
+    // And one without any timeout: it is only ever in flight, until the runner goes.
+    fleet.submit(hung, pollster::constant{1s}, pollster::never{},
+                 [&](outcome_type o) { outcomes.push_back(std::move(o)); });
+    std::vector<pollster::duration> calls;
+    fleet.submit(counting_check{4, &calls, &clock}, pollster::constant{1s}, pollster::never{},
+                 [&](outcome_type o) { outcomes.push_back(std::move(o)); });
+    fleet.run_until(manual_clock::time_point{1min});
+    CHECK(calls == std::vector<pollster::duration>{0s, 1s, 2s, 3s});
+    REQUIRE(outcomes.size() == 2);
+    CHECK(outcomes[1].cause == cause::deadline);
+    CHECK(outcomes[1].elapsed == 5s);  // at the deadline, not later
+    CHECK(outcomes[1].last_attempt == pollster::attempt_end::aborted);
+    CHECK(fleet.size() == 1);
+    CHECK(fleet.in_flight() == 1);
+    CHECK(*hung.aborts == 1);
+  }
+  // The runner is gone: its in-flight poller was destroyed (and its check told), nothing leaked (ASan's business).
+  CHECK(outcomes.size() == 2);
+}
+
+TEST_CASE("cancelling a poller aborts its check in flight; the answer that still comes is ignored",
+          "[runner][async][cancel]") {
+  manual_clock clock;
+  runner<manual_clock> fleet{clock};
+  std::vector<outcome_type> outcomes;
+  network_check check{&clock, 2s, 1};
+  auto h = fleet.submit(check, pollster::constant{1s}, pollster::never{},
+                        [&](outcome_type o) { outcomes.push_back(std::move(o)); });
+  fleet.run_until(manual_clock::time_point{500ms});
+  CHECK(h.status() == poll_status::in_flight);
+  h.cancel();
+  fleet.poll();
+  CHECK(h.status() == poll_status::finished);
+  REQUIRE(outcomes.size() == 1);
+  CHECK(outcomes[0].cause == cause::cancelled);
+  CHECK(outcomes[0].last_attempt == pollster::attempt_end::aborted);
+  CHECK(outcomes[0].elapsed == 500ms);
+  CHECK(*check.aborts == 1);
+  fleet.run_until(manual_clock::time_point{5s});  // the answer arrives at 2 s: dropped
+  CHECK(outcomes.size() == 1);
+  CHECK(fleet.empty());
+}
+
+TEST_CASE("a hung endpoint beside 99 healthy pollers leaves their schedule untouched", "[runner][async][hung]") {
+  manual_clock clock;
+  runner<manual_clock> fleet{clock};
+  std::vector<std::vector<pollster::duration>> began(100);
+  std::vector<outcome_type> outcomes(100);
+  pollster::submit_options options;
+  options.poll.deadline = pollster::at(clock.now() + 6s);
+  options.poll.attempt_timeout = 2s;
+  for (std::size_t i = 0; i < 100; ++i) {
+    // Poller 0 is the hung endpoint; the others answer in 50 ms and are done at their 20th check.
+    network_check check{&clock, i == 0 ? -1ns : pollster::duration{50ms}, i == 0 ? 0 : 20, &began[i]};
+    fleet.submit(check, pollster::constant{200ms}, pollster::never{}, [&outcomes, i](outcome_type o) {
+      outcomes[i] = std::move(o);
+    }, options);
+  }
+  fleet.run();
+  pollster::duration worst_gap{};
+  for (std::size_t i = 1; i < 100; ++i) {
+    CHECK(outcomes[i].cause == cause::done);
+    CHECK(outcomes[i].elapsed == 4800ms);  // 19 x (50 ms + 200 ms) + 50 ms
+    for (std::size_t k = 1; k < began[i].size(); ++k) {
+      worst_gap = std::max(worst_gap, began[i][k] - began[i][k - 1] - 50ms);  // from one answer to the next check
+    }
+  }
+  CHECK(worst_gap == 200ms);  // exactly the schedule: within 5 % of it, with room to spare
+  CHECK(outcomes[0].cause == cause::deadline);
+  CHECK(outcomes[0].timeouts == 2);  // 0-2, 2.2-4.2, then aborted at the deadline (6 s)
+  CHECK(outcomes[0].elapsed == 6s);
+}
+
+TEST_CASE("completions from other threads reach a started runner through its command queue", "[runner][async]") {
+  pollster::steady_clock clock;
+  runner<pollster::steady_clock> fleet{clock};
+  std::mutex mutex;
+  std::vector<outcome_type> outcomes;
+  std::vector<std::thread> network;
+  std::mutex network_mutex;
+  auto remote = [&](const pollster::poll_state& s, async_completion c) {
+    std::lock_guard<std::mutex> lock(network_mutex);
+    network.emplace_back([c = std::move(c), n = static_cast<int>(s.attempt)]() mutable {
+      std::this_thread::sleep_for(2ms);
+      c(n == 3 ? async_step(pollster::done(n)) : async_step(pollster::pending(n)));
+    });
+  };
+  fleet.start();
+  for (int i = 0; i < 4; ++i) {
+    fleet.submit(remote, pollster::constant{1ms}, pollster::before_deadline{5s}, [&](outcome_type o) {
+      std::lock_guard<std::mutex> lock(mutex);
+      outcomes.push_back(std::move(o));
+    });
+  }
+  const auto give_up = std::chrono::steady_clock::now() + 5s;
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (outcomes.size() == 4 || std::chrono::steady_clock::now() > give_up) break;
+    }
+    std::this_thread::sleep_for(1ms);
+  }
+  fleet.stop();
+  {
+    std::lock_guard<std::mutex> lock(network_mutex);
+    for (auto& t : network) t.join();
+  }
+  REQUIRE(outcomes.size() == 4);
+  for (const outcome_type& o : outcomes) CHECK(o.value() == 3);
+}
+
+TEST_CASE("the runner agrees with a reference model on thousands of random operation sequences",
+          "[runner][async][model]") {
+  // Operations: submit, nudge bursts, cancel, and time advancing; answers after a latency, never, or past the
+  // attempt timeout. Every outcome and every attempt's start time must be the model's.
+  std::uint64_t state = 12345;
+  auto next = [&state](std::uint64_t bound) {
+    pollster::splitmix64 mix{state++};
+    return mix() % bound;
+  };
+  const std::int64_t latencies[] = {100, 700, 1500, 2500, runner_model::never};  // timeout 2000: the last two time out
+  std::size_t sequences = 0;
+  std::size_t finished = 0;
+  std::map<std::string, std::size_t> causes;
+  std::size_t timeouts = 0;
+  std::size_t storms = 0;
+  std::size_t nudged_in_flight = 0;
+  for (int sequence = 0; sequence < 2000; ++sequence) {
+    manual_clock clock;
+    runner<manual_clock> fleet{clock};
+    runner_model::fleet model;
+    std::vector<pollster::handle> handles;
+    std::vector<std::vector<pollster::duration>> began;
+    began.reserve(8);
+    std::vector<std::optional<outcome_type>> outcomes;
+    outcomes.reserve(8);
+    std::vector<std::shared_ptr<std::vector<async_completion>>> hung;
+    const auto at = [&clock] { return since_start(clock) / 1ms; };
+    for (int op = 0; op < 24; ++op) {
+      const std::uint64_t what = next(10);
+      if ((what < 3 || model.pollers.empty()) && model.pollers.size() < 6) {
+        runner_model::poller p;
+        p.start = p.due = at();
+        p.max_attempts = 1 + next(4);
+        p.done_at = next(4);
+        p.latency = {latencies[next(5)], latencies[next(5)], latencies[next(5)]};
+        model.pollers.push_back(p);
+        began.emplace_back();
+        outcomes.emplace_back();
+        const std::size_t index = outcomes.size() - 1;
+        struct scripted {
+          manual_clock* clock;
+          std::vector<std::int64_t> latency;
+          int done_at;
+          std::vector<pollster::duration>* began;
+          std::shared_ptr<std::vector<async_completion>> hung;
+          void operator()(const pollster::poll_state& s, async_completion c) const {
+            began->push_back(since_start(*clock));
+            const std::int64_t lat = latency[std::min<std::size_t>(s.attempt - 1, latency.size() - 1)];
+            if (lat == runner_model::never) {
+              hung->push_back(std::move(c));
+              return;
+            }
+            const int n = static_cast<int>(s.attempt);
+            auto shared = std::make_shared<async_completion>(std::move(c));
+            const bool done = n == done_at;
+            clock->call_after(std::chrono::milliseconds(lat), [shared, n, done] {
+              (*shared)(done ? async_step(pollster::done(n)) : async_step(pollster::pending(n)));
+            });
+          }
+        };
+        hung.push_back(std::make_shared<std::vector<async_completion>>());
+        pollster::submit_options options;
+        options.poll.attempt_timeout = 2s;
+        handles.push_back(fleet.submit(
+            scripted{&clock, p.latency, static_cast<int>(p.done_at), &began.back(), hung.back()},
+            pollster::constant{1s}, pollster::after_attempts{p.max_attempts},
+            [&outcomes, index](outcome_type o) { outcomes[index].emplace(std::move(o)); }, options));
+        fleet.poll();
+        model.advance_to(at());
+      } else if (what < 6) {
+        const std::size_t i = next(model.pollers.size());
+        const std::uint64_t burst = next(10) == 0 ? 300 : 1 + next(3);  // now and then a webhook storm
+        if (model.pollers[i].state == runner_model::poller::phase::flying) ++nudged_in_flight;
+        for (std::uint64_t k = 0; k < burst; ++k) {
+          handles[i].nudge();
+          model.pollers[i].nudge(at());
+        }
+        fleet.poll();
+        model.advance_to(at());
+      } else if (what < 7) {
+        const std::size_t i = next(model.pollers.size());
+        handles[i].cancel();
+        model.pollers[i].cancel(at());
+        fleet.poll();
+        model.advance_to(at());
+      } else {
+        const std::int64_t to = at() + static_cast<std::int64_t>(next(3000));
+        fleet.run_until(manual_clock::time_point{std::chrono::milliseconds(to)});
+        model.advance_to(to);
+      }
+    }
+    const std::int64_t end = at() + 3600 * 1000;
+    fleet.run_until(manual_clock::time_point{std::chrono::milliseconds(end)});
+    model.advance_to(end);
+    for (std::size_t i = 0; i < model.pollers.size(); ++i) {
+      const runner_model::poller& p = model.pollers[i];
+      INFO("sequence " << sequence << ", poller " << i);
+      REQUIRE(outcomes[i]);
+      const outcome_type& o = *outcomes[i];
+      CHECK(pollster::to_string(o.cause) == p.cause);
+      CHECK(o.attempts == p.attempts);
+      CHECK(o.timeouts == p.timeouts);
+      CHECK(o.nudges == p.nudges);
+      CHECK(o.elapsed == std::chrono::milliseconds(p.end - p.start));
+      std::vector<std::int64_t> starts;
+      for (const pollster::duration d : began[i]) starts.push_back(d / 1ms);
+      CHECK(starts == p.starts);
+      ++finished;
+      ++causes[p.cause];
+      timeouts += p.timeouts;
+      if (p.nudges >= 300) ++storms;
+    }
+    CHECK(fleet.empty());
+    CHECK(fleet.in_flight() == 0);
+    ++sequences;
+  }
+  CHECK(sequences == 2000);
+  CHECK(finished > 4000);
+  // The sequences cover every way a run ends, timeouts, storms of nudges and nudges during an attempt.
+  INFO("done " << causes["done"] << ", exhausted " << causes["exhausted"] << ", cancelled " << causes["cancelled"]
+               << ", timeouts " << timeouts << ", storms " << storms << ", nudged in flight " << nudged_in_flight);
+  CHECK(causes["done"] > 500);
+  CHECK(causes["exhausted"] > 500);
+  CHECK(causes["cancelled"] > 500);
+  CHECK(timeouts > 1000);
+  CHECK(storms > 100);
+  CHECK(nudged_in_flight > 500);
+}
+
+TEST_CASE("cancel, stop and nudge wake every runner driver at once, on the steady clock and on a custom clock",
+          "[runner][cancel][real-time]") {
+  // A bounded real-time smoke test: each driver sleeps on an hour-long schedule; only a wake-up returns it in time.
+  const auto each_clock = [](auto& clock, const char* clock_name) {
+    using clock_type = std::remove_reference_t<decltype(clock)>;
+    const std::string on = std::string(" on ") + clock_name;
+    auto pending = [] { return false; };
+    {
+      runner<clock_type> fleet{clock};
+      auto h = fleet.submit(pending, pollster::constant{1h}, pollster::never{}, [](const auto&) {});
+      const double ms = cancel_latency::measure(("runner::run, handle.cancel()" + on).c_str(), [&] { fleet.run(); },
+                                                [&] { h.cancel(); });
+      CHECK(ms < 250);
+    }
+    {
+      runner<clock_type> fleet{clock};
+      auto h = fleet.submit(pending, pollster::constant{1h}, pollster::never{}, [](const auto&) {});
+      fleet.poll();  // the first check; the next is an hour away
+      const double ms = cancel_latency::measure(("runner::run_one, handle.cancel()" + on).c_str(),
+                                                [&] { fleet.run_one(); }, [&] { h.cancel(); });
+      CHECK(ms < 250);
+    }
+    {
+      runner<clock_type> fleet{clock};
+      fleet.submit(pending, pollster::constant{1h}, pollster::never{}, [](const auto&) {});
+      fleet.start();
+      std::this_thread::sleep_for(10ms);
+      const auto asked = std::chrono::steady_clock::now();
+      fleet.stop();
+      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - asked).count();
+      std::printf("cancel-to-return %-40s %8.3f ms\n", ("runner thread, stop()" + on).c_str(), ms);
+      CHECK(ms < 250);
+    }
+    {
+      runner<clock_type> fleet{clock};
+      std::atomic<int> checks{0};
+      std::atomic<std::int64_t> second_check_ns{0};
+      auto h = fleet.submit(
+          [&] {
+            if (++checks == 2) second_check_ns = std::chrono::steady_clock::now().time_since_epoch().count();
+            return false;
+          },
+          pollster::constant{1h}, pollster::never{}, [](const auto&) {});
+      fleet.start();
+      std::this_thread::sleep_for(20ms);
+      const auto asked = std::chrono::steady_clock::now();
+      h.nudge();
+      const auto give_up = asked + 2s;
+      while (checks < 2 && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(100us);
+      fleet.stop();
+      REQUIRE(checks == 2);
+      const double ms = (static_cast<double>(second_check_ns.load()) -
+                         static_cast<double>(asked.time_since_epoch().count())) / 1e6;
+      std::printf("nudge-to-check   %-40s %8.3f ms\n", ("runner thread, handle.nudge()" + on).c_str(), ms);
+      CHECK(ms < 250);
+    }
+  };
+  pollster::steady_clock steady;
+  each_clock(steady, "steady_clock");
+  cancel_latency::wall_clock custom;
+  each_clock(custom, "a custom clock (system_clock time points)");
+}
+
+TEST_CASE("the runner decides every step as a poller stepped by hand does, synchronous or asynchronous",
+          "[runner][equivalence]") {
+  using step = pollster::step<int, std::string>;
+  const std::vector<step> script{pollster::pending(1), pollster::pending(2, pollster::retry_after(7s)),
+                                 pollster::transient(std::string("503")), pollster::poll_again_in(3s),
+                                 pollster::throttled(pollster::retry_after(2s)), pollster::pending(6),
+                                 pollster::done(7)};
+  struct scripted {
+    std::vector<step> script;
+    std::vector<std::string>* seen;
+    const manual_clock* clock;
+    step operator()(const pollster::poll_state& s) const {
+      seen->push_back(std::to_string(s.attempt) + "@" + pollster::detail::duration_text(since_start(*clock)));
+      return script[std::min<std::size_t>(s.attempt - 1, script.size() - 1)];
+    }
+  };
+  /// The same answers, 250 ms after each check starts.
+  struct scripted_async {
+    std::vector<step> script;
+    std::vector<std::string>* seen;
+    manual_clock* clock;
+    void operator()(const pollster::poll_state& s, async_completion c) const {
+      seen->push_back(std::to_string(s.attempt) + "@" + pollster::detail::duration_text(since_start(*clock)));
+      auto shared = std::make_shared<async_completion>(std::move(c));
+      const step answer = script[std::min<std::size_t>(s.attempt - 1, script.size() - 1)];
+      clock->call_after(250ms, [shared, answer] { (*shared)(answer); });
+    }
+  };
+  const auto compare = [](const outcome_type& a, const outcome_type& b) {
+    CHECK(a.cause == b.cause);
+    CHECK(a.attempts == b.attempts);
+    CHECK(a.elapsed == b.elapsed);
+    CHECK(a.slept == b.slept);
+    CHECK(a.last_value == b.last_value);
+    CHECK(a.last_error == b.last_error);
+    CHECK(a.last_attempt == b.last_attempt);
+  };
+  const auto by_hand = [](auto check, manual_clock& clock) {
+    auto p = pollster::make_poller(std::move(check), pollster::presets::heat(), pollster::after_attempts{10},
+                                   clock.now());
+    // Like any driver of an asynchronous check, it is told when an answer arrives: the answer's timer wakes the sleep.
+    auto listener = std::make_shared<pollster::detail::wake_listener>();
+    p.attach(listener);
+    while (!p.done()) {
+      if (p.in_flight()) {
+        listener->signal.rearm();
+        if (!p.ready()) clock.sleep_until(p.next_due(), listener->signal.token());
+        if (p.ready()) {
+          p.complete(clock.now());
+        } else {
+          p.step(clock.now());
+        }
+        continue;
+      }
+      clock.advance_to(p.next_due());
+      p.step(clock.now());
+    }
+    return p.take_outcome();
+  };
+  SECTION("a synchronous check") {
+    std::vector<std::string> on_runner, stepped;
+    manual_clock clock_a;
+    runner<manual_clock> fleet{clock_a};
+    std::optional<outcome_type> a;
+    fleet.submit(scripted{script, &on_runner, &clock_a}, pollster::presets::heat(), pollster::after_attempts{10},
+                 [&](outcome_type o) { a = std::move(o); });
+    fleet.run();
+    manual_clock clock_b;
+    const outcome_type b = by_hand(scripted{script, &stepped, &clock_b}, clock_b);
+    REQUIRE(a);
+    compare(*a, b);
+    CHECK(on_runner == stepped);
+    CHECK(on_runner == std::vector<std::string>{"1@0s", "2@1s", "3@8s", "4@9.21s", "5@12.21s", "6@14.21s",
+                                                "7@15.6741s"});
+  }
+  SECTION("an asynchronous check") {
+    std::vector<std::string> on_runner, stepped;
+    manual_clock clock_a;
+    runner<manual_clock> fleet{clock_a};
+    std::optional<outcome_type> a;
+    fleet.submit(scripted_async{script, &on_runner, &clock_a}, pollster::presets::heat(), pollster::after_attempts{10},
+                 [&](outcome_type o) { a = std::move(o); });
+    fleet.run();
+    manual_clock clock_b;
+    const outcome_type b = by_hand(scripted_async{script, &stepped, &clock_b}, clock_b);
+    manual_clock clock_c;
+    std::vector<std::string> blocking;
+    const outcome_type c = pollster::poll_until(clock_c, scripted_async{script, &blocking, &clock_c},
+                                                pollster::presets::heat(), pollster::after_attempts{10});
+    REQUIRE(a);
+    compare(*a, b);
+    compare(c, b);
+    CHECK(on_runner == stepped);
+    CHECK(blocking == stepped);
+    CHECK(b.elapsed == 17424100us);  // each answer 250 ms after its check; the delays count from the answers
   }
 }

@@ -5,6 +5,10 @@
 #include <pollster/stop.hpp>
 #include <pollster/watch.hpp>
 
+#include "cancel_latency.hpp"
+
+#include <atomic>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -136,8 +140,8 @@ TEST_CASE("a watcher reports the first list as initial, then removals, additions
   CHECK(w.handler().lines == std::vector<std::string>{"0s initial a ACTIVE", "0s initial b BUILD",
                                                       "8s changed b BUILD -> ACTIVE", "8s added c BUILD",
                                                       "12s removed a (was ACTIVE)"});
-  REQUIRE(result.last_value);
-  const pollster::watch_summary& summary = *result.last_value;
+  const pollster::watch_summary& summary = result.report;
+  CHECK_FALSE(result.last_value);  // the summary is the report, never smuggled through last_value
   CHECK(summary.polls == 5);
   CHECK(summary.polls_with_changes == 3);
   CHECK(summary.initial == 2);
@@ -157,8 +161,7 @@ TEST_CASE("adaptive cadence: a poll that saw a change restarts the schedule, a q
     // 0 1 3 7 15 (sees the change at 10 s: back to 1 s) 16 18 (sees the one at 17 s) 19 21 25 33 41
     CHECK(api.calls == std::vector<duration>{0s, 1s, 3s, 7s, 15s, 16s, 18s, 19s, 21s, 25s, 33s, 41s});
     CHECK(w.handler().events == 3);
-    REQUIRE(result.last_value);
-    CHECK(result.last_value->polls_with_changes == 3);  // the initial list counts
+    CHECK(result.report.polls_with_changes == 3);  // the initial list counts
   }
   SECTION("not adaptive") {
     pollster::watch_options options;
@@ -227,9 +230,8 @@ TEST_CASE("a list the fetch returns by reference is diffed where it is and left 
   CHECK(fleet[0].id == 11);
   CHECK(fleet[0].state == "BUILD");
   CHECK(fleet[1].state == "ACTIVE");
-  REQUIRE(result.last_value);
-  CHECK(result.last_value->size == 2);
-  CHECK(result.last_value->polls == 4);
+  CHECK(result.report.size == 2);
+  CHECK(result.report.polls == 4);
 }
 
 TEST_CASE("a nudge verifies at once through the list call, on the runner") {
@@ -238,8 +240,8 @@ TEST_CASE("a nudge verifies at once through the list call, on the runner") {
   fleet_api api{&clock, {{0s, "a", "BUILD"}, {100s, "a", "ACTIVE"}}, {}};
   event_log log{&clock, {}};
   std::vector<std::string> ended;
-  auto h = pollster::submit_watch(runner, std::ref(api), &server::id, std::ref(log), pollster::constant{60s},
-                                  pollster::never{}, [&](const pollster::watch_outcome<std::monostate>& result) {
+  auto h = runner.submit(pollster::watching(std::ref(api), &server::id, std::ref(log)), pollster::constant{60s},
+                         pollster::never{}, [&](const pollster::watch_outcome<std::monostate>& result) {
                                     ended.push_back(std::string(pollster::to_string(result.cause)) + " at " +
                                                     at(clock) + " after " + std::to_string(result.attempts) +
                                                     " list calls, " + std::to_string(result.nudges) + " nudge");
@@ -286,10 +288,9 @@ TEST_CASE("a resync every N polls delivers unchanged records on their own channe
   CHECK(w.handler().lines == std::vector<std::string>{"0s initial a BUILD", "0s initial b BUILD", "20s resync a",
                                                       "20s changed b BUILD -> ACTIVE", "40s resync a",
                                                       "40s resync b"});
-  REQUIRE(result.last_value);
-  CHECK(result.last_value->resyncs == 2);
-  CHECK(result.last_value->resynced == 3);
-  CHECK(result.last_value->changed == 1);
+  CHECK(result.report.resyncs == 2);
+  CHECK(result.report.resynced == 3);
+  CHECK(result.report.changed == 1);
 }
 
 TEST_CASE("a resync every so long rides on the first poll at or after the period, and a handler may ignore it") {
@@ -308,8 +309,7 @@ TEST_CASE("a resync every so long rides on the first poll at or after the period
                         pollster::after_attempts{7}, options);
     const auto result = w.run(clock);
     CHECK(w.handler().events == 1);
-    REQUIRE(result.last_value);
-    CHECK(result.last_value->resyncs == 2);
+    CHECK(result.report.resyncs == 2);
   }
 }
 
@@ -328,9 +328,8 @@ TEST_CASE("a failed list call keeps the last list and retries; a permanent failu
   REQUIRE(result.last_error);
   CHECK(*result.last_error == "403");
   CHECK(result.attempts == 4);
-  REQUIRE(result.last_value);
-  CHECK(result.last_value->polls == 2);  // two lists arrived: the initial one and one change
-  CHECK(result.last_value->changed == 1);
+  CHECK(result.report.polls == 2);  // two lists arrived: the initial one and one change
+  CHECK(result.report.changed == 1);
   CHECK(since_start(clock) == 0s + 1s + 1s + 2s);  // the change at the third call restarted the schedule
 }
 
@@ -349,11 +348,10 @@ TEST_CASE("a fetch answered not_modified (HTTP 304) is counted, not diffed: no e
   const auto result = w.run(clock);
   CHECK(result.cause == cause::exhausted);
   CHECK(w.handler().lines == std::vector<std::string>{"0s initial a BUILD", "7s changed a BUILD -> ACTIVE"});
-  REQUIRE(result.last_value);
-  CHECK(result.last_value->polls == 2);  // lists received and diffed
-  CHECK(result.last_value->not_modified == 3);
-  CHECK(result.last_value->polls_with_changes == 2);
-  CHECK(result.last_value->size == 1);
+  CHECK(result.report.polls == 2);  // lists received and diffed
+  CHECK(result.report.not_modified == 3);
+  CHECK(result.report.polls_with_changes == 2);
+  CHECK(result.report.size == 1);
   // A 304 is a quiet poll: the schedule grows through it (0 1 3 7), and the change at 7 s restarts it (8).
   CHECK(since_start(clock) == 8s);
 }
@@ -377,11 +375,11 @@ TEST_CASE("cancelling a blocking watcher: from the handler, before the run, and 
     CHECK(api.calls.empty());
   }
   SECTION("through the stop token") {
-    pollster::stop_source source;
+    pollster::cancel_source source;
     pollster::poll_options poll;
-    poll.token = source.get_token();
+    poll.cancel = source.get_token();
     auto fetch = [&] {
-      if (api.calls.size() == 2) source.request_stop();
+      if (api.calls.size() == 2) source.request_cancel();
       return api();
     };
     pollster::watcher w(fetch, &server::id, change_counter{}, pollster::constant{10s}, pollster::never{}, {}, poll);
@@ -413,10 +411,10 @@ TEST_CASE("many watchers and awaits share one runner thread and one rate budget"
   std::vector<std::string> ended;
   std::vector<pollster::handle> handles;
   for (std::size_t i = 0; i < apis.size(); ++i) {
-    handles.push_back(pollster::submit_watch(
-        runner, std::ref(apis[i]), &server::id, std::ref(counters[i]), pollster::constant{2s},
+    handles.push_back(runner.submit(
+        pollster::watching(std::ref(apis[i]), &server::id, std::ref(counters[i])), pollster::constant{2s},
         pollster::after_attempts{4}, [&ended, i](const auto& r) { ended.push_back(std::to_string(i) + " " + pollster::to_string(r.cause)); },
-        {}, submit));
+        submit));
   }
   runner.run();
   // Five watchers, one call per second between them: the first calls go at 0, 1, 2, 3, 4 s.
@@ -429,4 +427,43 @@ TEST_CASE("many watchers and awaits share one runner thread and one rate budget"
   CHECK(stats.granted == 20);
   CHECK(ended.size() == 5);
   for (const auto& c : counters) CHECK(c.events == 2);  // the initial record and its change at 7 s
+}
+
+TEST_CASE("cancel() and the cancel token return a blocking watcher at once, also on a custom clock",
+          "[watch][cancel][real-time]") {
+  const auto each_clock = [](auto& clock, const std::string& on) {
+    auto list = [] { return std::vector<server>{{"a", 1, "ACTIVE"}}; };
+    auto ignore = [](const auto&) {};
+    {
+      pollster::watcher w(list, &server::id, ignore, pollster::constant{1h});
+      const double ms = cancel_latency::measure(("watcher::run, cancel()" + on).c_str(), [&] { w.run(clock); },
+                                                [&] { w.cancel(); });
+      CHECK(ms < 250);
+    }
+    {
+      pollster::cancel_source cancel;
+      pollster::poll_options poll;
+      poll.cancel = cancel.get_token();
+      pollster::watcher w(list, &server::id, ignore, pollster::constant{1h}, pollster::never{}, {}, poll);
+      const double ms = cancel_latency::measure(("watcher::run, cancel token" + on).c_str(), [&] { w.run(clock); },
+                                                [&] { cancel.request_cancel(); });
+      CHECK(ms < 250);
+    }
+    {
+      std::atomic<int> calls{0};
+      auto counted = [&] {
+        ++calls;
+        return std::vector<server>{{"a", 1, "ACTIVE"}};
+      };
+      pollster::watcher w(counted, &server::id, ignore, pollster::constant{1h}, pollster::after_attempts{2});
+      const double ms = cancel_latency::measure(("watcher::run, nudge() to the last check" + on).c_str(),
+                                                [&] { w.run(clock); }, [&] { w.nudge(); });
+      CHECK(ms < 250);
+      CHECK(calls == 2);
+    }
+  };
+  pollster::steady_clock steady;
+  each_clock(steady, " on steady_clock");
+  cancel_latency::wall_clock custom;
+  each_clock(custom, " on a custom clock");
 }

@@ -4,19 +4,24 @@
 // Optional integration with standalone asio (1.22+, Debian's libasio-dev): the poller driven by an
 // `asio::basic_waitable_timer` on an executor instead of a sleeping thread. Never included by pollster.hpp.
 //
-//   pollster::async_poll(io.get_executor(), check, schedule, stop, options, token)                 -> outcome<T, E>
+//   pollster::async_poll(io.get_executor(), check, schedule, stop, options, token)    -> check_outcome_t<Check>
 //   pollster::async_await_operation(io.get_executor(), fetch, rules, schedule, stop, options,
-//                                   [transitions,] token)                                          -> await_outcome<T, E>
+//                                   [transitions,] token)                             -> await_outcome<T, E>
 //
 // work with any completion token: a callback taking the outcome, `asio::use_future`, and under C++20
 // `asio::use_awaitable` (`auto o = co_await pollster::async_poll(..., asio::use_awaitable);`).
 //
 // What the asynchronous driver promises (the same loop as poll_until: it drives the one `poller`):
-//  - the check is synchronous (returns a step) and runs on the operation's executor (the completion handler's
-//    associated executor, by default the one passed in); never inside the initiating call;
+//  - the check runs on the operation's executor (the completion handler's associated executor, by default the one
+//    passed in); never inside the initiating call. A synchronous check returns its step there. An asynchronous check
+//    (one that takes a `pollster::completion<T, E>`) starts its own asio operation and returns: the completion is an
+//    asio completion handler for `void(step<T, E>)`, so an operation can complete straight into it (or a handler
+//    calls it); it may be reported from any thread, and the poll resumes on the executor. The attempt's timeout
+//    (`options.attempt_timeout`, by default the time left) is the timer's, and `c.on_abort(...)` is where the check
+//    cancels its operation (an asio cancellation_signal's emit, say);
 //  - the first check is posted at once (or waits the schedule's first delay with `wait_first`); every later check
 //    waits on the timer, even a zero delay, so a fast check never starves the other handlers;
-//  - cancellation: `options.token` (a pollster stop token, stopped from any thread) and asio's per-operation
+//  - cancellation: `options.cancel` (a pollster stop token, stopped from any thread) and asio's per-operation
 //    cancellation slot (terminal or partial; a total one is refused, since checks have had effects) both end a wait
 //    at once with cause `cancelled`, keeping the last value; no check starts after a stop was seen, the first one
 //    included (unlike poll_until, whose first check is inline and immediate, this one is queued and can be
@@ -30,6 +35,7 @@
 #include "clock.hpp"
 #include "detail/config.hpp"
 #include "poll.hpp"
+#include "schedule.hpp"  // the schedules a poll waits by (as the umbrella header gives them)
 #include "stop.hpp"
 
 #include <asio/associated_executor.hpp>      // get_associated_executor
@@ -44,6 +50,8 @@
 #include <asio/post.hpp>                     // post
 #include <asio/wait_traits.hpp>              // wait_traits
 #include <asio/execution/executor.hpp>       // execution::is_executor
+#include <asio/execution/outstanding_work.hpp>  // outstanding_work.untracked
+#include <asio/prefer.hpp>                   // prefer
 
 #include <chrono>       // steady_clock
 #include <exception>    // current_exception
@@ -78,6 +86,31 @@ struct cancel_timer_later {
   }
 };
 
+/// Where an asynchronous check's completion reports: it posts to the operation's executor a wake-up of the timer
+/// the operation waits on (the operation then sees the step and concludes it there). A completion may outlive the
+/// operation (a check that kept it): the listener holds no outstanding work (an io_context must be able to run out
+/// of work), and posts nothing once the operation has finished (its timer is gone then).
+template <class Executor, class RunOn>
+struct async_poll_listener final : attempt_listener {
+  using untracked_run_on =
+      std::decay_t<decltype(asio::prefer(std::declval<const RunOn&>(), asio::execution::outstanding_work.untracked))>;
+  async_poll_listener(Executor io_executor, const RunOn& run_on, std::weak_ptr<async_poll_timer<Executor>> waiting)
+      : io(std::move(io_executor)),
+        on(asio::prefer(run_on, asio::execution::outstanding_work.untracked)),
+        timer(std::move(waiting)) {}
+  void attempt_completed(attempt_base&) noexcept override {
+    try {
+      if (timer.expired()) return;  // the operation has finished: nothing waits for this step
+      asio::post(io, asio::bind_executor(on, cancel_timer_later<Executor>{timer}));
+    } catch (...) {
+      // Out of memory for the post: the attempt's timeout concludes it instead.
+    }
+  }
+  Executor io;
+  untracked_run_on on;
+  std::weak_ptr<async_poll_timer<Executor>> timer;
+};
+
 /// Hands the poller's outcome to the completion handler as it is.
 struct pass_outcome {
   template <class Outcome>
@@ -94,7 +127,7 @@ class async_poll_op {
   using clock = std::chrono::steady_clock;
   using outcome_type = typename Poller::outcome_type;
 
-  async_poll_op(const Executor& ex, Poller poller, stop_token token, Finish finish = Finish{})
+  async_poll_op(const Executor& ex, Poller poller, cancel_token token, Finish finish = Finish{})
       : poller_(std::make_unique<Poller>(std::move(poller))),
         timer_(std::make_shared<async_poll_timer<Executor>>(ex)),
         token_(std::move(token)),
@@ -111,27 +144,33 @@ class async_poll_op {
       // bound to the handler, say). Posting to the handler's executor directly would be wrong for use_future:
       // its executor posts to asio's system thread pool, where the check would race the io_context.
       const Executor io = timer_->timer.get_executor();
-      if (token_.stop_possible()) {
-        // A stop may come from any thread: it posts the timer's cancellation to where the operation runs.
-        auto run_on = asio::get_associated_executor(self, io);
-        std::weak_ptr<async_poll_timer<Executor>> timer = timer_;
-        stop_bridge_ = std::make_unique<stop_callback<std::function<void()>>>(token_, [io, run_on, timer] {
+      auto run_on = asio::get_associated_executor(self, io);
+      std::weak_ptr<async_poll_timer<Executor>> timer = timer_;
+      if (token_.cancel_possible()) {
+        // A cancellation may come from any thread: it posts the timer's cancellation to where the operation runs.
+        stop_bridge_ = std::make_unique<cancel_callback<std::function<void()>>>(token_, [io, run_on, timer] {
           asio::post(io, asio::bind_executor(run_on, cancel_timer_later<Executor>{timer}));
         });
+      }
+      if constexpr (Poller::is_async) {
+        // A completion, from any thread, wakes the wait the same way; the operation then concludes the step here.
+        poller_->attach(std::make_shared<async_poll_listener<Executor, decltype(run_on)>>(io, run_on, timer));
       }
       asio::post(io, std::move(self));
       return;
     }
+    // A wait ends on time, or cut short by a cancellation or by a completion: the state says which, not the code.
+    (void)waited;
     // Checked before every check, the first included: no check starts once a stop or a cancellation was seen.
     if (poller_->done()) return finish(self);  // e.g. a deadline that had passed before the start
-    if (stopped(self) || waited == asio::error::operation_aborted) {
+    if (stopped(self)) {
       poller_->cancel(clock::now());
       return finish(self);
     }
     const auto now = clock::now();
-    if (poller_->next_due() <= now) {
+    if (poller_->next_due() <= now || poller_->ready()) {
       try {
-        poller_->step(now, [] { return clock::now(); });
+        poller_->step(now, [] { return clock::now(); });  // in flight: concludes its step, or times it out
       } catch (...) {
         poller_->capture(std::current_exception(), clock::now());
       }
@@ -145,7 +184,7 @@ class async_poll_op {
  private:
   template <class Self>
   bool stopped(Self& self) const {
-    return token_.stop_requested() || self.get_cancellation_state().cancelled() != asio::cancellation_type::none;
+    return token_.cancel_requested() || self.get_cancellation_state().cancelled() != asio::cancellation_type::none;
   }
 
   template <class Self>
@@ -160,22 +199,18 @@ class async_poll_op {
 
   std::unique_ptr<Poller> poller_;  // on the heap: a poller can be large, and the state moves with every wait
   std::shared_ptr<async_poll_timer<Executor>> timer_;
-  stop_token token_;
-  std::unique_ptr<stop_callback<std::function<void()>>> stop_bridge_;  // pinned: a stop_callback never moves
+  cancel_token token_;
+  std::unique_ptr<cancel_callback<std::function<void()>>> stop_bridge_;  // pinned: a cancel_callback never moves
   Finish finish_;
   bool started_ = false;
 };
 
 }  // namespace detail
 
-/// The outcome type of polling `Check`: what the completion handler of `async_poll` receives.
-template <class Check>
-using check_outcome_t = outcome<typename check_step_t<Check>::value_type, typename check_step_t<Check>::error_type>;
-
 namespace detail {
 /// Starts the composed operation: the one place both async_poll and async_await_operation go through.
 template <class Executor, class Poller, class Finish, class CompletionToken>
-auto start_async_poll(const Executor& executor, Poller run, const stop_token& token, Finish finish,
+auto start_async_poll(const Executor& executor, Poller run, const cancel_token& token, Finish finish,
                       CompletionToken&& completion) {
   using result_type = std::invoke_result_t<Finish&, typename Poller::outcome_type&&>;
   return asio::async_compose<CompletionToken, void(result_type)>(
@@ -185,16 +220,17 @@ auto start_async_poll(const Executor& executor, Poller run, const stop_token& to
 }  // namespace detail
 
 /// Polls `check` on `executor` until it is done, fails for good, the stop rule or the deadline ends the run, or a
-/// stop (`options.token`, or the completion handler's cancellation slot) cancels it; then completes with the
+/// stop (`options.cancel`, or the completion handler's cancellation slot) cancels it; then completes with the
 /// outcome: `void(outcome<T, E>)`. Parameters are checked here, before anything starts (std::invalid_argument).
 template <class Executor, class Check, class Schedule, class Stop, class Hooks, class CompletionToken,
           std::enable_if_t<detail::is_asio_executor_v<Executor>, int> = 0>
 auto async_poll(const Executor& executor, Check check, Schedule schedule, Stop stop, const poll_options& options,
                 Hooks hooks, CompletionToken&& token) {
+  POLLSTER_CHECK_ARGUMENTS("pollster::async_poll", Check, Schedule, Stop);
   using poller_type = poller<Check, Schedule, Stop, std::chrono::steady_clock::time_point, Hooks>;
   poller_type run(std::move(check), std::move(schedule), std::move(stop), std::chrono::steady_clock::now(), options,
                   std::move(hooks));
-  return detail::start_async_poll(executor, std::move(run), options.token, detail::pass_outcome{},
+  return detail::start_async_poll(executor, std::move(run), options.cancel, detail::pass_outcome{},
                                   std::forward<CompletionToken>(token));
 }
 
@@ -216,33 +252,16 @@ auto async_poll(Context& context, Check check, Schedule schedule, Stop stop, con
                     no_hooks{}, std::forward<CompletionToken>(token));
 }
 
-namespace detail {
-/// Owns the await's record (at a stable address: the check points at it) and joins it with the poller's outcome.
-struct finish_await_record {
-  std::unique_ptr<await_record> record = std::make_unique<await_record>();
-  template <class T, class E>
-  await_outcome<T, E> operator()(outcome<T, E>&& run) {
-    return finish_await(std::move(run), std::move(*record));
-  }
-};
-}  // namespace detail
-
 /// `await_operation` on an executor: polls `fetch` until a success or failure rule matches (or an error matches
 /// none), the stop rule or the deadline ends it, or a stop cancels it; `transitions` (from `on_transition`) reports
-/// each change of state, on the operation's executor. Completes with `void(await_outcome<T, E>)`: the outcome, the
-/// rule that matched and why. The contracts of async_poll apply (cancellation, a throwing fetch, shutdown).
+/// each change of state, on the operation's executor. Completes with `void(await_outcome<T, E>)`: the outcome and,
+/// in `report`, the rule that matched and why (it is `async_poll` of `awaiting(fetch, rules, transitions)`). The contracts of async_poll apply (cancellation, a throwing fetch, shutdown).
 template <class Executor, class Fetch, class Rules, class Schedule, class Stop, class Transitions,
           class CompletionToken, std::enable_if_t<detail::is_asio_executor_v<Executor>, int> = 0>
 auto async_await_operation(const Executor& executor, Fetch fetch, Rules rules, Schedule schedule, Stop stop,
                            const poll_options& options, Transitions transitions, CompletionToken&& token) {
-  using check_type = await_check<Fetch, detail::rule_set_t<Rules>, Transitions>;
-  using poller_type = poller<check_type, Schedule, Stop, std::chrono::steady_clock::time_point>;
-  detail::finish_await_record finish;
-  check_type check(std::move(fetch), detail::as_rule_set(std::move(rules)), std::move(transitions),
-                   finish.record.get());
-  poller_type run(std::move(check), std::move(schedule), std::move(stop), std::chrono::steady_clock::now(), options);
-  return detail::start_async_poll(executor, std::move(run), options.token, std::move(finish),
-                                  std::forward<CompletionToken>(token));
+  return async_poll(executor, awaiting(std::move(fetch), std::move(rules), std::move(transitions)),
+                    std::move(schedule), std::move(stop), options, std::forward<CompletionToken>(token));
 }
 
 /// The same without transition reports.

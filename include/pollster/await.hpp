@@ -9,19 +9,19 @@
 // error that matches no rule ends the await with an explicit "unmatched error" — an error nobody anticipated is
 // never retried silently for ever (a 403 retried until the deadline is a bug report waiting to happen).
 //
-// There is no loop here: the rules become the check of a `poller` (poll.hpp), driven by `poll_until` (blocking),
-// by a `runner` (`submit_await`) or by any other driver through `await_check` and `finish_await`.
+// There is no loop here: the rules become the check of a `poller` (poller.hpp). `awaiting(fetch, rules)` builds that
+// check; `await_operation` drives it with `poll_until` (blocking); `runner.submit(awaiting(...), ...)` runs it on a
+// runner, and asio.hpp on an executor. The check keeps what it decided (the rule that matched, the transitions) and
+// hands it to the outcome through `report()`: `outcome<T, E, await_report>`.
 
 #include "detail/config.hpp"
 #include "detail/text.hpp"
 #include "poll.hpp"
-#include "runner.hpp"
 #include "stop.hpp"
 
 #include <cstddef>      // size_t
 #include <cstdint>      // uint8_t, uint32_t, uint64_t
 #include <functional>   // invoke
-#include <memory>       // unique_ptr, make_unique
 #include <optional>     // optional
 #include <ostream>      // ostream (printing an expected value)
 #include <sstream>      // ostringstream
@@ -421,26 +421,18 @@ struct rule_match {
   bool on_error = false;        ///< it matched an error, not a value (a delete waiter's "not found" is success)
 };
 
-/// What an await decided, beside the poller's outcome; filled in by `await_check`.
-struct await_record {
-  std::optional<rule_match> matched;  ///< the success or failure rule that ended the run
-  bool unmatched_error = false;       ///< the run ended because an error matched no rule
-  std::uint32_t transitions = 0;      ///< state changes seen (the first observation counts)
-};
-
-/// What an await ended with: the poller's full account (cause, last value and error, attempts, elapsed), the rule
-/// that matched, and why it ended, in words.
-template <class T, class E>
-struct await_outcome : outcome<T, E> {
-  await_outcome() = default;
-  /// Takes over the poller's account (moved, never assigned: T and E need only be movable).
-  explicit await_outcome(outcome<T, E>&& run) : outcome<T, E>(std::move(run)) {}
-
+/// What an await decided: the report of its outcome (`outcome<T, E, await_report>::report`).
+struct await_report {
   std::optional<rule_match> matched;  ///< set when a success or failure rule ended the run
   bool unmatched_error = false;       ///< cause failed because an error matched no rule (last_error holds it)
-  std::uint32_t transitions = 0;
-  std::string why;                    ///< one line: `rule 0 (success) matched: state == "ACTIVE"`
+  std::uint32_t transitions = 0;      ///< state changes seen (the first observation counts)
+  std::string why;                    ///< one line: `rule 0 (success) matched the value: state == "ACTIVE", after 12 checks`
 };
+
+/// What an await ends with: the poller's full account (cause, last value and error, attempts, elapsed) and, in
+/// `report`, the rule that matched and why it ended, in words.
+template <class T, class E>
+using await_outcome = outcome<T, E, await_report>;
 
 namespace detail {
 
@@ -456,35 +448,33 @@ struct fetch_traits<step<T, E>> {
   using error_type = E;
 };
 
-template <class Fetch>
-using fetch_result_t = std::decay_t<typename check_result<Fetch>::type>;
-
 }  // namespace detail
 
 /// The check of an await: calls `fetch`, tracks transitions, applies the rules and tells the poller what to do.
 /// `fetch` returns the status resource (a plain `T`), or a `step<T, E>` to pass an error (`transient(e)`,
-/// `failed(e)`: the rules decide either way) or a server hint (`pending(value, after(30s))`); it may take the
+/// `failed(e)`: the rules decide either way) or a server hint (`pending(value, retry_after(30s))`); it may take the
 /// `const poll_state&`. The step's kind is not consulted: the rules are the only judge of what a value or an
-/// error means. A step with neither (`pending()`, `throttled(hint)`) just keeps polling.
-/// The record must outlive the check (the await functions below own it); drivers other than the two below (an
-/// asio adapter) build one with an `await_record` they keep, and call `finish_await` at the end.
+/// error means. A step with neither (`pending()`, `throttled(hint)`) just keeps polling. What it decided reaches
+/// the outcome through `report()`, whichever driver runs it.
 template <class Fetch, class Rules, class Transitions = no_transitions>
 class await_check {
-  using fetched = detail::fetch_result_t<Fetch>;
+  using fetched = typename detail::sync_result<Fetch>::type;
 
  public:
+  static_assert(!std::is_void_v<fetched>, "pollster::await_check: the fetch must return the status (a value or a "
+                                          "pollster::step<T, E>), taking a const poll_state& or nothing");
   using value_type = typename detail::fetch_traits<fetched>::value_type;
   using error_type = typename detail::fetch_traits<fetched>::error_type;
   using step_type = step<value_type, error_type>;
 
-  await_check(Fetch fetch, Rules rules, Transitions transitions, await_record* record)
-      : fetch_(std::move(fetch)), rules_(std::move(rules)), transitions_(std::move(transitions)), record_(record) {}
+  await_check(Fetch fetch, Rules rules, Transitions transitions = Transitions{})
+      : fetch_(std::move(fetch)), rules_(std::move(rules)), transitions_(std::move(transitions)) {}
 
   step_type operator()(const poll_state& state) {
     step_type result = normalise(call_fetch(state));
     if (result.value) {
       transitions_.observe(*result.value, state);
-      record_->transitions = transitions_.count();
+      record_.transitions = transitions_.count();
       const std::size_t index = rules_.template first_match<matcher_target::value>(*result.value);
       if (index != rules_.size()) apply(result, index, false);
       // A value that matches no rule: not yet.
@@ -494,7 +484,11 @@ class await_check {
     if (result.error) {
       const std::size_t index = rules_.template first_match<matcher_target::error>(*result.error);
       if (index == rules_.size()) {
-        record_->unmatched_error = true;
+        record_.unmatched_error = true;
+        if constexpr (detail::is_printable<error_type>::value ||
+                      std::is_convertible_v<const error_type&, std::string_view>) {
+          unmatched_text_ = detail::value_text(*result.error);
+        }
         result.kind = step_kind::failed;
         return result;
       }
@@ -504,6 +498,30 @@ class await_check {
     }
     result.kind = step_kind::pending;
     return result;
+  }
+
+  /// What the await decided, with `why` in words: the poller calls it when the run ends.
+  await_report report(const run_summary& run) const {
+    await_report r = record_;
+    const std::string checks = std::to_string(run.attempts) + (run.attempts == 1 ? " check" : " checks");
+    if (r.matched) {
+      r.why = "rule " + std::to_string(r.matched->index) + " (" + to_string(r.matched->state) + ") matched " +
+              (r.matched->on_error ? "an error" : "the value") + ": " + r.matched->description + ", after " + checks;
+    } else if (r.unmatched_error) {
+      r.why = "an error matched no rule, after " + checks;
+      if (!unmatched_text_.empty()) r.why += ": " + unmatched_text_;
+    } else {
+      switch (run.cause) {
+        case cause::exhausted:
+          r.why = std::string("the stop rule ended the wait (") + to_string(run.stop) + ") after " + checks;
+          break;
+        case cause::deadline: r.why = "the deadline was reached after " + checks; break;
+        case cause::cancelled: r.why = "cancelled after " + checks; break;
+        case cause::exception: r.why = "the fetch threw, at check " + std::to_string(run.attempts); break;
+        default: r.why = std::string(to_string(run.cause)) + " after " + checks; break;
+      }
+    }
+    return r;
   }
 
  private:
@@ -531,50 +549,15 @@ class await_check {
       case rule_state::failure: result.kind = step_kind::failed; break;
       case rule_state::retry: result.kind = step_kind::pending; return;
     }
-    record_->matched = rule_match{index, state, rules_.describe(index), on_error};
+    record_.matched = rule_match{index, state, rules_.describe(index), on_error};
   }
 
   Fetch fetch_;
   Rules rules_;
   detail::transition_tracker<Transitions, value_type> transitions_;
-  await_record* record_;
+  await_report record_;
+  std::string unmatched_text_;
 };
-
-/// Joins the poller's outcome and the record into the await's outcome, with `why` in words.
-template <class T, class E>
-await_outcome<T, E> finish_await(outcome<T, E>&& run, await_record&& record) {
-  await_outcome<T, E> result(std::move(run));
-  result.matched = std::move(record.matched);
-  result.unmatched_error = record.unmatched_error;
-  result.transitions = record.transitions;
-  const std::string checks = std::to_string(result.attempts) + (result.attempts == 1 ? " check" : " checks");
-  if (result.matched) {
-    result.why = "rule " + std::to_string(result.matched->index) + " (" + to_string(result.matched->state) +
-                 ") matched " + (result.matched->on_error ? "an error" : "the value") + ": " +
-                 result.matched->description + ", after " + checks;
-  } else if (result.unmatched_error) {
-    result.why = "an error matched no rule, after " + checks;
-    if constexpr (detail::is_printable<E>::value || std::is_convertible_v<const E&, std::string_view>) {
-      if (result.last_error) result.why += ": " + detail::value_text(*result.last_error);
-    }
-  } else {
-    switch (result.cause) {
-      case cause::exhausted:
-        result.why = std::string("the stop rule ended the wait (") + to_string(result.stop) + ") after " + checks;
-        break;
-      case cause::deadline: result.why = "the deadline was reached after " + checks; break;
-      case cause::cancelled: result.why = "cancelled after " + checks; break;
-      case cause::exception: result.why = "the fetch threw, at check " + std::to_string(result.attempts); break;
-      default: result.why = std::string(to_string(result.cause)) + " after " + checks; break;
-    }
-  }
-  return result;
-}
-
-/// The outcome type of awaiting with `Fetch`.
-template <class Fetch, class Rules, class Transitions = no_transitions>
-using await_outcome_t = await_outcome<typename await_check<Fetch, Rules, Transitions>::value_type,
-                                      typename await_check<Fetch, Rules, Transitions>::error_type>;
 
 namespace detail {
 template <class Matcher>
@@ -589,52 +572,45 @@ template <class Rules>
 using rule_set_t = decltype(as_rule_set(std::declval<Rules>()));
 }  // namespace detail
 
+/// The check of an await, for any driver: `runner.submit(pollster::awaiting(fetch, rules), schedule, stop,
+/// on_complete)`, `poll_until(clock, awaiting(...), ...)`, or asio's `async_poll`. `rules` is one rule or
+/// `rules(...)`; `transitions` (from `on_transition`) reports each change of state.
+template <class Fetch, class Rules, class Transitions = no_transitions>
+await_check<Fetch, detail::rule_set_t<Rules>, Transitions> awaiting(Fetch fetch, Rules rules,
+                                                                   Transitions transitions = Transitions{}) {
+  return {std::move(fetch), detail::as_rule_set(std::move(rules)), std::move(transitions)};
+}
+
+/// The outcome type of awaiting with `Fetch`.
+template <class Fetch, class Rules, class Transitions = no_transitions>
+using await_outcome_t = await_outcome<typename await_check<Fetch, detail::rule_set_t<Rules>, Transitions>::value_type,
+                                      typename await_check<Fetch, detail::rule_set_t<Rules>, Transitions>::error_type>;
+
 /// Polls `fetch` on `clock` until a success or failure rule matches (or an error matches none), the stop rule or
-/// the deadline ends the run, or `options.token` cancels it; `transitions` (from `on_transition`) reports each
+/// the deadline ends the run, or `options.cancel` cancels it; `transitions` (from `on_transition`) reports each
 /// change of state. Blocking; the first check happens at once, as with `poll_until`, whose contracts apply (a
 /// throwing fetch propagates; hints are floors, capped by `options.max_hint`).
 template <class Clock, class Fetch, class Rules, class Schedule, class Stop = never, class Transitions = no_transitions,
-          class = std::enable_if_t<detail::is_clock<Clock>::value>>
-await_outcome_t<Fetch, detail::rule_set_t<Rules>, Transitions> await_operation(
-    Clock& clock, Fetch fetch, Rules rules, Schedule schedule, Stop stop = Stop{}, const poll_options& options = {},
-    Transitions transitions = Transitions{}) {
-  await_record record;
-  await_check<Fetch, detail::rule_set_t<Rules>, Transitions> check(
-      std::move(fetch), detail::as_rule_set(std::move(rules)), std::move(transitions), &record);
-  auto run = poll_until(clock, std::move(check), std::move(schedule), std::move(stop), options);
-  return finish_await(std::move(run), std::move(record));
+          class = std::enable_if_t<is_clock_v<Clock>>>
+await_outcome_t<Fetch, Rules, Transitions> await_operation(Clock& clock, Fetch fetch, Rules rules, Schedule schedule,
+                                                           Stop stop = Stop{}, const poll_options& options = {},
+                                                           Transitions transitions = Transitions{}) {
+  static_assert(!(is_stop_rule_v<Schedule> && is_schedule_v<Stop>),
+                "pollster::await_operation: the schedule and the stop rule are swapped: the schedule (how long to "
+                "wait) comes first, then the stop rule (when to give up)");
+  return poll_until(clock, awaiting(std::move(fetch), std::move(rules), std::move(transitions)), std::move(schedule),
+                    std::move(stop), options);
 }
 
 /// The same on the real steady clock.
 template <class Fetch, class Rules, class Schedule, class Stop = never, class Transitions = no_transitions,
-          class = std::enable_if_t<!detail::is_clock<Fetch>::value>>
-await_outcome_t<Fetch, detail::rule_set_t<Rules>, Transitions> await_operation(
-    Fetch fetch, Rules rules, Schedule schedule, Stop stop = Stop{}, const poll_options& options = {},
-    Transitions transitions = Transitions{}) {
+          class = std::enable_if_t<!is_clock_v<Fetch>>>
+await_outcome_t<Fetch, Rules, Transitions> await_operation(Fetch fetch, Rules rules, Schedule schedule,
+                                                           Stop stop = Stop{}, const poll_options& options = {},
+                                                           Transitions transitions = Transitions{}) {
   steady_clock clock;
   return await_operation(clock, std::move(fetch), std::move(rules), std::move(schedule), std::move(stop), options,
                          std::move(transitions));
-}
-
-/// Submits the await to `runner` (thousands share its thread and its rate budgets); `on_complete(await_outcome)`
-/// runs on the runner's thread. The handle nudges ("a callback says it is done: check now") and cancels. A fetch
-/// that throws ends this await with cause exception; the others go on.
-template <class Clock, class Fetch, class Rules, class Schedule, class Stop, class OnComplete,
-          class Transitions = no_transitions>
-handle submit_await(runner<Clock>& on, Fetch fetch, Rules rules, Schedule schedule, Stop stop, OnComplete on_complete,
-                    const submit_options& options = {}, Transitions transitions = Transitions{}) {
-  using check_type = await_check<Fetch, detail::rule_set_t<Rules>, Transitions>;
-  using T = typename check_type::value_type;
-  using E = typename check_type::error_type;
-  struct completion {
-    std::unique_ptr<await_record> record;
-    OnComplete done;
-    void operator()(outcome<T, E>&& run) { done(finish_await(std::move(run), std::move(*record))); }
-  };
-  auto record = std::make_unique<await_record>();
-  check_type check(std::move(fetch), detail::as_rule_set(std::move(rules)), std::move(transitions), record.get());
-  return on.submit(std::move(check), std::move(schedule), std::move(stop),
-                   completion{std::move(record), std::move(on_complete)}, options);
 }
 
 POLLSTER_NAMESPACE_END

@@ -28,8 +28,8 @@
 #include "detail/config.hpp"
 #include "detail/saturate.hpp"
 #include "detail/structured_fields.hpp"
-#include "poll.hpp"         // step and its factories, retry_hint
 #include "retry_after.hpp"  // parse_retry_after, parse_http_date
+#include "step.hpp"         // step and its factories, retry_hint
 
 #include <algorithm>         // max, min
 #include <chrono>            // system_clock, seconds
@@ -363,10 +363,10 @@ struct http_hints {
     if (!poll_interval) return server;
     return std::max(*poll_interval, server.value_or(duration::zero()));
   }
-  /// The same as a step's hint (`after(delay)`), or no hint.
+  /// The same as a step's hint (`retry_after(delay)`), or no hint.
   retry_hint hint() const noexcept {
     const auto d = delay();
-    return d ? after(*d) : retry_hint{};
+    return d ? pollster::retry_after(*d) : retry_hint{};
   }
 };
 
@@ -537,11 +537,13 @@ namespace detail {
 template <class R>
 struct http_mapped {
   using value_type = R;
+  static constexpr bool is_step = false;
 };
 template <class T, class E>
 struct http_mapped<step<T, E>> {
   static_assert(std::is_same_v<E, http_error>, "pollster::step_from_response: a mapper's step must use http_error");
   using value_type = T;
+  static constexpr bool is_step = true;
 };
 template <class V, class Er>
 struct http_mapped<step_draft<V, Er>> {
@@ -592,7 +594,7 @@ step<T, http_error> step_from_response(const http_response& response, Mapper&& m
       using returned = std::decay_t<std::invoke_result_t<Mapper&, const http_response&>>;
       std::optional<result_type> mapped;
       try {
-        if constexpr (detail::is_step<returned>::value || std::is_convertible_v<returned, result_type>) {
+        if constexpr (detail::http_mapped<returned>::is_step || std::is_convertible_v<returned, result_type>) {
           mapped.emplace(mapper(response));
         } else {
           mapped.emplace(pending(mapper(response)));

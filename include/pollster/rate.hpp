@@ -11,6 +11,11 @@
 // the rate is cut by `throttle_factor` (never below `min_rate`) and then climbs back linearly to `rate` over
 // `recovery`. Every further throttle signal cuts again from wherever the rate is at that moment, and a cut also
 // empties the bucket, so no burst follows a 429.
+//
+// A runner's budget group is an extension point (`budget_group`): the runner asks it for a token before each check
+// of its pollers, tells it when a check said "rate limited", and asks how many of its checks may be in flight at
+// once. `local_budget` (a token bucket and an in-flight limit) is the default; a budget shared by many processes (a
+// GCRA in Redis, say) implements the same interface.
 
 #include "detail/config.hpp"
 #include "detail/saturate.hpp"
@@ -31,6 +36,7 @@ struct budget_options {
   double throttle_factor = 0.5;                  ///< a 429 multiplies the rate by this, in (0, 1]
   double min_rate = 0.0;                         ///< cuts never go below this (0: rate / 100)
   duration recovery = std::chrono::seconds(30);  ///< time to climb back to `rate` after the last cut
+  std::size_t max_in_flight = 0;                 ///< asynchronous checks of the group out at once (0: no limit)
 };
 
 /// A token bucket in integer nanoseconds. Clock-free: every call takes the current time as a duration since any
@@ -105,6 +111,52 @@ class token_bucket {
   bool cut_ = false;
   std::uint64_t granted_ = 0;
   std::uint64_t throttles_ = 0;
+};
+
+/// A runner's budget group: what the runner asks before every check of a poller that joined it, always on the
+/// runner's own thread (so an implementation needs no lock of its own, and must not block for long: a group backed
+/// by a remote store should reserve tokens ahead and answer from what it holds).
+///
+///   try_acquire(now)      take one token for a check due at `now`, or say no (the poller then waits its turn, in
+///                         due-time order, and the runner asks again at next_available(now));
+///   next_available(now)   the earliest time at or after `now` when try_acquire may succeed;
+///   throttled(now)        a check of the group said "rate limited" (HTTP 429): slow the group down;
+///   in_flight_limit()     how many asynchronous checks of the group may be out at once (0: no limit); the runner
+///                         counts them and queues the rest, granted, until one ends.
+/// Times are durations since the runner's clock's epoch.
+class budget_group {
+ public:
+  budget_group() = default;
+  budget_group(const budget_group&) = delete;
+  budget_group& operator=(const budget_group&) = delete;
+  virtual ~budget_group() = default;
+
+  virtual bool try_acquire(duration now) = 0;
+  virtual duration next_available(duration now) const = 0;
+  virtual void throttled(duration now) = 0;
+  virtual std::size_t in_flight_limit() const noexcept { return 0; }
+  /// For budget_stats: tokens granted, throttle signals received, and the rate in force (requests per second).
+  virtual std::uint64_t granted() const noexcept = 0;
+  virtual std::uint64_t throttles() const noexcept = 0;
+  virtual double rate_at(duration now) const = 0;
+};
+
+/// The default budget group: a token bucket (above) and a limit on the checks in flight.
+class local_budget final : public budget_group {
+ public:
+  explicit local_budget(const budget_options& options) : bucket_(options) {}
+
+  bool try_acquire(duration now) override { return bucket_.try_acquire(now); }
+  duration next_available(duration now) const override { return bucket_.next_available(now); }
+  void throttled(duration now) override { bucket_.throttled(now); }
+  std::size_t in_flight_limit() const noexcept override { return bucket_.options().max_in_flight; }
+  std::uint64_t granted() const noexcept override { return bucket_.granted(); }
+  std::uint64_t throttles() const noexcept override { return bucket_.throttles(); }
+  double rate_at(duration now) const override { return bucket_.rate_at(now); }
+  const token_bucket& bucket() const noexcept { return bucket_; }
+
+ private:
+  token_bucket bucket_;
 };
 
 POLLSTER_NAMESPACE_END

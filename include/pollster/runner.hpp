@@ -1,70 +1,59 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-// The runner: one thread drives very many pollers, keeps them inside shared request budgets, and lets any thread
-// nudge or cancel any of them.
+// The runner: one thread drives very many pollers, keeps them inside shared request budgets, keeps many
+// asynchronous checks in flight at once, and lets any thread nudge or cancel any of them.
 //
-// Each submitted poller becomes one node, allocated once at submit from the runner's slab arena: a 24-byte
-// virtual base (due time, slot, budget, references, state) and a derived node that holds the poller and its
-// completion callback. The runner steps the poller itself (the one loop of poll.hpp); it never re-implements it.
-// Timers live in a radix heap (detail/timer_heap.hpp) keyed on 64-bit due times; nothing is allocated per poll.
-// Per pending poller the runner adds 16 bytes of timer entry and a 4-byte handle slot to the node.
+// Each submitted poller becomes one node, allocated once at submit from the runner's slab arena
+// (detail/node_arena.hpp): a 24-byte virtual base (due time, slot, budget, references, state) and a derived node
+// that holds the poller and its completion callback. The runner steps the poller itself (the one loop of
+// poller.hpp); it never re-implements it. Timers live in a radix heap (detail/timer_heap.hpp) keyed on 64-bit due
+// times; nothing is allocated per poll.
+//
+// A node is armed (waiting in the timers for its next check), waiting for its budget (due, no token yet), waiting
+// for a slot (granted, but the checks in flight are at their limit), in flight (its asynchronous check is out; it
+// is armed at the attempt's timeout), or finished. Only asynchronous attempts hold a slot: a synchronous check
+// ends before the runner goes on. A completion reaches the runner through its command queue
+// (detail/command_queue.hpp) and is applied only if the node is alive (slot generation) and the attempt is still
+// its current one; a late or stray completion is dropped.
 //
 // Threads: the runner's structures belong to the thread that drives it (run(), run_for(), poll(), or the thread of
-// start()). Handles and submit() may be used from any thread: they go through a mutex-protected command queue that
-// the driving thread drains between batches, and they carry the node's address checked against a generation in
-// its slot, so a handle to a finished (or recycled) poller is harmless. Completion callbacks run on the driving
-// thread; they may submit.
+// start()). Handles, submit() and completions may be used from any thread: they go through the command queue that
+// the driving thread drains between batches, and they wake it through the clock's interruptible sleep
+// (`sleep_until(time_point, cancel_token)`), on any clock. Completion callbacks run on the driving thread; they may
+// submit.
 
+#include "check.hpp"
 #include "clock.hpp"
+#include "detail/command_queue.hpp"
 #include "detail/config.hpp"
+#include "detail/node_arena.hpp"
 #include "detail/saturate.hpp"
+#include "detail/slot_table.hpp"
 #include "detail/text.hpp"
 #include "detail/timer_heap.hpp"
-#include "poll.hpp"
+#include "poller.hpp"
 #include "rate.hpp"
 #include "schedule.hpp"
 
-#include <atomic>              // atomic
-#include <chrono>              // steady_clock
-#include <condition_variable>  // condition_variable
-#include <cstddef>             // size_t
-#include <cstdint>             // uint16_t, uint32_t, uint64_t
-#include <deque>               // deque
-#include <exception>           // exception_ptr
-#include <limits>              // numeric_limits
-#include <memory>              // shared_ptr
-#include <new>                 // operator new, placement new, align_val_t
-#include <mutex>               // mutex, lock_guard, unique_lock
-#include <optional>            // optional
-#include <stdexcept>           // logic_error, length_error
-#include <string>              // string
-#include <thread>              // thread
-#include <type_traits>         // is_same_v, void_t
-#include <utility>             // move, forward
-#include <vector>              // vector
-
-// Under AddressSanitizer the node arena poisons the blocks it holds, so a use after free is still caught although
-// the memory does not go back to malloc.
-#if defined(__SANITIZE_ADDRESS__)
-#define POLLSTER_ASAN_POISON 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define POLLSTER_ASAN_POISON 1
-#endif
-#endif
-#ifdef POLLSTER_ASAN_POISON
-#include <sanitizer/asan_interface.h>  // __asan_poison_memory_region
-#endif
+#include <atomic>       // atomic
+#include <chrono>       // duration_cast
+#include <cstddef>      // size_t
+#include <cstdint>      // uint16_t, uint32_t, uint64_t
+#include <deque>        // deque
+#include <exception>    // exception_ptr
+#include <limits>       // numeric_limits
+#include <memory>       // shared_ptr, unique_ptr
+#include <mutex>        // mutex, lock_guard
+#include <optional>     // optional
+#include <stdexcept>    // logic_error
+#include <string>       // string
+#include <thread>       // thread
+#include <type_traits>  // is_empty_v, void_t
+#include <utility>      // move, forward
+#include <vector>       // vector
 
 POLLSTER_NAMESPACE_BEGIN
-
-/// Where a submitted poller is, as seen through its handle from any thread.
-enum class poll_status : std::uint8_t {
-  scheduled,           ///< waiting for its next check
-  waiting_for_budget,  ///< due, but its rate budget has no token yet: it waits its turn
-  finished,            ///< done, failed, exhausted, cancelled, or never known to this handle
-};
 
 /// Names a rate budget of one runner (returned by runner::add_budget). The default names none: unlimited.
 struct budget_id {
@@ -76,8 +65,8 @@ struct budget_id {
 
 /// Per-poller options of runner::submit.
 struct submit_options {
-  /// The poller's own options (wait_first, max_hint, deadline, ...). Its stop token is for poll_until: a runner's
-  /// poller is cancelled through its handle, and a token here is refused rather than silently ignored.
+  /// The poller's own options (wait_first, max_hint, deadline, attempt_timeout, ...). Its cancel token is for
+  /// poll_until: a runner's poller is cancelled through its handle, and a token here is refused rather than ignored.
   poll_options poll{};
   budget_id budget{};  ///< the rate budget every check of this poller draws from (none: unlimited)
   /// Seed for a jittered schedule's generator (`reseed`); unset: the runner's own sequence, so copies of one
@@ -89,15 +78,18 @@ struct submit_options {
 /// a stream of its own.
 struct runner_options {
   std::uint64_t seed = 0x5eed5eed5eed5eedULL;  ///< start of the seed sequence for jittered schedules
+  std::size_t max_in_flight = 0;                ///< asynchronous checks out at once, over all groups (0: no limit)
 };
 
-/// What a budget has done so far (runner::budget_stats).
+/// What a budget has done so far (runner::stats).
 struct budget_stats {
   std::uint64_t granted = 0;    ///< checks that took a token
   std::uint64_t throttles = 0;  ///< "rate limited" answers that cut the rate
   std::size_t waiting = 0;      ///< due pollers waiting for a token now
   duration total_wait{};        ///< waiting added up over every poller
   double rate_now = 0;          ///< the sustained rate in force now (lower after a throttle)
+  std::size_t in_flight = 0;    ///< asynchronous checks of the group out now
+  std::size_t waiting_for_slot = 0;  ///< granted checks waiting for one of them to end
 };
 
 namespace detail {
@@ -110,18 +102,19 @@ inline std::uint64_t key_of(duration since_epoch) noexcept {
 }
 inline duration duration_of(std::uint64_t key) noexcept { return duration{static_cast<std::int64_t>(key ^ key_bias)}; }
 constexpr std::uint64_t finished_key = std::numeric_limits<std::uint64_t>::max();
+/// The last key a timer is armed at: "never" (an attempt without a timeout). The runner never wakes for it.
+constexpr std::uint64_t never_key = finished_key - 1;
 
-enum class node_state : std::uint8_t { armed, waiting, running, finished };
+enum class node_state : std::uint8_t { armed, waiting, waiting_slot, in_flight, running, finished };
 constexpr std::uint16_t no_budget = std::numeric_limits<std::uint16_t>::max();
 
 /// What one step told the runner.
 struct step_report {
-  std::uint64_t next_key = 0;  ///< when to step again
+  std::uint64_t next_key = 0;  ///< when to step again (in flight: the attempt's timeout)
   bool finished = true;        ///< the poller is over
   bool throttled = false;      ///< the check said "rate limited": slow the whole budget down
+  bool in_flight = false;      ///< an asynchronous attempt is out
 };
-
-class node_arena;
 
 /// The runner's view of a poller: everything it needs, type-erased behind one virtual call per poll.
 class runner_node {
@@ -131,232 +124,74 @@ class runner_node {
   runner_node& operator=(const runner_node&) = delete;
   virtual ~runner_node() = default;
 
-  /// Runs one check at `now`; a check that throws is captured into the poller's outcome (never propagates).
+  /// Begins an attempt at `now` (a synchronous one is concluded); a check that throws is captured into the
+  /// poller's outcome (never propagates).
   virtual step_report step(std::uint64_t now_key) noexcept = 0;
-  /// A nudge arrived: the poller is due now; returns the key to arm it at. (Its first nudge may allocate the
-  /// poller's cold part: std::bad_alloc leaves it unchanged.)
+  /// The attempt `attempt` reported: concludes it if it is the node's current attempt (else `stale` is set).
+  virtual step_report complete(attempt_base& attempt, std::uint64_t now_key, bool& stale) noexcept = 0;
+  /// The in-flight attempt passed its timeout.
+  virtual step_report time_out(std::uint64_t now_key) noexcept = 0;
+  /// A nudge arrived: returns the key to arm the node at (unchanged while in flight). (Its first nudge may allocate
+  /// the poller's cold part: std::bad_alloc leaves it unchanged.)
   virtual std::uint64_t nudge(std::uint64_t now_key) = 0;
-  /// Cancels the poller; its outcome says cancelled and keeps the last value.
+  /// Cancels the poller (aborting an attempt in flight); its outcome says cancelled and keeps the last value.
   virtual void cancel(std::uint64_t now_key) noexcept = 0;
-  /// Adds time spent waiting for a rate budget to the outcome (may allocate, as nudge does).
+  /// Adds time spent waiting for a rate budget or a slot to the outcome (may allocate, as nudge does).
   virtual void add_budget_wait(duration waited) = 0;
   /// The key of the first check (or finished_key when the poller is over before it starts).
   virtual std::uint64_t first_key() noexcept = 0;
+  /// Whether the poller's check is asynchronous (asked only when an in-flight limit exists).
+  virtual bool is_async() const noexcept = 0;
+  /// Tells an asynchronous poller where its completions report.
+  virtual void attach(const std::shared_ptr<attempt_listener>& listener, std::uint32_t generation) = 0;
   /// Hands the outcome to the completion callback (which may throw; the runner stays consistent).
-  virtual void complete() = 0;
+  virtual void complete_run() = 0;
   /// Destroys the node and gives its block back to the arena it came from.
   virtual void destroy(node_arena& arena) noexcept = 0;
 
   // 24 bytes with the vtable pointer: every byte here is paid a million times over.
-  std::uint64_t due_key = 0;  // the key of the one live heap entry when armed; the due time when waiting
+  std::uint64_t due_key = 0;  // the key of the one live heap entry when armed or in flight; the due time otherwise
   std::uint32_t slot = 0;     // the handle's slot
   std::uint16_t budget = no_budget;
   std::uint8_t refs = 0;  // heap entries + wait-list membership that still point here (kept below max_refs)
-  node_state state = node_state::armed;
+  node_state state_ = node_state::armed;
+
+  node_state state() const noexcept { return state_; }
+  void set_state(node_state s) noexcept { state_ = s; }
+};
+
+/// What a runner shares with its handles and with the completions of its asynchronous checks: the command queue,
+/// the handle slots, and the wake signal the driving thread sleeps on. It outlives the runner while a handle or a
+/// completion holds it.
+struct runner_shared final : command_queue, attempt_listener {
+  std::atomic<bool> stopping{false};
+  slot_table slots;
+  wake_signal wake;  // the driving thread sleeps on the clock with wake.token()
+
+  /// Queues a command and wakes the driving thread. False when the runner is gone (the command is dropped).
+  bool push(const command& c) {
+    if (!enqueue(c)) return false;
+    wake.wake();
+    return true;
+  }
+
+  /// A completion arrived (any thread): queue it for the driving thread, which checks that the attempt is still its
+  /// node's current one before it touches anything.
+  void attempt_completed(attempt_base& attempt) noexcept override {
+    attempt.retain();
+    bool queued = false;
+    try {
+      queued = push(command{command::complete, attempt.slot(), attempt.generation(),
+                            static_cast<runner_node*>(attempt.owner()), &attempt});
+    } catch (...) {
+      // Out of memory for the queue: the step is lost, and the attempt's timeout ends it instead.
+    }
+    if (!queued) attempt.release();
+  }
 };
 
 /// A node's stale heap entries come from nudges; before they could overflow its 8-bit count, a sweep drops them.
 constexpr std::uint8_t max_refs = 250;
-
-struct command {
-  enum kind_type : std::uint8_t { insert, nudge, cancel };
-  kind_type kind;
-  std::uint32_t slot;
-  std::uint32_t generation;
-  runner_node* node;  // dereferenced only while the slot's generation still matches: the node is alive then
-};
-
-/// A slot tells handles on any thread whether their poller is still there and where it is, in one word: the
-/// generation (bumped when the poller finishes, so a handle to an earlier occupant reads finished) times four,
-/// plus the poll_status. Handles carry the node's address themselves; the slot only vouches for it.
-using slot_entry = std::atomic<std::uint32_t>;
-constexpr std::uint32_t slot_word(std::uint32_t generation, poll_status status) noexcept {
-  return static_cast<std::uint32_t>(generation << 2) | static_cast<std::uint32_t>(status);
-}
-constexpr std::uint32_t generation_of(std::uint32_t word) noexcept { return word >> 2; }
-constexpr poll_status status_of(std::uint32_t word) noexcept { return static_cast<poll_status>(word & 3); }
-
-/// Slots live in 16 KiB pages that never move (a two-level directory finds them), so another thread may read a
-/// slot while the table grows, and the table holds at most one partly used page beyond what is in use.
-
-class slot_table {
- public:
-  slot_table() = default;
-  slot_table(const slot_table&) = delete;
-  slot_table& operator=(const slot_table&) = delete;
-  ~slot_table() {
-    for (auto& middle : directory_) {
-      page* pages = middle.load(std::memory_order_relaxed);
-      if (pages == nullptr) continue;
-      for (std::size_t i = 0; i < fanout; ++i) delete[] pages[i].load(std::memory_order_relaxed);
-      delete[] pages;
-    }
-  }
-
-  /// Caller holds the shared mutex.
-  std::uint32_t allocate() {
-    if (!free_.empty()) {
-      const std::uint32_t index = free_.back();
-      free_.pop_back();
-      return index;
-    }
-    if (used_ == std::numeric_limits<std::uint32_t>::max())
-      throw std::length_error("pollster::runner: too many pollers");
-    const std::uint32_t index = used_++;
-    std::atomic<page*>& middle = directory_[index >> 22];
-    if (middle.load(std::memory_order_relaxed) == nullptr) middle.store(new page[fanout]{}, std::memory_order_release);
-    page& entries = middle.load(std::memory_order_relaxed)[(index >> 12) & (fanout - 1)];
-    if (entries.load(std::memory_order_relaxed) == nullptr) {
-      entries.store(new slot_entry[page_slots](), std::memory_order_release);
-    }
-    return index;
-  }
-  /// Caller holds the shared mutex.
-  void release(std::uint32_t index) { free_.push_back(index); }
-
-  /// Any thread, for an index that was allocated (pages are never freed before the table).
-  slot_entry& operator[](std::uint32_t index) const noexcept {
-    const page* pages = directory_[index >> 22].load(std::memory_order_acquire);
-    return pages[(index >> 12) & (fanout - 1)].load(std::memory_order_acquire)[index & (page_slots - 1)];
-  }
-  std::uint32_t used() const noexcept { return used_; }
-  /// Bytes held: pages in use plus the free list (the directory's second level is 8 KiB per 4 M slots).
-  std::size_t memory_bytes() const noexcept {
-    const std::size_t pages = (std::size_t{used_} + page_slots - 1) / page_slots;
-    return pages * page_slots * sizeof(slot_entry) + free_.capacity() * sizeof(std::uint32_t);
-  }
-
- private:
-  static constexpr std::size_t page_slots = 4096;
-  static constexpr std::size_t fanout = 1024;
-  using page = std::atomic<slot_entry*>;
-
-  std::atomic<page*> directory_[fanout] = {};
-  std::vector<std::uint32_t> free_;
-  std::uint32_t used_ = 0;
-};
-
-/// Blocks for the runner's nodes, carved from 16 KiB slabs with one free list per size: a node costs its own
-/// size rounded to 8 bytes, with no malloc header and no rounding to 16, and a finished poller's block serves the
-/// next node of its size. Blocks go back to the free list, not to malloc: the slabs are freed with the runner.
-/// Thread-safe (submit allocates on any thread, the driving thread frees).
-class node_arena {
- public:
-  node_arena() = default;
-  node_arena(const node_arena&) = delete;
-  node_arena& operator=(const node_arena&) = delete;
-  ~node_arena() {
-    for (void* slab : slabs_) {
-      unpoison(slab, slab_bytes);
-      ::operator delete(slab);
-    }
-  }
-
-  void* allocate(std::size_t size, std::size_t alignment) {
-    const std::size_t block = block_size(size, alignment);
-    if (block == 0) {  // large or over-aligned: the global operator new's business
-      if (alignment > __STDCPP_DEFAULT_NEW_ALIGNMENT__) return ::operator new(size, std::align_val_t{alignment});
-      return ::operator new(size);
-    }
-    std::lock_guard<std::mutex> lock(mutex_);
-    size_class& c = classes_[block / granule];
-    if (c.free != nullptr) {
-      free_block* b = c.free;
-      c.free = b->next;
-      unpoison(b, block);
-      return b;
-    }
-    if (static_cast<std::size_t>(c.end - c.bump) < block) {
-      slabs_.reserve(slabs_.size() + 1);  // (so that the push_back below cannot throw and leak the slab)
-      c.bump = static_cast<char*>(::operator new(slab_bytes));
-      c.end = c.bump + slab_bytes;
-      slabs_.push_back(c.bump);
-      poison(c.bump, slab_bytes);
-    }
-    void* p = c.bump;
-    c.bump += block;
-    unpoison(p, block);
-    return p;
-  }
-  void deallocate(void* p, std::size_t size, std::size_t alignment) noexcept {
-    const std::size_t block = block_size(size, alignment);
-    if (block == 0) {
-      if (alignment > __STDCPP_DEFAULT_NEW_ALIGNMENT__) {
-        ::operator delete(p, std::align_val_t{alignment});
-      } else {
-        ::operator delete(p);
-      }
-      return;
-    }
-    std::lock_guard<std::mutex> lock(mutex_);
-    size_class& c = classes_[block / granule];
-    c.free = ::new (p) free_block{c.free};
-    poison(static_cast<char*>(p) + sizeof(free_block), block - sizeof(free_block));  // all but the link
-  }
-
- private:
-  static constexpr std::size_t granule = 8;
-  static constexpr std::size_t max_block = 1024;
-  static constexpr std::size_t slab_bytes = 16 * 1024;  // small enough that a small fleet wastes little
-  struct free_block {
-    free_block* next;
-  };
-  struct size_class {
-    free_block* free = nullptr;
-    char* bump = nullptr;
-    char* end = nullptr;
-  };
-  // Sizes rounded to the alignment keep every block of a slab (aligned as operator new aligns) aligned; 0: not an
-  // arena size.
-  static std::size_t block_size(std::size_t size, std::size_t alignment) noexcept {
-    if (alignment > __STDCPP_DEFAULT_NEW_ALIGNMENT__) return 0;
-    const std::size_t unit = alignment > granule ? alignment : granule;
-    const std::size_t block = (size + unit - 1) / unit * unit;
-    return block <= max_block ? block : 0;
-  }
-
-  static void poison(void* p, std::size_t n) noexcept {
-#ifdef POLLSTER_ASAN_POISON
-    __asan_poison_memory_region(p, n);
-#else
-    (void)p;
-    (void)n;
-#endif
-  }
-  static void unpoison(void* p, std::size_t n) noexcept {
-#ifdef POLLSTER_ASAN_POISON
-    __asan_unpoison_memory_region(p, n);
-#else
-    (void)p;
-    (void)n;
-#endif
-  }
-
-  std::mutex mutex_;
-  size_class classes_[max_block / granule + 1];
-  std::vector<void*> slabs_;
-};
-
-/// What handles share with their runner; it outlives the runner while a handle holds it.
-struct runner_shared {
-  std::mutex mutex;
-  std::condition_variable wake;
-  std::vector<command> commands;  // guarded by mutex
-  std::atomic<bool> has_commands{false};
-  std::atomic<bool> stopping{false};  // written under mutex (for the condition variable), read anywhere
-  bool closed = false;                // guarded by mutex: the runner is gone, commands are dropped
-  slot_table slots;
-
-  void push(const command& c) {
-    {
-      std::lock_guard<std::mutex> lock(mutex);
-      if (closed) return;
-      commands.push_back(c);
-      has_commands.store(true, std::memory_order_release);
-    }
-    wake.notify_one();
-  }
-};
 
 /// Holds the completion callback; as a base of the node, an empty one (a captureless lambda) costs no byte.
 template <class F, bool Empty = std::is_empty_v<F> && !std::is_final_v<F>>
@@ -386,9 +221,11 @@ class handle {
  public:
   handle() noexcept = default;
 
-  /// Check now: a callback or event said something changed (notify, then verify through the real API).
+  /// Check now: a callback or event said something changed (notify, then verify through the real API). During an
+  /// attempt in flight: the next check follows as soon as it ends.
   void nudge() const { send(detail::command::nudge); }
-  /// Stop polling; the completion callback gets an outcome that says cancelled, with the last value seen.
+  /// Stop polling (aborting a check in flight); the completion callback gets an outcome that says cancelled, with
+  /// the last value seen.
   void cancel() const { send(detail::command::cancel); }
   /// Where the poller is. Commands are asynchronous: right after cancel(), this may still say scheduled.
   poll_status status() const noexcept {
@@ -410,7 +247,7 @@ class handle {
 
   void send(detail::command::kind_type kind) const {
     if (!shared_) return;
-    shared_->push(detail::command{kind, slot_, generation_, node_});
+    shared_->push(detail::command{kind, slot_, generation_, node_, nullptr});
   }
 
   std::shared_ptr<detail::runner_shared> shared_;
@@ -424,16 +261,19 @@ class handle {
 template <class Clock = steady_clock>
 class runner {
  public:
+  static_assert(is_clock_v<Clock>, "pollster::runner: Clock must be a pollster clock (time_point, now(), "
+                                   "bool sleep_until(time_point, const cancel_token&))");
   using clock_type = Clock;
   using time_point = typename Clock::time_point;
 
   explicit runner(Clock& clock, const runner_options& options = {})
-      : clock_(clock), shared_(std::make_shared<detail::runner_shared>()), seed_base_(options.seed) {}
+      : clock_(clock), shared_(std::make_shared<detail::runner_shared>()), seed_base_(options.seed),
+        max_in_flight_(options.max_in_flight), slots_limited_(options.max_in_flight != 0) {}
   runner(const runner&) = delete;
   runner& operator=(const runner&) = delete;
 
   /// Stops the thread of start(), then destroys every poller left without calling its callback (as asio
-  /// destroys pending handlers); their handles read finished.
+  /// destroys pending handlers); their handles read finished, and their checks in flight are aborted.
   ~runner() {
     (void)stop_thread();
     std::vector<detail::command> orphans;
@@ -447,45 +287,65 @@ class runner {
       if (c.kind == detail::command::insert) {
         retire_slot(c.node->slot);
         c.node->destroy(arena_);
+      } else if (c.kind == detail::command::complete) {
+        c.attempt->release();
       }
     }
     timers_.drain([this](const auto& entry) { release_ref(entry.item, true); });
-    for (budget_group& group : budgets_) {
-      while (detail::runner_node* node = pop_waiting(group)) release_ref(node, true);
+    for (budget_group_entry& group : budgets_) {
+      while (detail::runner_node* node = pop_front(group.waiting)) release_ref(node, true);
+      while (detail::runner_node* node = pop_front(group.slot_waiting)) release_ref(node, true);
     }
+    while (detail::runner_node* node = pop_front(free_slot_waiting_)) release_ref(node, true);
   }
 
-  /// A named request budget that pollers join through submit_options::budget (one per API endpoint, say).
-  /// Add budgets before pollers are submitted from other threads (at most 65535 per runner).
+  /// A named request budget that pollers join through submit_options::budget (one per API endpoint, say): a token
+  /// bucket and a limit on the checks in flight. Add budgets before pollers are submitted from other threads (at
+  /// most 65535 per runner).
   budget_id add_budget(std::string name, const budget_options& options) {
+    return add_budget(std::move(name), std::make_unique<local_budget>(options));
+  }
+  /// The same with a budget group of your own (a budget shared through Redis, say): see `budget_group`.
+  budget_id add_budget(std::string name, std::unique_ptr<budget_group> group) {
+    if (!group) detail::throw_invalid("runner", "budget group", "not null", "null");
     if (budgets_.size() >= detail::no_budget) {
       detail::throw_invalid("runner", "budget count", "< 65535", std::to_string(budgets_.size()));
     }
-    budgets_.push_back(budget_group{std::move(name), token_bucket{options}, {}, duration::zero()});
+    if (group->in_flight_limit() != 0) slots_limited_ = true;
+    budgets_.push_back(budget_group_entry{std::move(name), std::move(group), {}, {}, duration::zero(), 0});
     budget_count_.store(budgets_.size(), std::memory_order_release);
     return budget_id{static_cast<std::uint32_t>(budgets_.size() - 1)};
   }
   budget_stats stats(budget_id id) const {
-    const budget_group& group = budget_at(id);
+    const budget_group_entry& group = budget_at(id);
     const duration now = since_epoch(clock_.now());
-    return budget_stats{group.bucket.granted(), group.bucket.throttles(), group.waiting.size(), group.total_wait,
-                        group.bucket.rate_at(now)};
+    return budget_stats{group.group->granted(), group.group->throttles(), group.waiting.size(), group.total_wait,
+                        group.group->rate_at(now), group.in_flight, group.slot_waiting.size()};
   }
 
   /// Starts polling `check` on `schedule` until `stop` (or the check) ends it; `on_complete(outcome)` runs on the
   /// driving thread at the end. Callable from any thread, also from a completion callback. The first check is
-  /// due at once (unless options.poll.wait_first). A jittered schedule (one with `reseed`) gets its own seed.
+  /// due at once (unless options.poll.wait_first). A jittered schedule (one with `reseed`) gets its own seed. An
+  /// asynchronous check (one that takes a `completion<T, E>`) is started when due and granted, and the runner goes
+  /// on with other pollers while it is in flight.
   template <class Check, class Schedule, class Stop, class OnComplete>
   handle submit(Check check, Schedule schedule, Stop stop, OnComplete on_complete, const submit_options& options = {}) {
-    if (options.poll.token.stop_possible()) {
-      detail::throw_invalid("runner", "poll.token", "empty (cancel a runner's poller through its handle)",
-                            "a stop token");
+    POLLSTER_CHECK_ARGUMENTS("pollster::runner::submit", Check, Schedule, Stop);
+    if constexpr (is_check_v<Check> && is_schedule_v<Schedule> && is_stop_rule_v<Stop>) {
+      static_assert(std::is_invocable_v<OnComplete&, check_outcome_t<Check>&&>,
+                    "pollster::runner::submit: on_complete must take the check's outcome (check_outcome_t<Check>)");
+      if (options.poll.cancel.cancel_possible()) {
+        detail::throw_invalid("runner", "poll.cancel", "empty (cancel a runner's poller through its handle)",
+                              "a cancel token");
+      }
+      if constexpr (detail::has_reseed<Schedule>::value) schedule.reseed(options.seed ? *options.seed : next_seed());
+      using poller_type = pollster::poller<Check, Schedule, Stop, time_point>;
+      return submit_poller(
+          poller_type{std::move(check), std::move(schedule), std::move(stop), clock_.now(), options.poll},
+          std::move(on_complete), options);
+    } else {
+      return handle{};
     }
-    if constexpr (detail::has_reseed<Schedule>::value) schedule.reseed(options.seed ? *options.seed : next_seed());
-    using poller_type = pollster::poller<Check, Schedule, Stop, time_point>;
-    return submit_poller(
-        poller_type{std::move(check), std::move(schedule), std::move(stop), clock_.now(), options.poll},
-        std::move(on_complete), options);
   }
 
   /// Submits a poller built elsewhere (with hooks, say); it must run on this runner's clock.
@@ -495,7 +355,8 @@ class runner {
     if (options.budget != budget_id{} && options.budget.value >= budget_count_.load(std::memory_order_acquire)) {
       detail::throw_invalid("runner", "budget", "an id returned by add_budget", std::to_string(options.budget.value));
     }
-    using node_type = poller_node<pollster::poller<Check, Schedule, Stop, time_point, Hooks>, OnComplete>;
+    using poller_type = pollster::poller<Check, Schedule, Stop, time_point, Hooks>;
+    using node_type = poller_node<poller_type, OnComplete>;
     node_owner node{arena_, make_node<node_type>(std::move(poller), std::move(on_complete))};
     node->budget = options.budget == budget_id{} ? detail::no_budget : static_cast<std::uint16_t>(options.budget.value);
     return enqueue(node);
@@ -511,13 +372,11 @@ class runner {
   /// Makes every check that is due now, without waiting.
   std::size_t poll() { return drive(std::nullopt, true, unlimited, false); }
 
-  /// Drives the runner on its own thread until stop(); it sleeps until the next due check or a command arrives.
+  /// Drives the runner on its own thread until stop(); it sleeps until the next due check or until a command (a
+  /// submit, nudge, cancel or completion) wakes it.
   void start() {
     if (thread_.joinable()) throw std::logic_error("pollster::runner: start() while already started");
-    {
-      std::lock_guard<std::mutex> lock(shared_->mutex);
-      shared_->stopping.store(false);
-    }
+    shared_->stopping.store(false);
     thread_ = std::thread([this] {
       try {
         drive(std::nullopt, false, unlimited, true);
@@ -526,8 +385,8 @@ class runner {
       }
     });
   }
-  /// Stops the thread of start() after the check in progress; pending pollers stay pending. Idempotent. If a
-  /// completion callback threw on that thread (which then stopped), stop() rethrows it.
+  /// Stops the thread of start() after the check in progress, waking it at once; pending pollers stay pending.
+  /// Idempotent. If a completion callback threw on that thread (which then stopped), stop() rethrows it.
   void stop() {
     if (std::exception_ptr error = stop_thread()) std::rethrow_exception(error);
   }
@@ -535,22 +394,25 @@ class runner {
   /// Pollers submitted and not finished (driving thread; commands not yet drained are not counted).
   std::size_t size() const noexcept { return live_; }
   bool empty() const noexcept { return live_ == 0; }
+  /// Asynchronous checks out now (driving thread).
+  std::size_t in_flight() const noexcept { return in_flight_; }
   /// Bytes the runner holds for its timers and slots (not the nodes): for memory accounting.
   std::size_t memory_bytes() const noexcept { return timers_.memory_bytes() + shared_->slots.memory_bytes(); }
   Clock& clock() const noexcept { return clock_; }
 
  private:
   static constexpr std::size_t unlimited = std::numeric_limits<std::size_t>::max();
-  static constexpr bool waits_on_condition = std::is_same_v<time_point, std::chrono::steady_clock::time_point>;
 
-  struct budget_group {
+  struct budget_group_entry {
     std::string name;
-    token_bucket bucket;
-    std::deque<detail::runner_node*> waiting;  // due pollers waiting for a token, in due-time order
+    std::unique_ptr<budget_group> group;
+    std::deque<detail::runner_node*> waiting;       // due pollers waiting for a token, in due-time order
+    std::deque<detail::runner_node*> slot_waiting;  // granted pollers waiting for a slot, in order
     duration total_wait{};
+    std::size_t in_flight = 0;
   };
 
-  // One submitted poller: the poll.hpp poller (the one loop) and its completion callback.
+  // One submitted poller: the poller.hpp poller (the one loop) and its completion callback.
   // The callback is a base, not a member: an empty one (a captureless lambda) then takes no byte at all, where an
   // empty member would take one and, padded, eight (sixteen more from malloc).
   template <class Poller, class OnComplete>
@@ -562,16 +424,21 @@ class runner {
 
     detail::step_report step(std::uint64_t now_key) noexcept override {
       const time_point now = point_of(now_key);
-      detail::step_report report;
       try {
         poller_.step(now);
-        report.throttled = poller_.last_throttled();
       } catch (...) {
         poller_.capture(std::current_exception(), now);  // this poller ends; every other one goes on
       }
-      report.finished = poller_.done();
-      if (!report.finished) report.next_key = key_of(poller_.next_due());
-      return report;
+      return report();
+    }
+    detail::step_report complete(detail::attempt_base& attempt, std::uint64_t now_key, bool& stale) noexcept override {
+      stale = !poller_.ready() || !poller_.is_current(attempt);
+      if (!stale) run_guarded([&] { poller_.complete(point_of(now_key)); }, now_key);
+      return report();
+    }
+    detail::step_report time_out(std::uint64_t now_key) noexcept override {
+      run_guarded([&] { poller_.time_out(point_of(now_key)); }, now_key);
+      return report();
     }
     std::uint64_t nudge(std::uint64_t now_key) override {
       poller_.nudge(point_of(now_key));
@@ -580,15 +447,36 @@ class runner {
     void cancel(std::uint64_t now_key) noexcept override { poller_.cancel(point_of(now_key)); }
     void add_budget_wait(duration waited) override { poller_.add_budget_wait(waited); }
     std::uint64_t first_key() noexcept override {
-      return poller_.done() ? detail::finished_key : key_of(poller_.next_due());
+      return poller_.done() ? detail::finished_key : std::min(key_of(poller_.next_due()), detail::never_key);
     }
-    void complete() override { callback::get()(poller_.take_outcome()); }
+    bool is_async() const noexcept override { return Poller::is_async; }
+    void attach(const std::shared_ptr<detail::attempt_listener>& listener, std::uint32_t generation) override {
+      poller_.attach(listener, static_cast<detail::runner_node*>(this), slot, generation);
+    }
+    void complete_run() override { callback::get()(poller_.take_outcome()); }
     void destroy(detail::node_arena& arena) noexcept override {
       this->~poller_node();
       arena.deallocate(this, sizeof(poller_node), alignof(poller_node));
     }
 
    private:
+    template <class F>
+    void run_guarded(F&& f, std::uint64_t now_key) noexcept {
+      try {
+        f();
+      } catch (...) {
+        poller_.capture(std::current_exception(), point_of(now_key));
+      }
+    }
+    detail::step_report report() const noexcept {
+      detail::step_report r;
+      r.throttled = poller_.last_throttled();
+      r.finished = poller_.done();
+      r.in_flight = poller_.in_flight();
+      if (!r.finished) r.next_key = std::min(key_of(poller_.next_due()), detail::never_key);
+      return r;
+    }
+
     Poller poller_;
   };
 
@@ -606,7 +494,7 @@ class runner {
   static time_point point_of(std::uint64_t key) noexcept {
     return time_point{std::chrono::duration_cast<typename time_point::duration>(detail::duration_of(key))};
   }
-  const budget_group& budget_at(budget_id id) const {
+  const budget_group_entry& budget_at(budget_id id) const {
     if (id.value >= budgets_.size()) {
       detail::throw_invalid("runner", "budget", "an id returned by add_budget", std::to_string(id.value));
     }
@@ -651,20 +539,21 @@ class runner {
       generation = detail::generation_of(entry.load(std::memory_order_relaxed));
       entry.store(detail::slot_word(generation, poll_status::scheduled), std::memory_order_release);
       node->slot = slot;
-      shared_->commands.push_back(detail::command{detail::command::insert, slot, generation, node.get()});
+      node->attach(shared_, generation);  // (an asynchronous poller links its attempts to the queue; others ignore it)
+      shared_->commands.push_back(detail::command{detail::command::insert, slot, generation, node.get(), nullptr});
       shared_->has_commands.store(true, std::memory_order_release);
       node.release();
     }
-    shared_->wake.notify_one();
+    shared_->wake.wake();
     return handle{shared_, node_address, slot, generation};
   }
 
   std::exception_ptr stop_thread() noexcept {
-    {
-      std::lock_guard<std::mutex> lock(shared_->mutex);
-      shared_->stopping.store(true);
+    shared_->stopping.store(true);
+    try {
+      shared_->wake.wake();
+    } catch (...) {
     }
-    shared_->wake.notify_all();
     if (thread_.joinable()) thread_.join();
     std::exception_ptr error = std::move(thread_error_);
     thread_error_ = nullptr;
@@ -685,6 +574,7 @@ class runner {
     const bool own_thread = !until_empty && !until;
     std::size_t checks = 0;
     for (;;) {
+      shared_->wake.rearm();  // before looking for work: a wake from now on interrupts the sleep below
       drain_commands();
       if (own_thread && shared_->stopping.load(std::memory_order_acquire)) break;
       const std::uint64_t now_key = detail::key_of(since_epoch(clock_.now()));
@@ -693,41 +583,16 @@ class runner {
       if (checks >= max_checks || at_end) break;
       if (shared_->has_commands.load(std::memory_order_acquire)) continue;
       const std::optional<std::uint64_t> next = next_wake(now_key);
-      if (!next && until_empty) break;
+      if (until_empty && live_ == 0) break;
       if (!wait) break;
       std::optional<time_point> wake_at;
       if (next) wake_at = point_of(*next);
       if (until && (!wake_at || *wake_at > *until)) wake_at = until;
-      if (!sleep(wake_at, own_thread)) break;
+      // One way to wait, on every clock: the clock's own interruptible sleep, which a command interrupts. Without
+      // anything due (only checks in flight, or nothing at all on the runner's own thread) it waits for a command.
+      clock_.sleep_until(wake_at ? *wake_at : time_point::max(), shared_->wake.token());
     }
     return checks;
-  }
-
-  // Sleeps until `wake_at` (for ever when unset), waking early for a command or stop(). False: stop now.
-  bool sleep(std::optional<time_point> wake_at, bool own_thread) {
-    if constexpr (waits_on_condition) {
-      std::unique_lock<std::mutex> lock(shared_->mutex);
-      auto woken = [&] {
-        return shared_->has_commands.load(std::memory_order_acquire) || (own_thread && shared_->stopping.load());
-      };
-      if (wake_at) {
-        shared_->wake.wait_until(lock, *wake_at, woken);
-      } else {
-        shared_->wake.wait(lock, woken);
-      }
-      return !(own_thread && shared_->stopping.load());
-    } else {
-      if (!wake_at) {
-        // Nothing is due and virtual time has no reason to move: wait for a command (or stop()).
-        std::unique_lock<std::mutex> lock(shared_->mutex);
-        shared_->wake.wait(lock, [&] {
-          return shared_->has_commands.load(std::memory_order_acquire) || (own_thread && shared_->stopping.load());
-        });
-        return !(own_thread && shared_->stopping.load());
-      }
-      clock_.sleep_until(*wake_at, stop_token{});
-      return true;
-    }
   }
 
   void drain_commands() {
@@ -746,18 +611,37 @@ class runner {
         insert(c.node, now_key);
         continue;
       }
+      struct release_attempt {
+        detail::attempt_base* attempt;
+        ~release_attempt() {
+          if (attempt != nullptr) attempt->release();
+        }
+      } hold{c.attempt};
       const std::uint32_t word = shared_->slots[c.slot].load(std::memory_order_relaxed);
       if (detail::generation_of(word) != c.generation) continue;  // finished long ago
       detail::runner_node* node = c.node;
+      const detail::node_state state = node->state();
       if (c.kind == detail::command::nudge) {
-        if (node->state == detail::node_state::armed) {
+        if (state == detail::node_state::armed) {
           if (node->refs >= detail::max_refs) sweep_stale();  // drops this node's stale entries too
           const std::uint64_t key = node->nudge(now_key);
           ++stale_;  // the entry it had stays behind, stale
           arm(node, key);
+        } else if (state == detail::node_state::in_flight) {
+          (void)node->nudge(now_key);  // remembered: the next check follows the attempt at once
         }
-      } else if (node->state == detail::node_state::armed || node->state == detail::node_state::waiting) {
-        if (node->state == detail::node_state::armed) ++stale_;
+      } else if (c.kind == detail::command::complete) {
+        if (state != detail::node_state::in_flight) continue;
+        bool stale = false;
+        const detail::step_report report = node->complete(*c.attempt, now_key, stale);
+        if (stale) continue;
+        ++stale_;  // the timeout entry stays behind
+        end_flight(node);
+        after_step(node, report, now_key);
+      } else if (state == detail::node_state::armed || state == detail::node_state::waiting ||
+                 state == detail::node_state::waiting_slot || state == detail::node_state::in_flight) {
+        if (state == detail::node_state::armed || state == detail::node_state::in_flight) ++stale_;
+        if (state == detail::node_state::in_flight) end_flight(node);
         node->cancel(now_key);
         finish(node);
       }
@@ -779,9 +663,9 @@ class runner {
     }
   }
 
-  void arm(detail::runner_node* node, std::uint64_t key) {
+  POLLSTER_ALWAYS_INLINE void arm(detail::runner_node* node, std::uint64_t key) {
     if (key < timers_.last_key()) key = timers_.last_key();
-    node->state = detail::node_state::armed;
+    node->set_state(detail::node_state::armed);
     node->due_key = key;
     ++node->refs;
     timers_.push(key, node);
@@ -790,7 +674,8 @@ class runner {
   // Makes the checks due at `now_key`: first those waiting for their budget (in due-time order), then the timers.
   std::size_t dispatch_due(std::uint64_t now_key, std::size_t max_checks) {
     std::size_t checks = 0;
-    if (waiting_total_ != 0) checks += serve_budgets(now_key, max_checks);
+    if (slot_waiting_total_ != 0) checks += serve_slots(now_key, max_checks);
+    if (waiting_total_ != 0) checks += serve_budgets(now_key, max_checks - checks);
     while (checks < max_checks && !timers_.empty() && timers_.min_key() <= now_key) {
       if (const auto* ahead = timers_.peek_ahead(8)) {
         detail::prefetch(ahead->item);  // the node's first two cache lines: the header and the poller's start
@@ -799,17 +684,31 @@ class runner {
       const auto entry = timers_.pop();
       detail::runner_node* node = entry.item;
       --node->refs;
-      if (node->state != detail::node_state::armed || node->due_key != entry.key) {
+      const detail::node_state state = node->state();
+      if (node->due_key != entry.key ||
+          (state != detail::node_state::armed && state != detail::node_state::in_flight)) {
         --stale_;
         release_ref(node, false);
         continue;
       }
+      if (state == detail::node_state::in_flight) {  // the attempt's timeout
+        end_flight(node);
+        after_step(node, node->time_out(now_key), now_key);
+        continue;
+      }
       if (node->budget != detail::no_budget) {
-        budget_group& group = budgets_[node->budget];
-        if (!group.waiting.empty() || !group.bucket.try_acquire(detail::duration_of(now_key))) {
-          push_waiting(group, node);
+        budget_group_entry& group = budgets_[node->budget];
+        if (!group.waiting.empty() || !group.group->try_acquire(detail::duration_of(now_key))) {
+          push_waiting(group.waiting, node, detail::node_state::waiting, poll_status::waiting_for_budget);
+          ++waiting_total_;
           continue;
         }
+      }
+      if (slots_limited_ && node->is_async() && !slot_free(node)) {
+        node->due_key = now_key;  // the time it started to wait
+        push_waiting(slot_queue(node), node, detail::node_state::waiting_slot, poll_status::waiting_for_slot);
+        ++slot_waiting_total_;
+        continue;
       }
       ++checks;
       check(node, now_key);
@@ -821,21 +720,29 @@ class runner {
   std::size_t serve_budgets(std::uint64_t now_key, std::size_t max_checks) {
     std::size_t checks = 0;
     const duration now = detail::duration_of(now_key);
-    for (budget_group& group : budgets_) {
+    for (budget_group_entry& group : budgets_) {
       while (checks < max_checks && !group.waiting.empty()) {
         detail::runner_node* node = group.waiting.front();
-        if (node->state != detail::node_state::waiting) {  // cancelled while it waited
-          pop_waiting(group);
+        if (node->state() != detail::node_state::waiting) {  // cancelled while it waited
+          pop_front(group.waiting);
+          --waiting_total_;
           --node->refs;
           release_ref(node, false);
           continue;
         }
-        if (!group.bucket.try_acquire(now)) break;
+        if (!group.group->try_acquire(now)) break;
         const duration waited = detail::sat_sub(now, detail::duration_of(node->due_key));
         node->add_budget_wait(waited);  // first: it may throw (its first wait allocates), with nothing else changed
-        pop_waiting(group);
+        pop_front(group.waiting);
+        --waiting_total_;
         --node->refs;
         group.total_wait = detail::sat_add(group.total_wait, waited);
+        if (slots_limited_ && node->is_async() && !slot_free(node)) {
+          node->due_key = now_key;
+          push_waiting(slot_queue(node), node, detail::node_state::waiting_slot, poll_status::waiting_for_slot);
+          ++slot_waiting_total_;
+          continue;
+        }
         set_status(node, poll_status::scheduled);
         ++checks;
         check(node, now_key);
@@ -844,44 +751,108 @@ class runner {
     return checks;
   }
 
-  void check(detail::runner_node* node, std::uint64_t now_key) {
-    node->state = detail::node_state::running;
-    const detail::step_report report = node->step(now_key);
+  // Starts granted checks that waited for a slot, while slots are free: each group's queue in order.
+  std::size_t serve_slots(std::uint64_t now_key, std::size_t max_checks) {
+    std::size_t checks = 0;
+    const auto serve = [&](std::deque<detail::runner_node*>& queue) {
+      while (checks < max_checks && !queue.empty()) {
+        detail::runner_node* node = queue.front();
+        if (node->state() != detail::node_state::waiting_slot) {  // cancelled while it waited
+          pop_front(queue);
+          --slot_waiting_total_;
+          --node->refs;
+          release_ref(node, false);
+          continue;
+        }
+        if (!slot_free(node)) return;
+        const duration waited = detail::sat_sub(detail::duration_of(now_key), detail::duration_of(node->due_key));
+        node->add_budget_wait(waited);
+        pop_front(queue);
+        --slot_waiting_total_;
+        --node->refs;
+        set_status(node, poll_status::scheduled);
+        ++checks;
+        check(node, now_key);
+      }
+    };
+    for (budget_group_entry& group : budgets_) serve(group.slot_waiting);
+    serve(free_slot_waiting_);
+    return checks;
+  }
+
+  bool slot_free(const detail::runner_node* node) const noexcept {
+    if (max_in_flight_ != 0 && in_flight_ >= max_in_flight_) return false;
+    if (node->budget == detail::no_budget) return true;
+    const budget_group_entry& group = budgets_[node->budget];
+    const std::size_t limit = group.group->in_flight_limit();
+    return limit == 0 || group.in_flight < limit;
+  }
+  std::deque<detail::runner_node*>& slot_queue(const detail::runner_node* node) {
+    return node->budget == detail::no_budget ? free_slot_waiting_ : budgets_[node->budget].slot_waiting;
+  }
+
+  // (Forced inline, as poller::conclude is: a call and a report passed through memory on every poll cost 40
+  // instructions per dispatch when g++ chose to keep them out of line.)
+  POLLSTER_ALWAYS_INLINE void check(detail::runner_node* node, std::uint64_t now_key) {
+    node->set_state(detail::node_state::running);
+    after_step(node, node->step(now_key), now_key);
+  }
+
+  // What follows a step, a completion or a timeout: the throttle signal, then the end of the run, the attempt in
+  // flight, or the next check.
+  POLLSTER_ALWAYS_INLINE void after_step(detail::runner_node* node, const detail::step_report& report,
+                                         std::uint64_t now_key) {
     if (report.throttled && node->budget != detail::no_budget) {
-      budgets_[node->budget].bucket.throttled(detail::duration_of(now_key));
+      budgets_[node->budget].group->throttled(detail::duration_of(now_key));
     }
     if (report.finished) {
       finish(node);
+    } else if (report.in_flight) {
+      begin_flight(node, report.next_key);
     } else {
       arm(node, report.next_key);
     }
   }
 
-  void push_waiting(budget_group& group, detail::runner_node* node) {
-    node->state = detail::node_state::waiting;
-    ++node->refs;
-    group.waiting.push_back(node);
-    ++waiting_total_;
-    set_status(node, poll_status::waiting_for_budget);
+  void begin_flight(detail::runner_node* node, std::uint64_t timeout_key) {
+    arm(node, timeout_key);
+    node->set_state(detail::node_state::in_flight);
+    ++in_flight_;
+    if (node->budget != detail::no_budget) ++budgets_[node->budget].in_flight;
+    set_status(node, poll_status::in_flight);
+  }
+  void end_flight(detail::runner_node* node) noexcept {
+    --in_flight_;
+    if (node->budget != detail::no_budget) --budgets_[node->budget].in_flight;
+    node->set_state(detail::node_state::running);
+    set_status(node, poll_status::scheduled);
   }
 
-  detail::runner_node* pop_waiting(budget_group& group) noexcept {
-    if (group.waiting.empty()) return nullptr;
-    detail::runner_node* node = group.waiting.front();
-    group.waiting.pop_front();
-    --waiting_total_;
+  void push_waiting(std::deque<detail::runner_node*>& queue, detail::runner_node* node, detail::node_state state,
+                    poll_status status) {
+    queue.push_back(node);  // first: it may throw, with nothing changed
+    node->set_state(state);
+    ++node->refs;
+    set_status(node, status);
+  }
+
+  static detail::runner_node* pop_front(std::deque<detail::runner_node*>& queue) noexcept {
+    if (queue.empty()) return nullptr;
+    detail::runner_node* node = queue.front();
+    queue.pop_front();
     return node;
   }
 
-  // The earliest key at which something can happen: a timer, or a token for a waiting poller.
+  // The earliest key at which something can happen: a timer, or a token for a waiting poller. A timer at never_key
+  // (an attempt without a timeout) is no reason to wake.
   std::optional<std::uint64_t> next_wake(std::uint64_t now_key) {
     std::optional<std::uint64_t> next;
-    if (!timers_.empty()) next = timers_.min_key();
+    if (!timers_.empty() && timers_.min_key() < detail::never_key) next = timers_.min_key();
     if (waiting_total_ != 0) {
       const duration now = detail::duration_of(now_key);
-      for (const budget_group& group : budgets_) {
+      for (const budget_group_entry& group : budgets_) {
         if (group.waiting.empty()) continue;
-        const std::uint64_t key = detail::key_of(group.bucket.next_available(now));
+        const std::uint64_t key = detail::key_of(group.group->next_available(now));
         if (!next || key < *next) next = key;
       }
     }
@@ -890,7 +861,7 @@ class runner {
 
   // The poller is over: retire its slot (handles now read finished), call back, free it when nothing points here.
   void finish(detail::runner_node* node) {
-    node->state = detail::node_state::finished;
+    node->set_state(detail::node_state::finished);
     --live_;
     retire_slot(node->slot);
     struct release_after {
@@ -898,7 +869,7 @@ class runner {
       detail::runner_node* node;
       ~release_after() { self->release_ref(node, false); }
     } guard{this, node};
-    node->complete();
+    node->complete_run();
   }
 
   // Only the driving thread writes a live slot (submit writes it before the insert command is sent).
@@ -920,19 +891,22 @@ class runner {
   void release_ref(detail::runner_node* node, bool dropping) noexcept {
     if (dropping) {
       --node->refs;
-      if (node->state != detail::node_state::finished) {
-        node->state = detail::node_state::finished;
+      if (node->state() != detail::node_state::finished) {
+        node->set_state(detail::node_state::finished);
         --live_;
         retire_slot(node->slot);
       }
     }
-    if (node->refs == 0 && node->state == detail::node_state::finished) node->destroy(arena_);
+    if (node->refs == 0 && node->state() == detail::node_state::finished) node->destroy(arena_);
   }
 
   void sweep_stale() {
     const std::size_t removed = timers_.remove_if([this](const auto& entry) {
       detail::runner_node* node = entry.item;
-      if (node->state == detail::node_state::armed && node->due_key == entry.key) return false;
+      const detail::node_state state = node->state();
+      if ((state == detail::node_state::armed || state == detail::node_state::in_flight) && node->due_key == entry.key) {
+        return false;
+      }
       --node->refs;
       release_ref(node, false);
       return true;
@@ -944,20 +918,23 @@ class runner {
   Clock& clock_;
   std::shared_ptr<detail::runner_shared> shared_;
   const std::uint64_t seed_base_;
+  const std::size_t max_in_flight_;
+  bool slots_limited_;  // an in-flight limit exists (overall or in a group): only then is a node asked is_async()
   std::atomic<std::uint64_t> seeds_used_{0};
   std::atomic<std::size_t> budget_count_{0};
   std::size_t drain_next_ = 0;  // commands of pending_commands_ already applied (a callback may throw midway)
   detail::radix_heap<detail::runner_node*> timers_;
-  std::vector<budget_group> budgets_;
+  std::vector<budget_group_entry> budgets_;
+  std::deque<detail::runner_node*> free_slot_waiting_;  // pollers without a budget waiting for a slot
   std::vector<detail::command> pending_commands_;
   std::size_t live_ = 0;
   std::size_t stale_ = 0;
   std::size_t waiting_total_ = 0;
+  std::size_t slot_waiting_total_ = 0;
+  std::size_t in_flight_ = 0;
   std::atomic<bool> driving_{false};
   std::thread thread_;
   std::exception_ptr thread_error_;
 };
 
 POLLSTER_NAMESPACE_END
-
-#undef POLLSTER_ASAN_POISON

@@ -11,10 +11,11 @@
 //  * a periodic resync: every N polls or every so long, the records that did not change are delivered too, on
 //    their own channel (`unchanged<const T&>`), so a consumer can repair drift without ever seeing a fake change.
 //
-// There is no loop here either: the watch is the check of a `poller` (poll.hpp) whose schedule is wrapped to
-// restart after a change. `submit_watch` hands it to a runner (thousands of watchers on one thread under one
-// rate budget); the blocking `watcher::run` drives it on a private runner, which is what gives it a thread-safe
-// `nudge()` and `cancel()`.
+// There is no loop here either: the watch is the check of a `poller` (poller.hpp). `watching(...)` builds that check
+// for any driver (`runner.submit(watching(...), ...)`: thousands of watchers on one thread under one rate budget);
+// the blocking `watcher::run` drives it with the blocking loop of poll.hpp, and takes `nudge()` and `cancel()` from
+// any thread. A poll that saw changes asks the poller to restart its schedule (`step::restart_schedule`), and what
+// the watch has seen reaches the outcome through the check's `report()`: `outcome<std::monostate, E, watch_summary>`.
 
 #include "await.hpp"  // await_operation and friends: the other half of "status checks" (watch.hpp includes both)
 #include "clock.hpp"
@@ -22,7 +23,6 @@
 #include "detail/text.hpp"
 #include "diff.hpp"
 #include "poll.hpp"
-#include "runner.hpp"
 #include "schedule.hpp"
 #include "stop.hpp"
 
@@ -39,7 +39,7 @@
 
 POLLSTER_NAMESPACE_BEGIN
 
-/// What a watch has seen: the value of its outcome (`outcome<watch_summary, E>::last_value`).
+/// What a watch has seen: the report of its outcome (`watch_outcome<E>::report`).
 struct watch_summary {
   std::uint64_t polls = 0;               ///< lists received and diffed (failed list calls are not counted)
   std::uint64_t polls_with_changes = 0;  ///< of which: saw at least one addition, removal or change
@@ -122,51 +122,13 @@ struct list_fetch_traits<step<L, E>> {
   using error_type = E;
 };
 
-/// The count of polls that saw a change, shared by a watch's check and its schedule (one heap block per watch,
-/// so it stays put while the poller that holds both moves).
-struct change_counter {
-  std::uint64_t polls_with_changes = 0;
-};
-
 }  // namespace detail
-
-/// Wraps a schedule so that it starts again from its first delay after a poll that saw changes. It reads the
-/// count of such polls from the watch it belongs to; a copy (a preview) keeps its own idea of what it has seen.
-template <class Schedule>
-class adaptive_schedule : public detail::schedule_base<adaptive_schedule<Schedule>> {
- public:
-  adaptive_schedule(Schedule inner, const detail::change_counter* changes, bool adaptive)
-      : inner_(std::move(inner)), changes_(changes), seen_(changes->polls_with_changes), adaptive_(adaptive) {}
-
-  duration next() {
-    if (adaptive_ && changes_->polls_with_changes != seen_) {
-      seen_ = changes_->polls_with_changes;
-      inner_.reset();
-    }
-    return inner_.next();
-  }
-  void reset() { inner_.reset(); }
-  /// None: a change can always bring the first delay back.
-  std::optional<duration> plateau() const noexcept { return adaptive_ ? std::nullopt : inner_.plateau(); }
-  /// For a runner, which seeds each jittered schedule on its own.
-  template <class S = Schedule, class = decltype(std::declval<S&>().reseed(std::uint64_t{}))>
-  void reseed(std::uint64_t seed) {
-    inner_.reseed(seed);
-  }
-  const Schedule& inner() const noexcept { return inner_; }
-
- private:
-  Schedule inner_;
-  const detail::change_counter* changes_;
-  std::uint64_t seen_;
-  bool adaptive_;
-};
 
 /// The check of a watch: fetch the list, diff it against the last one, deliver events to `handler`, count them.
 /// `fetch` returns the list (any range of records, by value or by reference), or a `step<List, E>` to pass an error
 /// (`transient(e)`: retried on the schedule, the last list kept; `failed(e)`: the watch ends) or a server hint
-/// (`pending(list, after(30s))`), or `not_modified()` when the server answered 304 (counted; no diff, no events);
-/// it may take the `const poll_state&`. `handler` takes `const added<const T&>&`,
+/// (`pending(list, retry_after(30s))`), or `not_modified()` when the server answered 304 (counted; no diff, no
+/// events); it may take the `const poll_state&`. `handler` takes `const added<const T&>&`,
 /// `const removed<K, const T&>&`, `const changed<const T&>&` and, to receive resyncs, `const unchanged<const T&>&`
 /// (a struct with overloads, or a generic lambda). `Fetch` and `Handler` may be `std::reference_wrapper`s.
 template <class Fetch, class Keyed, class Handler>
@@ -175,7 +137,7 @@ class watch_check;
 template <class Fetch, class Key, class Same, class Handler>
 class watch_check<Fetch, keyed_by<Key, Same>, Handler> {
   using fetch_type = typename detail::unwrap_ref<Fetch>::type;
-  using fetched = std::decay_t<typename detail::check_result<fetch_type>::type>;
+  using fetched = typename detail::sync_result<fetch_type>::type;
   using traits = detail::list_fetch_traits<fetched>;
   using list_type = typename traits::list_type;
 
@@ -183,7 +145,7 @@ class watch_check<Fetch, keyed_by<Key, Same>, Handler> {
   using element_type = detail::range_element_t<list_type>;
   using key_type = detail::key_type_t<Key, element_type>;
   using error_type = typename traits::error_type;
-  using step_type = step<watch_summary, error_type>;
+  using step_type = step<std::monostate, error_type>;
 
   watch_check(Fetch fetch, keyed_by<Key, Same> keys, Handler handler, const watch_options& options)
       : fetch_(std::move(fetch)),
@@ -195,11 +157,12 @@ class watch_check<Fetch, keyed_by<Key, Same>, Handler> {
     }
   }
 
-  /// What the schedule reads to restart after a change.
-  const detail::change_counter* changes() const noexcept { return &state_->changes; }
+  /// What the watch has seen: the poller calls it when the run ends.
+  watch_summary report(const run_summary&) const { return state_->summary; }
 
   step_type operator()(const poll_state& poll) {
     step_type out;
+    const std::uint64_t changes_before = state_->summary.polls_with_changes;
     if constexpr (detail::is_step<fetched>::value) {
       fetched result = call_fetch(poll);
       out.kind = result.kind;
@@ -214,7 +177,8 @@ class watch_check<Fetch, keyed_by<Key, Same>, Handler> {
       decltype(auto) result = call_fetch(poll);
       diff(std::forward<decltype(result)>(result), poll);
     }
-    out.value = state_->summary;
+    // A poll that saw changes restarts the schedule (things are moving: look closely); a quiet one lets it grow.
+    out.restart_schedule = state_->options.adaptive && state_->summary.polls_with_changes != changes_before;
     return out;
   }
 
@@ -229,7 +193,6 @@ class watch_check<Fetch, keyed_by<Key, Same>, Handler> {
     pollster::snapshot<element_type, Key, Same> snapshot;
     watch_options options;
     watch_summary summary;
-    detail::change_counter changes;
     duration last_resync{};
   };
 
@@ -304,7 +267,6 @@ class watch_check<Fetch, keyed_by<Key, Same>, Handler> {
     s.summary.size = s.snapshot.elements().size();
     if (events != 0) {
       ++s.summary.polls_with_changes;
-      ++s.changes.polls_with_changes;
     }
   }
 
@@ -318,31 +280,32 @@ template <class Fetch, class Keys, class Handler>
 using watch_check_for = watch_check<Fetch, typename as_keyed<Keys>::type, Handler>;
 }  // namespace detail
 
-/// What a watch ends with (`E` is the fetch's error type, `std::monostate` for a fetch that returns plain lists).
+/// What a watch ends with (`E` is the fetch's error type, `std::monostate` for a fetch that returns plain lists):
+/// the poller's account and, in `report`, the watch_summary.
 template <class E>
-using watch_outcome = outcome<watch_summary, E>;
+using watch_outcome = outcome<std::monostate, E, watch_summary>;
 
-/// Submits a watch to `runner`: `fetch` is polled on `schedule` (restarted after each poll that saw changes) until
-/// `stop` ends it, the fetch fails for good, or the handle cancels it; every event goes to `handler` on the runner's
-/// thread. The handle's `nudge()` verifies now (notify, then verify through the list call). `on_complete` receives
-/// the `watch_outcome`. `keys` is a key projection, or `keyed(key, same)`.
-template <class Clock, class Fetch, class Keys, class Handler, class Schedule, class Stop, class OnComplete>
-handle submit_watch(runner<Clock>& on, Fetch fetch, Keys keys, Handler handler, Schedule schedule, Stop stop,
-                    OnComplete on_complete, const watch_options& options = {}, const submit_options& submit = {}) {
-  using check_type = detail::watch_check_for<Fetch, Keys, Handler>;
-  check_type check(std::move(fetch), detail::as_keyed<Keys>::make(std::move(keys)), std::move(handler), options);
-  adaptive_schedule<Schedule> adaptive(std::move(schedule), check.changes(), options.adaptive);
-  return on.submit(std::move(check), std::move(adaptive), std::move(stop), std::move(on_complete), submit);
+/// The check of a watch, for any driver: `runner.submit(pollster::watching(fetch, keys, handler, options), schedule,
+/// stop, on_complete)` polls `fetch` on `schedule` (restarted after each poll that saw changes) and delivers every
+/// event to `handler` on the runner's thread; the handle's `nudge()` verifies now. `keys` is a key projection, or
+/// `keyed(key, same)`.
+template <class Fetch, class Keys, class Handler>
+detail::watch_check_for<Fetch, Keys, Handler> watching(Fetch fetch, Keys keys, Handler handler,
+                                                       const watch_options& options = {}) {
+  return {std::move(fetch), detail::as_keyed<Keys>::make(std::move(keys)), std::move(handler), options};
 }
 
 /// A blocking watch: `run(clock)` polls until the stop rule, a failed fetch or `cancel()` ends it, delivering
 /// events to the handler on the calling thread. `nudge()` and `cancel()` may be called from any thread (and from
-/// the handler or the fetch). The fetch and the handler stay in the watcher, so state they keep survives the run
-/// (`handler()` reads it); the schedule and the stop rule are prototypes, fresh for every run.
+/// the handler or the fetch) and wake the run at once, on any clock. The fetch and the handler stay in the watcher,
+/// so state they keep survives the run (`handler()` reads it); the schedule and the stop rule are prototypes, fresh
+/// for every run.
 template <class Fetch, class Keys, class Handler, class Schedule, class Stop = never>
 class watcher {
-  using check_type =
-      detail::watch_check_for<std::reference_wrapper<Fetch>, Keys, std::reference_wrapper<Handler>>;
+  // (std::ref of a std::reference_wrapper is the wrapper itself: a watcher of std::ref(api) holds one level.)
+  using check_type = detail::watch_check_for<decltype(std::ref(std::declval<Fetch&>())), Keys,
+                                             decltype(std::ref(std::declval<Handler&>()))>;
+  POLLSTER_CHECK_ARGUMENTS("pollster::watcher", check_type, Schedule, Stop);
 
  public:
   using error_type = typename check_type::error_type;
@@ -361,47 +324,29 @@ class watcher {
   watcher& operator=(const watcher&) = delete;
 
   /// Watches on `clock` (a manual_clock runs a simulated day in microseconds). A fetch or handler that throws ends
-  /// the run and the exception propagates unchanged. `poll.token` stops the run like `cancel()`.
+  /// the run and the exception propagates unchanged. `poll.cancel` cancels the run like `cancel()`. A `cancel()`
+  /// made while no run is in progress cancels the next run at once; either way it is spent when that run ends.
   template <class Clock>
   outcome_type run(Clock& clock) {
-    runner<Clock> driver(clock);
-    submit_options submit;
-    submit.poll = poll_;
-    submit.poll.token = stop_token{};  // the runner refuses tokens; ours is bridged to cancel() below
-    std::optional<outcome_type> result;
-    handle h = submit_watch(driver, std::ref(fetch_), keys_, std::ref(handler_), schedule_, stop_,
-                            [&result](outcome_type&& o) { result.emplace(std::move(o)); }, options_, submit);
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      current_ = h;
-      if (cancel_requested_) h.cancel();
-    }
-    struct unpublish {
-      watcher* self;
-      ~unpublish() {
-        std::lock_guard<std::mutex> lock(self->mutex_);
-        self->current_ = handle{};
-      }
-    } guard{this};
-    auto cancel_on_stop = [h] { h.cancel(); };
-    stop_callback<decltype(cancel_on_stop)> bridge(poll_.token, cancel_on_stop);
-    driver.run();
-    if (result->exception) std::rethrow_exception(result->exception);
-    return std::move(*result);
+    static_assert(is_clock_v<Clock>, "pollster::watcher::run: the argument must be a pollster clock");
+    using time_point = typename Clock::time_point;
+    poller<check_type, Schedule, Stop, time_point> p(
+        check_type(std::ref(fetch_), detail::as_keyed<Keys>::make(keys_), std::ref(handler_), options_), schedule_,
+        stop_, clock.now(), poll_);
+    control_.begin_run();
+    struct spend_requests {
+      detail::remote_control& control;
+      ~spend_requests() { control.end_run(); }
+    } spend{control_};
+    detail::run_blocking(p, clock, poll_.cancel, !poll_.wait_first, &control_);
+    return p.take_outcome();
   }
 
   /// Check now (a webhook or message said something changed); the list call, not the message, says what. Any
-  /// thread. Before or after a run it does nothing.
-  void nudge() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    current_.nudge();
-  }
+  /// thread; wakes the run at once. Before or after a run it does nothing.
+  void nudge() { control_.request_nudge(); }
   /// Ends the run with cause cancelled (or the next run at once, when none is in progress). Any thread.
-  void cancel() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    cancel_requested_ = true;
-    current_.cancel();
-  }
+  void cancel() { control_.request_cancel(); }
 
   Handler& handler() noexcept { return handler_; }
   const Handler& handler() const noexcept { return handler_; }
@@ -414,9 +359,7 @@ class watcher {
   Stop stop_;
   watch_options options_;
   poll_options poll_;
-  std::mutex mutex_;
-  handle current_;
-  bool cancel_requested_ = false;
+  detail::remote_control control_;
 };
 
 /// Builds a blocking watcher, deducing its types (C++17 class template argument deduction works too).

@@ -25,14 +25,23 @@
 // ---- end pollster/version.hpp ----
 // ---- begin pollster/clock.hpp ----
 
-// Time: the clocks pollster runs on, a C++17 stop token, and a sleep that a stop request interrupts at once.
-//
-// A clock here is an object, not just a type, so that a manual_clock can be handed to a poller and moved by a
-// test. Any type with these members works:
+// Time: the clocks pollster runs on. A clock here is an object, not just a type, so that a manual_clock can be
+// handed to a poller and moved by a test. Any type with these members works (`is_clock` says whether one does):
 //   using duration = ...; using time_point = ...;
 //   time_point now();
-//   bool sleep_until(time_point, const stop_token&);   // false when a stop was requested
-// steady_clock (the default) wraps std::chrono::steady_clock; manual_clock is virtual time.
+//   bool sleep_until(time_point, const cancel_token&);   // false when a cancellation interrupted it
+// The sleep must return at once when the token is cancelled: every driver is woken that way (cancel.hpp), so a
+// custom clock is woken by a nudge, a completion or a cancel exactly as the steady clock is.
+// steady_clock (the default) wraps std::chrono::steady_clock; manual_clock is virtual time, with timers
+// (`call_at`) that stand in for the network in tests of asynchronous checks.
+
+// ---- begin pollster/cancel.hpp ----
+
+// Cancellation: a C++17 cancel token (in the manner of std::stop_token, named apart from the stop rules of
+// stop.hpp), callbacks on a cancel request, a real-time sleep that a request interrupts at once, and the one
+// mechanism every driver is woken by (`detail::wake_signal`): a re-armable cancel state handed to the clock's own
+// interruptible `sleep_until(time_point, const cancel_token&)`, so a custom clock is woken exactly like the
+// steady one.
 
 // ---- begin pollster/detail/config.hpp ----
 
@@ -83,6 +92,200 @@
 #endif
 #endif
 // ---- end pollster/detail/config.hpp ----
+
+#include <atomic>              // atomic
+#include <chrono>              // steady_clock
+#include <condition_variable>  // condition_variable
+#include <functional>          // function
+#include <memory>              // shared_ptr
+#include <mutex>               // mutex, unique_lock
+#include <thread>              // this_thread::sleep_until
+#include <utility>             // move
+#if POLLSTER_HAS_STD_STOP_TOKEN
+#include <stop_token>  // std::stop_token, std::stop_callback
+#endif
+
+POLLSTER_NAMESPACE_BEGIN
+
+namespace detail {
+
+/// Shared state of one cancel_source and its tokens. Sleepers wait on `wake`; callbacks are a small list that
+/// runs once, on the thread that requests the cancellation.
+struct cancel_state {
+  std::atomic<bool> cancelled{false};
+  std::mutex mutex;
+  std::condition_variable wake;
+  struct callback_node {
+    std::function<void()> fn;
+    callback_node* next = nullptr;
+    callback_node* prev = nullptr;
+  };
+  callback_node* callbacks = nullptr;
+
+  bool request() {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (cancelled.exchange(true, std::memory_order_acq_rel)) return false;
+      callback_node* list = callbacks;
+      callbacks = nullptr;
+      // Invoke under the lock, so that a cancel_callback destroyed on another thread waits for its own call to end.
+      for (callback_node* node = list; node != nullptr; node = node->next) node->fn();
+    }
+    wake.notify_all();
+    return true;
+  }
+};
+
+class wake_signal;
+
+}  // namespace detail
+
+class cancel_source;
+
+/// A read-only view of a cancel request, copyable and cheap; a default-constructed token can never be cancelled.
+/// Usable under C++17; under C++20 see `bridge_cancel_token` for std::stop_token.
+class cancel_token {
+ public:
+  cancel_token() noexcept = default;
+
+  /// True once the owning cancel_source asked to cancel.
+  bool cancel_requested() const noexcept {
+    return state_ && state_->cancelled.load(std::memory_order_acquire);
+  }
+  /// False for a token that no source can ever cancel (so a sleep need not prepare to be interrupted).
+  bool cancel_possible() const noexcept { return static_cast<bool>(state_); }
+
+  friend bool operator==(const cancel_token& a, const cancel_token& b) noexcept { return a.state_ == b.state_; }
+  friend bool operator!=(const cancel_token& a, const cancel_token& b) noexcept { return a.state_ != b.state_; }
+
+ private:
+  friend class cancel_source;
+  friend class detail::wake_signal;
+  template <class F>
+  friend class cancel_callback;
+  friend bool sleep_for_real(std::chrono::steady_clock::time_point, const cancel_token&);
+  explicit cancel_token(std::shared_ptr<detail::cancel_state> state) noexcept : state_(std::move(state)) {}
+  std::shared_ptr<detail::cancel_state> state_;
+};
+
+/// The side that asks to cancel: a cancel button for one or many pollers.
+class cancel_source {
+ public:
+  cancel_source() : state_(std::make_shared<detail::cancel_state>()) {}
+
+  cancel_token get_token() const noexcept { return cancel_token{state_}; }
+  /// Asks to cancel; wakes every sleeper at once. Returns false if a cancellation was already requested.
+  bool request_cancel() { return state_->request(); }
+  bool cancel_requested() const noexcept { return state_->cancelled.load(std::memory_order_acquire); }
+
+ private:
+  std::shared_ptr<detail::cancel_state> state_;
+};
+
+/// Runs `fn` once when the token is cancelled (at once, on this thread, if it already is). Destroying the
+/// callback unregisters it; if it is running on another thread, the destructor waits for it to finish. `fn` runs
+/// under the source's lock, so keep it short (wake a thread, post a job), and never let it request a
+/// cancellation on, or register a callback with, the same source: that would deadlock.
+template <class F>
+class cancel_callback {
+ public:
+  cancel_callback(const cancel_token& token, F fn) : state_(token.state_) {
+    node_.fn = std::move(fn);
+    if (!state_) return;
+    std::unique_lock<std::mutex> lock(state_->mutex);
+    if (state_->cancelled.load(std::memory_order_acquire)) {
+      lock.unlock();
+      node_.fn();
+      state_.reset();
+      return;
+    }
+    node_.next = state_->callbacks;
+    if (node_.next != nullptr) node_.next->prev = &node_;
+    state_->callbacks = &node_;
+  }
+  ~cancel_callback() {
+    if (!state_) return;
+    std::lock_guard<std::mutex> lock(state_->mutex);  // waits for a request() that is calling us right now
+    if (state_->cancelled.load(std::memory_order_acquire)) return;  // already detached by request()
+    if (node_.prev != nullptr) {
+      node_.prev->next = node_.next;
+    } else {
+      state_->callbacks = node_.next;
+    }
+    if (node_.next != nullptr) node_.next->prev = node_.prev;
+  }
+  cancel_callback(const cancel_callback&) = delete;
+  cancel_callback& operator=(const cancel_callback&) = delete;
+
+ private:
+  std::shared_ptr<detail::cancel_state> state_;
+  detail::cancel_state::callback_node node_;
+};
+
+/// Sleeps on the real steady clock until `until`, or returns false at once when the token is cancelled.
+inline bool sleep_for_real(std::chrono::steady_clock::time_point until, const cancel_token& token) {
+  if (!token.cancel_possible()) {
+    std::this_thread::sleep_until(until);  // nothing can interrupt this sleep
+    return true;
+  }
+  detail::cancel_state& state = *token.state_;
+  std::unique_lock<std::mutex> lock(state.mutex);
+  if (until == std::chrono::steady_clock::time_point::max()) {
+    // (wait_until would add max() to the system clock's offset and overflow: wait without a time instead.)
+    state.wake.wait(lock, [&] { return state.cancelled.load(std::memory_order_acquire); });
+  } else {
+    state.wake.wait_until(lock, until, [&] { return state.cancelled.load(std::memory_order_acquire); });
+  }
+  return !state.cancelled.load(std::memory_order_acquire);
+}
+
+namespace detail {
+
+/// What wakes a driver: a cancel state that can be re-armed. The driver sleeps on the clock with `token()`;
+/// anything that needs it awake (a command, a completion, a nudge, a cancel, stop()) calls `wake()` from any
+/// thread, and the clock's interruptible sleep returns at once. The driver calls `rearm()` before it looks for
+/// work, so a wake that arrives after the look interrupts the sleep that follows it (and is never lost).
+class wake_signal {
+ public:
+  wake_signal() : state_(std::make_shared<cancel_state>()) {}
+
+  cancel_token token() const noexcept { return cancel_token{state_}; }
+  /// Any thread: interrupts the driver's sleep, or the next one.
+  void wake() { state_->request(); }
+  /// Driver thread, before it looks for work.
+  void rearm() noexcept {
+    if (!state_->cancelled.load(std::memory_order_acquire)) return;
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    state_->cancelled.store(false, std::memory_order_release);
+  }
+  bool woken() const noexcept { return state_->cancelled.load(std::memory_order_acquire); }
+
+ private:
+  std::shared_ptr<cancel_state> state_;
+};
+
+}  // namespace detail
+
+#if POLLSTER_HAS_STD_STOP_TOKEN
+/// C++20: lets a std::stop_token (from a std::jthread, say) cancel pollster. Keep the bridge alive while the
+/// pollster token is in use; a std stop request is forwarded at once, waking pollster's sleepers.
+class bridge_cancel_token {
+ public:
+  explicit bridge_cancel_token(std::stop_token std_token) : forward_(std::move(std_token), forwarder{source_}) {}
+  cancel_token get_token() const noexcept { return source_.get_token(); }
+
+ private:
+  struct forwarder {
+    cancel_source source;
+    void operator()() { source.request_cancel(); }
+  };
+  cancel_source source_;
+  std::stop_callback<forwarder> forward_;
+};
+#endif
+
+POLLSTER_NAMESPACE_END
+// ---- end pollster/cancel.hpp ----
 // ---- begin pollster/detail/saturate.hpp ----
 
 // Saturating duration arithmetic: no factor, count or duration (including duration::max()) may wrap.
@@ -158,140 +361,18 @@ constexpr TimePoint sat_add(TimePoint t, duration d) noexcept {
 POLLSTER_NAMESPACE_END
 // ---- end pollster/detail/saturate.hpp ----
 
-#include <atomic>              // atomic
-#include <chrono>              // steady_clock, time_point
-#include <condition_variable>  // condition_variable
-#include <cstdint>             // int64_t
-#include <functional>          // function
-#include <memory>              // shared_ptr
-#include <mutex>               // mutex, unique_lock
-#include <thread>              // this_thread::sleep_until
-#include <utility>             // move
-#if POLLSTER_HAS_STD_STOP_TOKEN
-#include <stop_token>  // std::stop_token, std::stop_callback
-#endif
+#include <algorithm>    // push_heap, pop_heap
+#include <atomic>       // atomic
+#include <chrono>       // steady_clock, time_point
+#include <cstdint>      // int64_t, uint64_t
+#include <functional>   // function
+#include <limits>       // numeric_limits
+#include <mutex>        // mutex, lock_guard
+#include <type_traits>  // true_type, void_t
+#include <utility>      // move
+#include <vector>       // vector
 
 POLLSTER_NAMESPACE_BEGIN
-
-namespace detail {
-
-/// Shared state of one stop_source and its tokens. Sleepers wait on `wake`; callbacks are a small list that
-/// runs once, on the thread that requests the stop.
-struct stop_state {
-  std::atomic<bool> stopped{false};
-  std::mutex mutex;
-  std::condition_variable wake;
-  struct callback_node {
-    std::function<void()> fn;
-    callback_node* next = nullptr;
-    callback_node* prev = nullptr;
-  };
-  callback_node* callbacks = nullptr;
-
-  bool request() {
-    callback_node* list = nullptr;
-    {
-      std::lock_guard<std::mutex> lock(mutex);
-      if (stopped.exchange(true, std::memory_order_acq_rel)) return false;
-      list = callbacks;
-      callbacks = nullptr;
-      // Invoke under the lock, so that a stop_callback destroyed on another thread waits for its own call to end.
-      for (callback_node* node = list; node != nullptr; node = node->next) node->fn();
-    }
-    wake.notify_all();
-    return true;
-  }
-};
-
-}  // namespace detail
-
-class stop_source;
-
-/// A read-only view of a stop request, copyable and cheap; a default-constructed token can never be stopped.
-/// Usable under C++17; under C++20 see `bridge_stop_token` for std::stop_token.
-class stop_token {
- public:
-  stop_token() noexcept = default;
-
-  /// True once the owning stop_source asked to stop.
-  bool stop_requested() const noexcept { return state_ && state_->stopped.load(std::memory_order_acquire); }
-  /// False for a token that no source can ever stop (so a sleep need not prepare to be interrupted).
-  bool stop_possible() const noexcept { return static_cast<bool>(state_); }
-
-  friend bool operator==(const stop_token& a, const stop_token& b) noexcept { return a.state_ == b.state_; }
-  friend bool operator!=(const stop_token& a, const stop_token& b) noexcept { return a.state_ != b.state_; }
-
- private:
-  friend class stop_source;
-  template <class F>
-  friend class stop_callback;
-  friend bool sleep_for_real(std::chrono::steady_clock::time_point, const stop_token&);
-  explicit stop_token(std::shared_ptr<detail::stop_state> state) noexcept : state_(std::move(state)) {}
-  std::shared_ptr<detail::stop_state> state_;
-};
-
-/// The side that asks to stop: a cancel button for one or many pollers.
-class stop_source {
- public:
-  stop_source() : state_(std::make_shared<detail::stop_state>()) {}
-
-  stop_token get_token() const noexcept { return stop_token{state_}; }
-  /// Asks to stop; wakes every sleeper at once. Returns false if a stop was already requested.
-  bool request_stop() { return state_->request(); }
-  bool stop_requested() const noexcept { return state_->stopped.load(std::memory_order_acquire); }
-
- private:
-  std::shared_ptr<detail::stop_state> state_;
-};
-
-/// Runs `fn` once when the token is stopped (at once, on this thread, if it already is). Destroying the
-/// callback unregisters it; if it is running on another thread, the destructor waits for it to finish. `fn` runs
-/// under the source's lock, so keep it short (wake a thread, post a job), and never let it request a stop on, or
-/// register a callback with, the same source: that would deadlock.
-template <class F>
-class stop_callback {
- public:
-  stop_callback(const stop_token& token, F fn) : state_(token.state_) {
-    node_.fn = std::move(fn);
-    if (!state_) return;
-    std::unique_lock<std::mutex> lock(state_->mutex);
-    if (state_->stopped.load(std::memory_order_acquire)) {
-      lock.unlock();
-      node_.fn();
-      state_.reset();
-      return;
-    }
-    node_.next = state_->callbacks;
-    if (node_.next != nullptr) node_.next->prev = &node_;
-    state_->callbacks = &node_;
-  }
-  ~stop_callback() {
-    if (!state_) return;
-    std::lock_guard<std::mutex> lock(state_->mutex);  // waits for a request() that is calling us right now
-    if (state_->stopped.load(std::memory_order_acquire)) return;  // already detached by request()
-    if (node_.prev != nullptr) node_.prev->next = node_.next;
-    else state_->callbacks = node_.next;
-    if (node_.next != nullptr) node_.next->prev = node_.prev;
-  }
-  stop_callback(const stop_callback&) = delete;
-  stop_callback& operator=(const stop_callback&) = delete;
-
- private:
-  std::shared_ptr<detail::stop_state> state_;
-  detail::stop_state::callback_node node_;
-};
-
-/// Sleeps on the real steady clock until `until`, or returns false at once when the token is stopped.
-inline bool sleep_for_real(std::chrono::steady_clock::time_point until, const stop_token& token) {
-  if (!token.stop_possible()) {
-    std::this_thread::sleep_until(until);  // nothing can interrupt this sleep
-    return true;
-  }
-  detail::stop_state& state = *token.state_;
-  std::unique_lock<std::mutex> lock(state.mutex);
-  state.wake.wait_until(lock, until, [&] { return state.stopped.load(std::memory_order_acquire); });
-  return !state.stopped.load(std::memory_order_acquire);
-}
 
 /// The default clock: std::chrono::steady_clock, which never jumps when the wall clock is set.
 struct steady_clock {
@@ -300,13 +381,18 @@ struct steady_clock {
   static constexpr bool is_steady = true;
 
   time_point now() const noexcept { return std::chrono::steady_clock::now(); }
-  /// Interruptible: returns false as soon as `token` is stopped.
-  bool sleep_until(time_point until, const stop_token& token) const { return sleep_for_real(until, token); }
+  /// Interruptible: returns false as soon as `token` is cancelled.
+  bool sleep_until(time_point until, const cancel_token& token) const { return sleep_for_real(until, token); }
 };
 
-/// Virtual time. It moves only when told: `advance()`, `set()`, or a sleep, which jumps straight to its end.
-/// A 10-minute simulated operation runs in microseconds, and every run is reproducible. Safe to read and
+/// Virtual time. It moves only when told: `advance()`, `advance_to()`, or a sleep, which jumps straight to its
+/// end. A 10-minute simulated operation runs in microseconds, and every run is reproducible. Safe to read and
 /// advance from several threads; time never goes backwards.
+///
+/// Timers: `call_at(t, fn)` runs `fn` when virtual time reaches `t`, on the thread that moves it there (a sleep or
+/// an advance stops at each timer on its way, in time order, ties in the order they were set). A test completes
+/// asynchronous checks at chosen virtual times with them: the network, deterministically. A sleep whose token is
+/// cancelled by a timer (a completion waking the runner) returns false at the timer's time.
 class manual_clock {
  public:
   using rep = std::int64_t;
@@ -322,70 +408,154 @@ class manual_clock {
 
   time_point now() const noexcept { return time_point{duration{now_ns_.load(std::memory_order_acquire)}}; }
 
-  /// Moves time forward by `d` (saturating; a negative `d` is ignored, time never goes backwards).
-  void advance(duration d) noexcept {
+  /// Moves time forward by `d` (saturating; a negative `d` is ignored, time never goes backwards), running the
+  /// timers on the way.
+  void advance(duration d) {
     if (d <= duration::zero()) return;
-    std::int64_t current = now_ns_.load(std::memory_order_relaxed);
-    while (!now_ns_.compare_exchange_weak(current, detail::sat_add(duration{current}, d).count(),
-                                          std::memory_order_acq_rel)) {
-    }
+    advance_to(time_point{detail::sat_add(duration{now_ns_.load(std::memory_order_acquire)}, d)});
   }
-  /// Moves time forward to `t` if it is later than now.
-  void advance_to(time_point t) noexcept {
-    std::int64_t current = now_ns_.load(std::memory_order_relaxed);
+  /// Moves time forward to `t` if it is later than now, running the timers on the way.
+  void advance_to(time_point t) {
     const std::int64_t target = t.time_since_epoch().count();
-    while (current < target &&
-           !now_ns_.compare_exchange_weak(current, target, std::memory_order_acq_rel)) {
+    for (std::int64_t at = next_timer_ns_.load(std::memory_order_acquire); at != no_timer && at <= target;
+         at = next_timer_ns_.load(std::memory_order_acquire)) {
+      move_to(at);
+      run_due_timers(nullptr);
     }
+    move_to(target);
   }
 
-  /// A virtual sleep: unless the token is already stopped, time jumps to `until` and the call returns true.
-  /// Counts sleeps and time slept so tests can assert on them.
-  bool sleep_until(time_point until, const stop_token& token) noexcept {
-    if (token.stop_requested()) return false;
-    const time_point before = now();
-    sleeps_.fetch_add(1, std::memory_order_relaxed);
-    if (until > before) {
-      slept_ns_.fetch_add((until - before).count(), std::memory_order_relaxed);
-      advance_to(until);
+  /// A virtual sleep: unless the token is already cancelled, time jumps to `until` (stopping at each timer on the
+  /// way) and the call returns true; false if the token was cancelled before or by a timer. A sleep until
+  /// time_point::max() ("until woken": a runner with only checks in flight) with no timer left waits for the token
+  /// on the real clock instead of jumping to the end of time. Counts sleeps and time slept so tests can assert on
+  /// them.
+  bool sleep_until(time_point until, const cancel_token& token) {
+    if (token.cancel_requested()) return false;
+    const std::int64_t target = until.time_since_epoch().count();
+    if (next_timer_ns_.load(std::memory_order_acquire) > target) {
+      // The common case, kept as cheap as a sleep was before timers existed: no timer on the way.
+      const std::int64_t before = now_ns_.load(std::memory_order_relaxed);
+      sleeps_.fetch_add(1, std::memory_order_relaxed);
+      if (target > before) {
+        slept_ns_.fetch_add(target - before, std::memory_order_relaxed);
+        move_to(target);
+      }
+      return !token.cancel_requested();
     }
-    return !token.stop_requested();
+    return sleep_through_timers(target, token);
   }
+
+  /// Runs `fn` when virtual time reaches `t` (at once, on the next advance or sleep, if `t` is not later than now).
+  void call_at(time_point t, std::function<void()> fn) {
+    std::lock_guard<std::mutex> lock(timers_mutex_);
+    timers_.push_back(timer{t.time_since_epoch().count(), timer_sequence_++, std::move(fn)});
+    std::push_heap(timers_.begin(), timers_.end(), later_first{});
+    next_timer_ns_.store(timers_.front().at, std::memory_order_release);
+  }
+  /// The same, `d` from now.
+  void call_after(duration d, std::function<void()> fn) {
+    call_at(time_point{detail::sat_add(duration{now_ns_.load(std::memory_order_acquire)}, d)}, std::move(fn));
+  }
+  /// Timers set and not run yet.
+  std::size_t pending_timers() const {
+    std::lock_guard<std::mutex> lock(timers_mutex_);
+    return timers_.size();
+  }
+  /// Runs the timers due now (for a driver that does not sleep: `poll()`, say).
+  void run_due_timers() { run_due_timers(nullptr); }
 
   /// How many sleeps were made on this clock, and how much virtual time they covered.
   std::int64_t sleep_count() const noexcept { return sleeps_.load(std::memory_order_relaxed); }
   duration time_slept() const noexcept { return duration{slept_ns_.load(std::memory_order_relaxed)}; }
 
  private:
+  static constexpr std::int64_t no_timer = std::numeric_limits<std::int64_t>::max();
+  struct timer {
+    std::int64_t at;
+    std::uint64_t sequence;
+    std::function<void()> fn;
+  };
+  struct later_first {
+    bool operator()(const timer& a, const timer& b) const noexcept {
+      return a.at != b.at ? a.at > b.at : a.sequence > b.sequence;
+    }
+  };
+
+  // A sleep with timers on its way: stop at each, run it, and return early if one of them woke the sleeper.
+  bool sleep_through_timers(std::int64_t target, const cancel_token& token) {
+    const std::int64_t before = now_ns_.load(std::memory_order_acquire);
+    sleeps_.fetch_add(1, std::memory_order_relaxed);
+    bool woken = false;
+    for (std::int64_t at = next_timer_ns_.load(std::memory_order_acquire); at != no_timer && at <= target;
+         at = next_timer_ns_.load(std::memory_order_acquire)) {
+      move_to(at);
+      run_due_timers(nullptr);
+      if (token.cancel_requested()) {
+        woken = true;
+        break;
+      }
+    }
+    if (!woken && target == no_timer && token.cancel_possible()) {
+      return sleep_for_real(std::chrono::steady_clock::time_point::max(), token);  // false: woken
+    }
+    if (!woken) move_to(target);
+    const std::int64_t after = now_ns_.load(std::memory_order_acquire);
+    if (after > before) slept_ns_.fetch_add(after - before, std::memory_order_relaxed);
+    return !token.cancel_requested();
+  }
+
+  void move_to(std::int64_t target) noexcept {
+    std::int64_t current = now_ns_.load(std::memory_order_relaxed);
+    while (current < target && !now_ns_.compare_exchange_weak(current, target, std::memory_order_acq_rel)) {
+    }
+  }
+  // Runs every timer due at the current time, one at a time and outside the lock (a timer may set timers).
+  void run_due_timers(std::nullptr_t) {
+    for (;;) {
+      std::function<void()> fn;
+      {
+        std::lock_guard<std::mutex> lock(timers_mutex_);
+        if (timers_.empty() || timers_.front().at > now_ns_.load(std::memory_order_acquire)) return;
+        std::pop_heap(timers_.begin(), timers_.end(), later_first{});
+        fn = std::move(timers_.back().fn);
+        timers_.pop_back();
+        next_timer_ns_.store(timers_.empty() ? no_timer : timers_.front().at, std::memory_order_release);
+      }
+      fn();
+    }
+  }
+
   std::atomic<std::int64_t> now_ns_{0};
   std::atomic<std::int64_t> sleeps_{0};
   std::atomic<std::int64_t> slept_ns_{0};
+  std::atomic<std::int64_t> next_timer_ns_{no_timer};  // read without the lock on every sleep
+  mutable std::mutex timers_mutex_;
+  std::vector<timer> timers_;  // a heap, earliest first
+  std::uint64_t timer_sequence_ = 0;
 };
 
-/// Sleeps on any pollster clock for `d` (saturating); false if the token stopped the sleep.
+/// Sleeps on any pollster clock for `d` (saturating); false if the token interrupted the sleep.
 template <class Clock>
-bool sleep_for(Clock& clock, duration d, const stop_token& token = {}) {
+bool sleep_for(Clock& clock, duration d, const cancel_token& token = {}) {
   return clock.sleep_until(detail::sat_add(clock.now(), d), token);
 }
 
-#if POLLSTER_HAS_STD_STOP_TOKEN
-/// C++20: lets a std::stop_token (from a std::jthread, say) stop pollster. Keep the bridge alive while the
-/// pollster token is in use; a std stop request is forwarded at once, waking pollster's sleepers.
-class bridge_stop_token {
- public:
-  explicit bridge_stop_token(std::stop_token std_token)
-      : forward_(std::move(std_token), forwarder{source_}) {}
-  stop_token get_token() const noexcept { return source_.get_token(); }
+namespace detail {
+template <class C, class = void>
+struct is_clock_impl : std::false_type {};
+template <class C>
+struct is_clock_impl<C, std::void_t<typename C::time_point, decltype(std::declval<C&>().now()),
+                                    decltype(static_cast<bool>(std::declval<C&>().sleep_until(
+                                        std::declval<C&>().now(), std::declval<const cancel_token&>())))>>
+    : std::true_type {};
+}  // namespace detail
 
- private:
-  struct forwarder {
-    stop_source source;
-    void operator()() { source.request_stop(); }
-  };
-  stop_source source_;
-  std::stop_callback<forwarder> forward_;
-};
-#endif
+/// Whether `C` is a pollster clock: `time_point`, `now()`, and `bool sleep_until(time_point, const cancel_token&)`.
+template <class C>
+struct is_clock : detail::is_clock_impl<C> {};
+template <class C>
+inline constexpr bool is_clock_v = is_clock<C>::value;
 
 POLLSTER_NAMESPACE_END
 // ---- end pollster/clock.hpp ----
@@ -483,12 +653,13 @@ POLLSTER_NAMESPACE_END
 // ---- end pollster/detail/text.hpp ----
 
 #include <algorithm>  // max, min
-#include <cmath>      // isfinite, isnan, pow, sqrt, tanh
+#include <cmath>      // isfinite, isnan, pow, sqrt, tanh, trunc
 #include <cstddef>    // size_t
 #include <cstdint>    // uint64_t
 #include <limits>     // numeric_limits
 #include <optional>   // optional
 #include <string>     // string, to_string
+#include <type_traits>  // enable_if_t, false_type, void_t
 #include <utility>    // move
 #include <vector>     // vector
 
@@ -619,6 +790,8 @@ class geometric : public detail::schedule_base<geometric> {
     double factor = 1.1;
     duration cap = std::chrono::seconds(20);
     duration floor = duration::zero();  ///< never wait less (tenacity's `min`)
+    // tenacity lets `min` win over a smaller `max` (a constant `min`); pollster refuses floor > cap when built:
+    // the pair is a typo far more often than an intent, and the intent is constant{floor}.
   };
 
   explicit geometric(const options& o) : options_(o) {
@@ -650,10 +823,18 @@ class geometric : public detail::schedule_base<geometric> {
 /// How exponential backoff randomises each delay e (AWS "Exponential Backoff and Jitter"; gRPC for proportional).
 enum class jitter {
   none,          ///< e: exact sequences
-  full,          ///< U(0, e): fewest calls under contention
+  full,          ///< U(floor, e): fewest calls under contention (AWS with no floor; tenacity 9's random_exponential)
   equal,         ///< e/2 + U(0, e/2): never less than half
   decorrelated,  ///< min(cap, U(base, 3 * previous)): grows from the last delay rather than the attempt
   proportional,  ///< e * (1 + U(-f, f)) with f = jitter_fraction: gRPC's connection backoff (f = 0.2)
+  additive,      ///< e + U(0, jitter_amount): tenacity's wait_exponential_jitter
+};
+
+/// Where exponential backoff applies its cap. References differ, and the difference shows at the top of the range.
+enum class cap_on {
+  envelope_and_delay,  ///< the envelope is capped, jittered, and the delay capped again: never above the cap
+  envelope,            ///< gRPC: the capped envelope is jittered, so a delay may pass the cap by the jitter
+  delay,               ///< AWS SDK C++'s StandardRetryStrategy: the envelope grows on and the jittered delay is capped
 };
 
 /// Named parameters of `exponential` (C++20: `exponential{{.base = 100ms, .cap = 30s}}`).
@@ -663,7 +844,9 @@ struct exponential_options {
   duration cap = duration::max();
   duration floor = duration::zero();
   pollster::jitter jitter = pollster::jitter::full;
-  double jitter_fraction = 0.2;  ///< only for jitter::proportional; in [0, 1]
+  double jitter_fraction = 0.2;                      ///< only for jitter::proportional; in [0, 1]
+  duration jitter_amount = std::chrono::seconds(1);  ///< only for jitter::additive; >= 0 (tenacity's `jitter`)
+  pollster::cap_on cap_on = pollster::cap_on::envelope_and_delay;
 };
 
 /// Exponential backoff with jitter, for contended retries: many clients that failed together should not
@@ -680,9 +863,21 @@ class exponential : public detail::schedule_base<exponential<URBG>> {
     if (!(o.jitter_fraction >= 0.0 && o.jitter_fraction <= 1.0)) {
       detail::throw_invalid("exponential", "jitter_fraction", "in [0, 1]", detail::number_text(o.jitter_fraction));
     }
-    if (o.jitter > pollster::jitter::proportional || o.jitter < pollster::jitter::none) {
-      detail::throw_invalid("exponential", "jitter", "one of none, full, equal, decorrelated, proportional",
+    if (o.jitter_amount < duration::zero()) {
+      detail::throw_invalid("exponential", "jitter_amount", ">= 0", detail::duration_text(o.jitter_amount));
+    }
+    if (o.jitter > pollster::jitter::additive || o.jitter < pollster::jitter::none) {
+      detail::throw_invalid("exponential", "jitter", "one of none, full, equal, decorrelated, proportional, additive",
                             std::to_string(static_cast<int>(o.jitter)));
+    }
+    if (o.cap_on > pollster::cap_on::delay || o.cap_on < pollster::cap_on::envelope_and_delay) {
+      detail::throw_invalid("exponential", "cap_on", "one of envelope_and_delay, envelope, delay",
+                            std::to_string(static_cast<int>(o.cap_on)));
+    }
+    if (o.jitter == pollster::jitter::decorrelated && o.cap_on != pollster::cap_on::envelope_and_delay) {
+      // AWS's formula caps inside the draw (min(cap, U(base, 3 prev))): there is no envelope to cap apart.
+      detail::throw_invalid("exponential", "cap_on", "envelope_and_delay with decorrelated jitter",
+                            std::to_string(static_cast<int>(o.cap_on)));
     }
     reset();
   }
@@ -692,7 +887,13 @@ class exponential : public detail::schedule_base<exponential<URBG>> {
     double value = e;
     switch (options_.jitter) {
       case pollster::jitter::none: break;
-      case pollster::jitter::full: value = e * detail::uniform01(generator_); break;
+      case pollster::jitter::full: {
+        // U(floor, e): with no floor this is AWS's U(0, e), bit for bit; with one it is tenacity 9's
+        // random.uniform(min, high), not a clamp that would pile every short draw onto the floor.
+        const double low = detail::to_double_ns(options_.floor);
+        value = low + (std::max(e, low) - low) * detail::uniform01(generator_);
+        break;
+      }
       case pollster::jitter::equal: value = e / 2 + (e / 2) * detail::uniform01(generator_); break;
       case pollster::jitter::decorrelated: {
         const double low = detail::to_double_ns(options_.base);
@@ -704,19 +905,28 @@ class exponential : public detail::schedule_base<exponential<URBG>> {
       case pollster::jitter::proportional:
         value = e * (1 + options_.jitter_fraction * (2 * detail::uniform01(generator_) - 1));
         break;
+      case pollster::jitter::additive:
+        value = e + detail::to_double_ns(options_.jitter_amount) * detail::uniform01(generator_);
+        break;
     }
-    return detail::clamp(detail::from_double_ns(value), options_.floor, options_.cap);
+    const duration upper = options_.cap_on == pollster::cap_on::envelope ? duration::max() : options_.cap;
+    return detail::clamp(detail::from_double_ns(value), options_.floor, upper);
   }
   void reset() noexcept {
-    growth_ = {detail::to_double_ns(options_.base), options_.factor, detail::to_double_ns(options_.cap)};
+    // With cap_on::delay the envelope grows past the cap; 2^64 ns (beyond any duration) keeps it finite.
+    const double envelope_cap = options_.cap_on == pollster::cap_on::delay ? 0x1.0p64 : detail::to_double_ns(options_.cap);
+    growth_ = {detail::to_double_ns(options_.base), options_.factor, envelope_cap};
     previous_ns_ = detail::to_double_ns(options_.base);
   }
   std::optional<duration> plateau() const noexcept {
-    if (options_.jitter == pollster::jitter::none && growth_.at_cap()) return options_.cap;
+    if (options_.jitter == pollster::jitter::none && growth_.current_ns >= detail::to_double_ns(options_.cap)) {
+      return options_.cap;
+    }
     return std::nullopt;
   }
   /// Gives this copy its own random stream (a runner calls it for each copy of a prototype).
   void reseed(std::uint64_t seed) { generator_.seed(seed); }
+  bool jittered() const noexcept { return options_.jitter != pollster::jitter::none; }
   const options& parameters() const noexcept { return options_; }
   URBG& generator() noexcept { return generator_; }
 
@@ -736,10 +946,12 @@ struct decorrelated_jitter_v2_options {
   duration median_first_delay = std::chrono::seconds(1);
   duration cap = duration::max();
   duration floor = duration::zero();
+  bool fast_first = false;  ///< Polly.Contrib's fastFirst: retry at once first, then the curve from its second term
 };
 
 /// Polly's "decorrelated jitter backoff V2": a smooth exponential curve whose median first delay is the one you
-/// ask for, without the clustering of plain decorrelated jitter.
+/// ask for, without the clustering of plain decorrelated jitter. Computed as Polly computes it, in whole 100 ns
+/// ticks (a TimeSpan), truncated: the same draws give the same delays.
 template <class URBG = splitmix64>
 class decorrelated_jitter_v2 : public detail::schedule_base<decorrelated_jitter_v2<URBG>> {
  public:
@@ -749,10 +961,17 @@ class decorrelated_jitter_v2 : public detail::schedule_base<decorrelated_jitter_
       : options_(o), generator_(std::move(generator)) {
     detail::require_positive("decorrelated_jitter_v2", "median_first_delay", o.median_first_delay);
     detail::require_bounds("decorrelated_jitter_v2", o.floor, o.median_first_delay, o.cap);
+    reset();
   }
 
   duration next() {
-    // Polly: t = attempt + U; next = 2^t * tanh(sqrt(4 t)); delay = (next - prev) / 1.4 * median.
+    if (fast_pending_) {
+      // Polly.Contrib: `if (fast) { i++; yield return TimeSpan.Zero; }`, no draw, and prev stays 0.
+      fast_pending_ = false;
+      attempt_ = 1;
+      return detail::clamp(duration::zero(), options_.floor, options_.cap);
+    }
+    // Polly: t = attempt + U; next = 2^t tanh(sqrt(4 t)); ticks = (long)((next - prev) * (1 / 1.4) * median ticks).
     const double t = static_cast<double>(attempt_) + detail::uniform01(generator_);
     if (attempt_ < std::numeric_limits<std::uint64_t>::max()) ++attempt_;
     const double curve = std::pow(2.0, t) * std::tanh(std::sqrt(4.0 * t));
@@ -760,13 +979,15 @@ class decorrelated_jitter_v2 : public detail::schedule_base<decorrelated_jitter_
       previous_ = curve;
       return options_.cap;  // the curve left double's range: the cap is all that is left
     }
-    const double value = (curve - previous_) / 1.4 * detail::to_double_ns(options_.median_first_delay);
+    const double median_ticks = detail::to_double_ns(options_.median_first_delay) / 100.0;
+    const double ticks = std::trunc((curve - previous_) * (1 / 1.4) * median_ticks);
     previous_ = curve;
-    return detail::clamp(detail::from_double_ns(value), options_.floor, options_.cap);
+    return detail::clamp(detail::from_double_ns(ticks * 100.0), options_.floor, options_.cap);
   }
   void reset() noexcept {
     attempt_ = 0;
     previous_ = 0;
+    fast_pending_ = options_.fast_first;
   }
   std::optional<duration> plateau() const noexcept { return std::nullopt; }
   void reseed(std::uint64_t seed) { generator_.seed(seed); }
@@ -777,20 +998,169 @@ class decorrelated_jitter_v2 : public detail::schedule_base<decorrelated_jitter_
   URBG generator_;
   std::uint64_t attempt_ = 0;
   double previous_ = 0;
+  bool fast_pending_ = false;
 };
 
 decorrelated_jitter_v2(const decorrelated_jitter_v2_options&) -> decorrelated_jitter_v2<splitmix64>;
 template <class URBG>
 decorrelated_jitter_v2(const decorrelated_jitter_v2_options&, URBG) -> decorrelated_jitter_v2<URBG>;
 
+/// tenacity's wait_incrementing: start, start + increment, start + 2 increment, ... and `cap` once reached.
+/// (tenacity also takes a negative increment, counting down to zero; pollster asks for >= 0.)
+class incrementing : public detail::schedule_base<incrementing> {
+ public:
+  incrementing(duration start, duration increment, duration cap = duration::max())
+      : start_(start), increment_(increment), cap_(cap) {
+    if (start < duration::zero()) detail::throw_invalid("incrementing", "start", ">= 0", detail::duration_text(start));
+    if (increment < duration::zero()) {
+      detail::throw_invalid("incrementing", "increment", ">= 0", detail::duration_text(increment));
+    }
+    if (start == duration::zero() && increment == duration::zero()) {
+      detail::throw_invalid("incrementing", "increment", "> 0 when start is 0 (every delay would be 0)", "0s");
+    }
+    detail::require_positive("incrementing", "cap", cap);
+    if (cap < start) detail::throw_invalid("incrementing", "cap", ">= start (" + detail::duration_text(start) + ")",
+                                           detail::duration_text(cap));
+    reset();
+  }
+  duration next() noexcept {
+    const duration value = current_;
+    if (current_ < cap_) current_ = std::min(detail::sat_add(current_, increment_), cap_);
+    return value;
+  }
+  void reset() noexcept { current_ = start_; }
+  std::optional<duration> plateau() const noexcept {
+    if (current_ >= cap_ || increment_ == duration::zero()) return current_;
+    return std::nullopt;
+  }
+  duration start() const noexcept { return start_; }
+  duration increment() const noexcept { return increment_; }
+  duration cap() const noexcept { return cap_; }
+
+ private:
+  duration start_;
+  duration increment_;
+  duration cap_;
+  duration current_{};
+};
+
+/// tenacity's wait_random: a delay drawn uniformly from [low, high] every time. Alone it spreads a fleet out;
+/// added to another schedule (`constant{3s} + random_between{0s, 2s}`) it is the jitter users write by hand.
+template <class URBG = splitmix64>
+class random_between : public detail::schedule_base<random_between<URBG>> {
+ public:
+  random_between(duration low, duration high, URBG generator = URBG{})
+      : low_(low), high_(high), generator_(std::move(generator)) {
+    if (low < duration::zero()) detail::throw_invalid("random_between", "low", ">= 0", detail::duration_text(low));
+    detail::require_positive("random_between", "high", high);
+    if (high < low) detail::throw_invalid("random_between", "high", ">= low (" + detail::duration_text(low) + ")",
+                                          detail::duration_text(high));
+  }
+  /// tenacity: min + random() * (max - min).
+  duration next() {
+    const double low = detail::to_double_ns(low_);
+    const double value = low + detail::uniform01(generator_) * (detail::to_double_ns(high_) - low);
+    return detail::clamp(detail::from_double_ns(value), low_, high_);
+  }
+  void reset() noexcept {}
+  std::optional<duration> plateau() const noexcept {
+    if (low_ == high_) return low_;
+    return std::nullopt;
+  }
+  void reseed(std::uint64_t seed) { generator_.seed(seed); }
+  bool jittered() const noexcept { return low_ != high_; }
+  duration low() const noexcept { return low_; }
+  duration high() const noexcept { return high_; }
+
+ private:
+  duration low_;
+  duration high_;
+  URBG generator_;
+};
+
+random_between(duration, duration) -> random_between<splitmix64>;
+template <class URBG>
+random_between(duration, duration, URBG) -> random_between<URBG>;
+
+namespace detail {
+template <class Schedule, class = void>
+struct is_reseedable : std::false_type {};
+template <class Schedule>
+struct is_reseedable<Schedule, std::void_t<decltype(std::declval<Schedule&>().reseed(std::uint64_t{}))>>
+    : std::true_type {};
+
+/// A composite reseeds each part that has a generator, each with its own stream (equal seeds would make two
+/// jittered parts of one schedule draw the same numbers).
+template <class Schedule>
+void reseed_part(Schedule& schedule, std::uint64_t seed, std::uint64_t part) {
+  if constexpr (is_reseedable<Schedule>::value) schedule.reseed(splitmix64{seed ^ (part * 0x9e3779b97f4a7c15ULL)}());
+}
+
+template <class Schedule, class = void>
+struct has_jittered : std::false_type {};
+template <class Schedule>
+struct has_jittered<Schedule, std::void_t<decltype(bool{std::declval<const Schedule&>().jittered()})>>
+    : std::true_type {};
+
+/// Whether a schedule draws random numbers now: its `jittered()` when it says, else whether it can be reseeded.
+template <class Schedule>
+bool is_jittered(const Schedule& schedule) {
+  if constexpr (has_jittered<Schedule>::value) {
+    return schedule.jittered();
+  } else {
+    return is_reseedable<Schedule>::value;
+  }
+}
+}  // namespace detail
+
+/// The sum of two schedules' delays, saturating (tenacity's wait_combine, and `wait_fixed(3) + wait_random(0, 2)`
+/// written `constant{3s} + random_between{0s, 2s}`).
+template <class A, class B>
+class sum : public detail::schedule_base<sum<A, B>> {
+ public:
+  sum(A a, B b) : a_(std::move(a)), b_(std::move(b)) {}
+  duration next() { return detail::sat_add(duration{a_.next()}, duration{b_.next()}); }
+  void reset() {
+    a_.reset();
+    b_.reset();
+  }
+  std::optional<duration> plateau() const {
+    const std::optional<duration> a = a_.plateau();
+    const std::optional<duration> b = a ? b_.plateau() : std::nullopt;
+    if (!a || !b) return std::nullopt;
+    return detail::sat_add(*a, *b);
+  }
+  template <class S = sum, class = std::enable_if_t<detail::is_reseedable<A>::value || detail::is_reseedable<B>::value,
+                                                    S>>
+  void reseed(std::uint64_t seed) {
+    detail::reseed_part(a_, seed, 1);
+    detail::reseed_part(b_, seed, 2);
+  }
+  bool jittered() const { return detail::is_jittered(a_) || detail::is_jittered(b_); }
+  const A& first() const noexcept { return a_; }
+  const B& second() const noexcept { return b_; }
+
+ private:
+  A a_;
+  B b_;
+};
+
+/// `constant{3s} + random_between{0s, 2s}`: adds the delays of two schedules.
+template <class A, class B>
+sum<A, B> operator+(const detail::schedule_base<A>& a, const detail::schedule_base<B>& b) {
+  return {static_cast<const A&>(a), static_cast<const B&>(b)};
+}
+
 /// One schedule for the first `count` delays, another after: "poll every second for a minute, then back off".
+/// The second starts from its own first delay (1, 1, 2, 4 for constant{1s} x 1 then geometric{1s, 2}); for
+/// tenacity's wait_chain, where it goes on as if it had run from the start, use chain_by_attempt.
 template <class First, class Then>
 class chain : public detail::schedule_base<chain<First, Then>> {
  public:
   chain(First first, std::uint64_t count, Then then) : first_(std::move(first)), then_(std::move(then)), count_(count) {
     if (count == 0) detail::throw_invalid("chain", "count", ">= 1", "0");
   }
-  auto next() {
+  duration next() {
     if (used_ < count_) {
       ++used_;
       return first_.next();
@@ -806,6 +1176,13 @@ class chain : public detail::schedule_base<chain<First, Then>> {
     if (used_ < count_) return std::nullopt;
     return then_.plateau();
   }
+  template <class S = chain, class = std::enable_if_t<
+                                 detail::is_reseedable<First>::value || detail::is_reseedable<Then>::value, S>>
+  void reseed(std::uint64_t seed) {
+    detail::reseed_part(first_, seed, 1);
+    detail::reseed_part(then_, seed, 2);
+  }
+  bool jittered() const { return detail::is_jittered(first_) || detail::is_jittered(then_); }
   const First& first() const noexcept { return first_; }
   const Then& then() const noexcept { return then_; }
   std::uint64_t count() const noexcept { return count_; }
@@ -817,92 +1194,91 @@ class chain : public detail::schedule_base<chain<First, Then>> {
   std::uint64_t used_ = 0;
 };
 
+/// tenacity's wait_chain: `first` for the delays after attempts 1 to `count`, then `then` as it would be at that
+/// attempt, as if it had run from the first (tenacity hands every link the global attempt number).
+/// chain_by_attempt{constant{1s}, 1, geometric{1s, 2, max}} gives 1, 2, 4, 8 where chain gives 1, 1, 2, 4.
+/// `then` steps along with `first` (its delays are drawn and dropped), so a jittered `then` draws as often.
+template <class First, class Then>
+class chain_by_attempt : public detail::schedule_base<chain_by_attempt<First, Then>> {
+ public:
+  chain_by_attempt(First first, std::uint64_t count, Then then)
+      : first_(std::move(first)), then_(std::move(then)), count_(count) {
+    if (count == 0) detail::throw_invalid("chain_by_attempt", "count", ">= 1", "0");
+  }
+  duration next() {
+    if (used_ < count_) {
+      ++used_;
+      (void)then_.next();
+      return first_.next();
+    }
+    return then_.next();
+  }
+  void reset() {
+    used_ = 0;
+    first_.reset();
+    then_.reset();
+  }
+  std::optional<duration> plateau() const {
+    if (used_ < count_) return std::nullopt;
+    return then_.plateau();
+  }
+  template <class S = chain_by_attempt,
+            class = std::enable_if_t<detail::is_reseedable<First>::value || detail::is_reseedable<Then>::value, S>>
+  void reseed(std::uint64_t seed) {
+    detail::reseed_part(first_, seed, 1);
+    detail::reseed_part(then_, seed, 2);
+  }
+  bool jittered() const { return detail::is_jittered(first_) || detail::is_jittered(then_); }
+  const First& first() const noexcept { return first_; }
+  const Then& then() const noexcept { return then_; }
+  std::uint64_t count() const noexcept { return count_; }
+
+ private:
+  First first_;
+  Then then_;
+  std::uint64_t count_;
+  std::uint64_t used_ = 0;
+};
+
+/// The first delay is zero (retry at once); the rest are `schedule`'s from its second delay on (its first is
+/// drawn and dropped). AWS SDK C++'s DefaultRetryStrategy, 0, 50, 100, 200 ms, ..., is
+/// immediate_first{geometric{25ms, 2.0, duration::max()}}.
+template <class Schedule>
+class immediate_first : public detail::schedule_base<immediate_first<Schedule>> {
+ public:
+  explicit immediate_first(Schedule schedule) : schedule_(std::move(schedule)) {}
+  duration next() {
+    if (!started_) {
+      started_ = true;
+      (void)schedule_.next();
+      return duration::zero();
+    }
+    return schedule_.next();
+  }
+  void reset() {
+    started_ = false;
+    schedule_.reset();
+  }
+  std::optional<duration> plateau() const {
+    if (!started_) return std::nullopt;
+    return schedule_.plateau();
+  }
+  template <class S = immediate_first, class = std::enable_if_t<detail::is_reseedable<Schedule>::value, S>>
+  void reseed(std::uint64_t seed) {
+    schedule_.reseed(seed);
+  }
+  bool jittered() const { return detail::is_jittered(schedule_); }
+  const Schedule& schedule() const noexcept { return schedule_; }
+
+ private:
+  Schedule schedule_;
+  bool started_ = false;
+};
+
 /// The next `count` delays of any schedule, without consuming it.
 template <class Schedule>
 std::vector<duration> preview(const Schedule& schedule, std::size_t count) {
   return schedule.preview(count);
-}
-
-/// Schedules that people already know, by name.
-namespace presets {
-/// OpenStack Heat's improve-api-polling proposal: 1 s x 1.1, capped at 20 s.
-inline geometric heat() { return geometric{std::chrono::seconds(1), 1.1, std::chrono::seconds(20)}; }
-/// google-cloud-cpp's long-running-operation polling: 1 s x 2, capped at 300 s.
-inline geometric google_cloud() { return geometric{std::chrono::seconds(1), 2.0, std::chrono::seconds(300)}; }
-/// Kubernetes `wait.Backoff{Duration: 1s, Factor: 2, Cap: 3s}` without jitter: 1, 2, 3, 3, ...
-inline geometric kubernetes_example() { return geometric{std::chrono::seconds(1), 2.0, std::chrono::seconds(3)}; }
-/// gRPC connection backoff: 1 s x 1.6 capped at 120 s, each delay jittered by +-20 %.
-inline exponential<splitmix64> grpc_connect(splitmix64 generator = splitmix64{}) {
-  exponential_options o;
-  o.base = std::chrono::seconds(1);
-  o.factor = 1.6;
-  o.cap = std::chrono::seconds(120);
-  o.jitter = jitter::proportional;
-  o.jitter_fraction = 0.2;
-  return exponential<splitmix64>{o, generator};
-}
-}  // namespace presets
-
-/// What a schedule costs and buys for an operation that completes at a known time.
-struct plan {
-  duration operation_time{};         ///< when the operation completes (T)
-  std::uint64_t polls = 0;           ///< checks made after a sleep, until one lands at or after T
-  std::uint64_t checks = 0;          ///< all checks, counting the immediate first one when there is one
-  duration noticed_at{};             ///< when the first check at or after T happens
-  duration detection_delay{};        ///< noticed_at - T: how late completion is seen
-  duration worst_detection_delay{};  ///< the longest interval slept: the latest any completion can be seen
-  duration mean_detection_delay{};   ///< average lateness for completion uniform over [0, noticed_at]
-};
-
-/// How `plan_for` simulates: whether the first check is immediate, and where it gives up on a schedule it cannot jump.
-struct plan_options {
-  bool immediate_first_poll = true;    ///< the default: check at t = 0, then sleep
-  std::uint64_t max_polls = 100000000; ///< refuse to simulate past this (a jittered schedule cannot be jumped)
-};
-
-/// Simulates `schedule` (on a copy) against an operation that completes at `operation_time`. Plateaus are
-/// jumped arithmetically, so even `duration::max()` costs a handful of steps for a capped schedule.
-template <class Schedule>
-plan plan_for(const Schedule& schedule, duration operation_time, const plan_options& options = {}) {
-  if (operation_time < duration::zero()) {
-    detail::throw_invalid("plan_for", "operation_time", ">= 0", detail::duration_text(operation_time));
-  }
-  Schedule copy = schedule;
-  plan result;
-  result.operation_time = operation_time;
-  duration now = duration::zero();
-  double squares = 0;  // sum of interval^2, for the mean detection delay
-  auto sleep = [&](duration interval, std::uint64_t times) {
-    now = detail::sat_add(now, detail::sat_mul(interval, times));
-    result.polls = result.polls > std::numeric_limits<std::uint64_t>::max() - times
-                       ? std::numeric_limits<std::uint64_t>::max()
-                       : result.polls + times;
-    result.worst_detection_delay = std::max(result.worst_detection_delay, interval);
-    squares += detail::to_double_ns(interval) * detail::to_double_ns(interval) * static_cast<double>(times);
-  };
-  // With an immediate first poll, an operation that is already done at T = 0 is seen without sleeping.
-  const bool done_at_start = options.immediate_first_poll && operation_time == duration::zero();
-  while (!done_at_start && (now < operation_time || result.polls == 0) && now != duration::max()) {
-    if (auto flat = copy.plateau(); flat && *flat > duration::zero()) {
-      const duration left = detail::sat_sub(operation_time, now);
-      const std::uint64_t times =
-          left <= duration::zero() ? 1 : static_cast<std::uint64_t>((left.count() - 1) / flat->count() + 1);
-      sleep(*flat, times);
-      break;
-    }
-    if (result.polls >= options.max_polls) {
-      detail::throw_invalid("plan_for", "operation_time", "reachable within max_polls (" +
-                            std::to_string(options.max_polls) + ")", detail::duration_text(operation_time));
-    }
-    sleep(copy.next(), 1);
-  }
-  result.checks = result.polls + (options.immediate_first_poll ? 1 : 0);
-  result.noticed_at = now;
-  result.detection_delay = detail::sat_sub(now, operation_time);
-  if (now > duration::zero()) {
-    result.mean_detection_delay = detail::from_double_ns(squares / (2 * detail::to_double_ns(now)));
-  }
-  return result;
 }
 
 /// Readable text for logs, the demo and the fmt integration (`fmt.hpp` formats through these).
@@ -914,8 +1290,17 @@ inline std::string to_string(jitter j) {
     case jitter::equal: return "equal";
     case jitter::decorrelated: return "decorrelated";
     case jitter::proportional: return "proportional";
+    case jitter::additive: return "additive";
   }
   return "jitter(" + std::to_string(static_cast<int>(j)) + ")";
+}
+inline std::string to_string(cap_on c) {
+  switch (c) {
+    case cap_on::envelope_and_delay: return "envelope_and_delay";
+    case cap_on::envelope: return "envelope";
+    case cap_on::delay: return "delay";
+  }
+  return "cap_on(" + std::to_string(static_cast<int>(c)) + ")";
 }
 inline std::string to_string(const constant& s) { return "constant(" + to_string(s.interval()) + ")"; }
 inline std::string to_string(const geometric& s) {
@@ -933,6 +1318,8 @@ std::string to_string(const exponential<URBG>& s) {
   if (o.floor > duration::zero()) text += ", floor " + to_string(o.floor);
   text += ", jitter " + to_string(o.jitter);
   if (o.jitter == jitter::proportional) text += " " + detail::number_text(o.jitter_fraction);
+  if (o.jitter == jitter::additive) text += " " + to_string(o.jitter_amount);
+  if (o.cap_on != cap_on::envelope_and_delay) text += ", cap on " + to_string(o.cap_on);
   return text + ")";
 }
 template <class URBG>
@@ -941,23 +1328,212 @@ std::string to_string(const decorrelated_jitter_v2<URBG>& s) {
   std::string text = "decorrelated_jitter_v2(median first delay " + to_string(o.median_first_delay) + ", cap " +
                      to_string(o.cap);
   if (o.floor > duration::zero()) text += ", floor " + to_string(o.floor);
+  if (o.fast_first) text += ", fast first";
   return text + ")";
+}
+inline std::string to_string(const incrementing& s) {
+  return "incrementing(start " + to_string(s.start()) + ", increment " + to_string(s.increment()) + ", cap " +
+         to_string(s.cap()) + ")";
+}
+template <class URBG>
+std::string to_string(const random_between<URBG>& s) {
+  return "random_between(" + to_string(s.low()) + ", " + to_string(s.high()) + ")";
+}
+template <class A, class B>
+std::string to_string(const sum<A, B>& s) {
+  return to_string(s.first()) + " + " + to_string(s.second());
 }
 template <class First, class Then>
 std::string to_string(const chain<First, Then>& s) {
   return "chain(" + std::to_string(s.count()) + " x " + to_string(s.first()) + ", then " + to_string(s.then()) + ")";
 }
-/// "52 polls (53 checks) for 600s: noticed at 601.14s, 1.14s late; worst 20s, mean 8.42s" (times rounded
-/// to two decimals of their unit: a plan is read by people).
-inline std::string to_string(const plan& p) {
-  auto text = [](duration d) { return detail::duration_text(d, 2); };
-  return std::to_string(p.polls) + " polls (" + std::to_string(p.checks) + " checks) for " +
-         text(p.operation_time) + ": noticed at " + text(p.noticed_at) + ", " + text(p.detection_delay) +
-         " late; worst " + text(p.worst_detection_delay) + ", mean " + text(p.mean_detection_delay);
+template <class First, class Then>
+std::string to_string(const chain_by_attempt<First, Then>& s) {
+  return "chain_by_attempt(" + to_string(s.first()) + " to attempt " + std::to_string(s.count()) + ", then " +
+         to_string(s.then()) + ")";
+}
+template <class Schedule>
+std::string to_string(const immediate_first<Schedule>& s) {
+  return "immediate_first(" + to_string(s.schedule()) + ")";
 }
 
 POLLSTER_NAMESPACE_END
-// ---- end pollster/schedule.hpp ----
+
+// The rest of the schedule layer: simulating a schedule (plan_for), and the references' own policies and presets.
+// Each header includes this one; including this one gives all three.
+// ---- begin pollster/plan.hpp ----
+
+// plan_for: what a schedule costs and buys for an operation that completes at a known time, simulated on a copy
+// without a clock. A jittered schedule (one with `reseed`) is simulated over many seeded runs and reported as a
+// distribution: each figure is its own median, with the spread of polls and of lateness beside it.
+
+#include <algorithm>  // max, nth_element, sort
+#include <cstddef>    // size_t
+#include <cstdint>    // uint64_t
+#include <limits>     // numeric_limits
+#include <string>     // string, to_string
+#include <vector>     // vector
+
+POLLSTER_NAMESPACE_BEGIN
+
+/// What a schedule costs and buys for an operation that completes at a known time. For a jittered schedule
+/// every figure is the median over `runs` seeded runs (each figure its own median), and the spread fields say how
+/// far runs differ; for a deterministic one runs is 1 and the spread fields equal the single run's figures.
+struct plan {
+  duration operation_time{};         ///< when the operation completes (T)
+  std::uint64_t polls = 0;           ///< checks made after a sleep, until one lands at or after T
+  std::uint64_t checks = 0;          ///< all checks, counting the immediate first one when there is one
+  duration noticed_at{};             ///< when the first check at or after T happens
+  duration detection_delay{};        ///< noticed_at - T: how late completion is seen
+  duration worst_detection_delay{};  ///< the longest interval slept: the latest any completion can be seen
+  duration mean_detection_delay{};   ///< average lateness for completion uniform over [0, noticed_at]
+  std::uint64_t runs = 1;            ///< seeded runs simulated (1 for a deterministic schedule)
+  std::uint64_t fewest_polls = 0;    ///< over the runs
+  std::uint64_t most_polls = 0;      ///< over the runs
+  duration detection_delay_p5{};     ///< 5th percentile of the lateness over the runs (nearest rank)
+  duration detection_delay_p95{};    ///< 95th percentile of the lateness over the runs (nearest rank)
+};
+
+/// How `plan_for` simulates.
+struct plan_options {
+  bool immediate_first_poll = true;     ///< the default: check at t = 0, then sleep
+  std::uint64_t max_polls = 100000000;  ///< refuse to simulate past this in one run (a jitter cannot be jumped)
+  std::uint64_t runs = 1001;            ///< seeded runs for a jittered schedule (odd: the median is one run's)
+  std::uint64_t first_seed = 1;         ///< run i reseeds the schedule's copy with first_seed + i
+};
+
+namespace detail {
+
+/// n + 1 when `add`, saturating.
+constexpr std::uint64_t sat_inc(std::uint64_t n, bool add) noexcept {
+  return add && n != std::numeric_limits<std::uint64_t>::max() ? n + 1 : n;
+}
+
+/// One run of plan_for on `copy` (consumed). Plateaus are jumped arithmetically, so even `duration::max()` costs a
+/// handful of steps for a capped schedule.
+template <class Schedule>
+plan simulate_plan(Schedule& copy, duration operation_time, const plan_options& options) {
+  plan result;
+  result.operation_time = operation_time;
+  duration now = duration::zero();
+  double squares = 0;  // sum of interval^2, for the mean detection delay
+  auto sleep = [&](duration interval, std::uint64_t times) {
+    now = sat_add(now, sat_mul(interval, times));
+    result.polls = result.polls > std::numeric_limits<std::uint64_t>::max() - times
+                       ? std::numeric_limits<std::uint64_t>::max()
+                       : result.polls + times;
+    result.worst_detection_delay = std::max(result.worst_detection_delay, interval);
+    squares += to_double_ns(interval) * to_double_ns(interval) * static_cast<double>(times);
+  };
+  // With an immediate first poll, an operation that is already done at T = 0 is seen without sleeping.
+  const bool done_at_start = options.immediate_first_poll && operation_time == duration::zero();
+  while (!done_at_start && (now < operation_time || result.polls == 0) && now != duration::max()) {
+    if (auto flat = copy.plateau(); flat && *flat > duration::zero()) {
+      const duration left = sat_sub(operation_time, now);
+      const std::uint64_t times =
+          left <= duration::zero() ? 1 : static_cast<std::uint64_t>((left.count() - 1) / flat->count() + 1);
+      sleep(*flat, times);
+      break;
+    }
+    if (result.polls >= options.max_polls) {
+      throw_invalid("plan_for", "operation_time", "reachable within max_polls (" + std::to_string(options.max_polls) +
+                    ")", duration_text(operation_time));
+    }
+    sleep(std::max(duration::zero(), duration{copy.next()}), 1);
+  }
+  result.checks = sat_inc(result.polls, options.immediate_first_poll);
+  result.noticed_at = now;
+  result.detection_delay = sat_sub(now, operation_time);
+  if (now > duration::zero()) result.mean_detection_delay = from_double_ns(squares / (2 * to_double_ns(now)));
+  result.fewest_polls = result.most_polls = result.polls;
+  result.detection_delay_p5 = result.detection_delay_p95 = result.detection_delay;
+  return result;
+}
+
+/// The nearest-rank percentile (p in (0, 100]) of `values`, which it reorders.
+template <class T>
+T percentile(std::vector<T>& values, std::size_t p) {
+  std::size_t rank = (values.size() * p + 99) / 100;  // ceil(n p / 100), at least 1
+  if (rank == 0) rank = 1;
+  std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(rank - 1), values.end());
+  return values[rank - 1];
+}
+
+}  // namespace detail
+
+/// Simulates `schedule` (on copies) against an operation that completes at `operation_time`. A schedule with
+/// `reseed` is jittered: it is simulated `options.runs` times, run i reseeded with `options.first_seed + i`, and
+/// the plan reports medians and the spread (google-cloud-cpp's always-jittered backoff covers a 10-minute
+/// operation with 9 or 10 polls, not with one sample's count).
+template <class Schedule>
+plan plan_for(const Schedule& schedule, duration operation_time, const plan_options& options = {}) {
+  if (operation_time < duration::zero()) {
+    detail::throw_invalid("plan_for", "operation_time", ">= 0", detail::duration_text(operation_time));
+  }
+  if constexpr (!detail::is_reseedable<Schedule>::value) {
+    Schedule copy = schedule;
+    return detail::simulate_plan(copy, operation_time, options);
+  } else {
+    if (!detail::is_jittered(schedule)) {
+      Schedule copy = schedule;
+      return detail::simulate_plan(copy, operation_time, options);
+    }
+    if (options.runs == 0) detail::throw_invalid("plan_for", "runs", ">= 1", "0");
+    std::vector<std::uint64_t> polls;
+    std::vector<duration> noticed, late, worst, mean;
+    for (std::uint64_t i = 0; i < options.runs; ++i) {
+      Schedule copy = schedule;
+      copy.reset();
+      copy.reseed(options.first_seed + i);
+      const plan one = detail::simulate_plan(copy, operation_time, options);
+      polls.push_back(one.polls);
+      noticed.push_back(one.noticed_at);
+      late.push_back(one.detection_delay);
+      worst.push_back(one.worst_detection_delay);
+      mean.push_back(one.mean_detection_delay);
+    }
+    plan result;
+    result.operation_time = operation_time;
+    result.runs = options.runs;
+    result.polls = detail::percentile(polls, 50);
+    result.checks = detail::sat_inc(result.polls, options.immediate_first_poll);
+    result.noticed_at = detail::percentile(noticed, 50);
+    result.detection_delay = detail::percentile(late, 50);
+    result.worst_detection_delay = detail::percentile(worst, 50);
+    result.mean_detection_delay = detail::percentile(mean, 50);
+    result.fewest_polls = *std::min_element(polls.begin(), polls.end());
+    result.most_polls = *std::max_element(polls.begin(), polls.end());
+    result.detection_delay_p5 = detail::percentile(late, 5);
+    result.detection_delay_p95 = detail::percentile(late, 95);
+    return result;
+  }
+}
+
+/// "52 polls (53 checks) for 600s: noticed at 601.14s, 1.14s late; worst 20s, mean 8.42s" (times rounded to two
+/// decimals of their unit: a plan is read by people). A jittered plan adds its spread: "10 polls (9 to 10 over 1001
+/// runs) ... 97.25s late (5-95%: 8.1s to 248s) ...".
+inline std::string to_string(const plan& p) {
+  auto text = [](duration d) { return detail::duration_text(d, 2); };
+  std::string polls = std::to_string(p.polls) + " polls (";
+  if (p.runs > 1) {
+    polls += std::to_string(p.fewest_polls) + " to " + std::to_string(p.most_polls) + " over " +
+             std::to_string(p.runs) + " runs, ";
+  }
+  std::string late = text(p.detection_delay) + " late";
+  if (p.runs > 1) late += " (5-95%: " + text(p.detection_delay_p5) + " to " + text(p.detection_delay_p95) + ")";
+  return polls + std::to_string(p.checks) + " checks) for " + text(p.operation_time) + ": noticed at " +
+         text(p.noticed_at) + ", " + late + "; worst " + text(p.worst_detection_delay) + ", mean " +
+         text(p.mean_detection_delay);
+}
+
+POLLSTER_NAMESPACE_END
+// ---- end pollster/plan.hpp ----
+// ---- begin pollster/presets.hpp ----
+
+// The references' own backoff policies, computed as their code computes them (units, truncation, where the jitter
+// and the cap go), and the presets that people know by name. Each names the reference version it follows and the
+// test that proves it (tests/presets_test.cpp). Where pollster differs on purpose, the comment says so.
+
 // ---- begin pollster/stop.hpp ----
 
 // Stop rules: whether to go on after an attempt. Kept apart from schedules (how long to wait), as
@@ -968,12 +1544,16 @@ POLLSTER_NAMESPACE_END
 //   stop_reason check(const stop_context&) const;  // after an attempt: none, or why to stop
 //   duration time_left(duration elapsed) const;     // until a hard deadline (duration::max() when none)
 //   void reset();                                   // fresh state for a new run
-// and combines with `|` (stop when either says so) and `&` (stop when both do).
+// and combines with `|` (stop when either says so) and `&` (stop when both do). A rule that must see the next
+// delay (tenacity's stop_before_delay) also has
+//   stop_reason check_next_delay(const stop_context&, duration next_delay) const;
+// which the poller calls once it has planned the delay after an attempt (schedule, hint and deadline applied),
+// before it sleeps; a reason other than none ends the run there instead of sleeping.
 
 #include <algorithm>    // max, min
 #include <cstdint>      // uint64_t
 #include <string>       // to_string
-#include <type_traits>  // enable_if_t, is_invocable_r_v
+#include <type_traits>  // enable_if_t, false_type, is_invocable_r_v, void_t
 #include <utility>      // move
 
 POLLSTER_NAMESPACE_BEGIN
@@ -997,6 +1577,23 @@ enum class stop_reason {
 namespace detail {
 template <class Rule>
 struct stop_rule_base {};  // tags the rules so `|` and `&` never capture unrelated types
+
+/// Whether a rule looks at the next delay (has check_next_delay); the poller calls it only then.
+template <class Rule, class = void>
+struct sees_next_delay : std::false_type {};
+template <class Rule>
+struct sees_next_delay<Rule, std::void_t<decltype(std::declval<const Rule&>().check_next_delay(
+                                 std::declval<const stop_context&>(), duration{}))>> : std::true_type {};
+
+/// A rule's verdict once the next delay is known: its check_next_delay, or else its ordinary check.
+template <class Rule>
+stop_reason verdict_with_delay(const Rule& rule, const stop_context& c, duration next_delay) {
+  if constexpr (sees_next_delay<Rule>::value) {
+    return rule.check_next_delay(c, next_delay);
+  } else {
+    return rule.check(c);
+  }
+}
 }  // namespace detail
 
 /// Never stops: for an operation that must be seen through, bounded only by cancellation.
@@ -1068,6 +1665,30 @@ class before_deadline : public detail::stop_rule_base<before_deadline> {
   duration budget_;
 };
 
+/// tenacity's stop_before_delay: stops instead of starting a sleep that would end at or after `limit` of elapsed
+/// time, so the run never passes the limit and makes no check at it. Compare before_deadline, which shortens the
+/// last sleep to land on the deadline and checks once more there. The outcome says exhausted, reason elapsed (as
+/// tenacity raises RetryError). With `wait_first`, a first sleep that would pass the limit ends the run unchecked.
+class before_elapsed : public detail::stop_rule_base<before_elapsed> {
+ public:
+  explicit before_elapsed(duration limit) : limit_(limit) {
+    if (limit <= duration::zero()) {
+      detail::throw_invalid("before_elapsed", "limit", "> 0", detail::duration_text(limit));
+    }
+  }
+  stop_reason check(const stop_context&) const noexcept { return stop_reason::none; }
+  /// tenacity: `seconds_since_start + upcoming_sleep >= max_delay`.
+  stop_reason check_next_delay(const stop_context& c, duration next_delay) const noexcept {
+    return detail::sat_add(c.elapsed, next_delay) >= limit_ ? stop_reason::elapsed : stop_reason::none;
+  }
+  duration time_left(duration) const noexcept { return duration::max(); }
+  void reset() noexcept {}
+  duration limit() const noexcept { return limit_; }
+
+ private:
+  duration limit_;
+};
+
 /// Stops when a predicate over the stop_context says so: for rules the library does not name.
 template <class Predicate>
 class stop_when : public detail::stop_rule_base<stop_when<Predicate>> {
@@ -1092,6 +1713,18 @@ class stop_any : public detail::stop_rule_base<stop_any<A, B>> {
     const stop_reason first = a_.check(c);
     return first != stop_reason::none ? first : b_.check(c);
   }
+  /// Present when either rule sees the next delay: each rule's verdict with it, the first to say stop names it.
+  template <class Self = stop_any, class = std::enable_if_t<
+                                       detail::sees_next_delay<A>::value || detail::sees_next_delay<B>::value, Self>>
+  stop_reason check_next_delay(const stop_context& c, duration next_delay) const {
+    // A rule without it already spoke in check(); only the rules that see the delay have more to say.
+    if constexpr (detail::sees_next_delay<A>::value) {
+      const stop_reason first = a_.check_next_delay(c, next_delay);
+      if (first != stop_reason::none) return first;
+    }
+    if constexpr (detail::sees_next_delay<B>::value) return b_.check_next_delay(c, next_delay);
+    return stop_reason::none;
+  }
   duration time_left(duration elapsed) const { return std::min(a_.time_left(elapsed), b_.time_left(elapsed)); }
   void reset() {
     a_.reset();
@@ -1112,6 +1745,15 @@ class stop_all : public detail::stop_rule_base<stop_all<A, B>> {
     const stop_reason first = a_.check(c);
     if (first == stop_reason::none) return stop_reason::none;
     return b_.check(c) == stop_reason::none ? stop_reason::none : first;
+  }
+  /// Present when either rule sees the next delay: both must say stop, each with the delay if it sees it, else
+  /// by its ordinary check (called again here: a stop_when predicate inside `&` runs twice per attempt).
+  template <class Self = stop_all, class = std::enable_if_t<
+                                       detail::sees_next_delay<A>::value || detail::sees_next_delay<B>::value, Self>>
+  stop_reason check_next_delay(const stop_context& c, duration next_delay) const {
+    const stop_reason first = detail::verdict_with_delay(a_, c, next_delay);
+    if (first == stop_reason::none) return stop_reason::none;
+    return detail::verdict_with_delay(b_, c, next_delay) == stop_reason::none ? stop_reason::none : first;
   }
   duration time_left(duration elapsed) const { return std::max(a_.time_left(elapsed), b_.time_left(elapsed)); }
   void reset() {
@@ -1150,214 +1792,671 @@ inline std::string to_string(const after_elapsed& r) { return "after " + detail:
 inline std::string to_string(const before_deadline& r) {
   return "before a deadline " + detail::duration_text(r.budget()) + " away";
 }
+inline std::string to_string(const before_elapsed& r) {
+  return "before a sleep past " + detail::duration_text(r.limit());
+}
 
 POLLSTER_NAMESPACE_END
 // ---- end pollster/stop.hpp ----
-// ---- begin pollster/poll.hpp ----
 
-// Polling: what a check says (`step`), what a run ends with (`outcome`), the one loop that combines a check with a
-// schedule and a stop rule (`poller`, in the spirit of OpenStack Heat's TaskRunner) and the blocking driver over
-// it (`poll_until`). The runner and the watchers drive the same `poller`: there is one loop, and thin facades.
-//
-// The delay before the next check is decided in this order (DESIGN.md):
-//   schedule value -> jitter -> clamp to the schedule's [floor, cap]   (inside schedule.next())
-//   -> the check's own direction (`poll_again_in`) replaces the schedule's value, which is then not consumed
-//   -> a server hint is a floor, max(delay, hint), with the hint itself capped by `poll_options::max_hint`
-//   -> clamp to the time left before the deadline; a hint that points past the deadline ends the run at once.
-
-// ---- begin pollster/retry_after.hpp ----
-
-// Retry-After (RFC 9110, section 10.2.3): the server's "come back after 120 s" or "come back at this date".
-//
-//   Retry-After = HTTP-date / delay-seconds
-//   delay-seconds = 1*DIGIT
-//   HTTP-date = IMF-fixdate / obs-date            ; obs-date = rfc850-date / asctime-date
-//   IMF-fixdate  = "Sun, 06 Nov 1994 08:49:37 GMT"
-//   rfc850-date  = "Sunday, 06-Nov-94 08:49:37 GMT"
-//   asctime-date = "Sun Nov  6 08:49:37 1994"
-//
-// The parser never throws and never guesses: anything else (a sign, a fraction, a wrong name, a day that does not
-// exist, a value that overflows) is "no hint". It takes "now" as an argument, so it is deterministic and testable.
-
-#include <chrono>       // system_clock, seconds
-#include <cstddef>      // size_t
-#include <cstdint>      // int64_t
-#include <optional>     // optional
-#include <ratio>        // ratio (a day)
-#include <string_view>  // string_view
+#include <algorithm>  // max, min
+#include <chrono>     // milliseconds, seconds, minutes
+#include <cmath>      // isfinite, trunc
+#include <cstdint>    // int64_t, uint64_t
+#include <limits>     // numeric_limits
+#include <optional>   // optional
+#include <string>     // string, to_string
+#include <utility>    // move
 
 POLLSTER_NAMESPACE_BEGIN
 
 namespace detail {
+constexpr double two_to_63 = 9223372036854775808.0;
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
-constexpr std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) noexcept {
-  y -= m <= 2 ? 1 : 0;
-  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const auto yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
+/// A double of a reference's own integer unit back to an int64 as C++ and Go convert it (toward zero), saturating
+/// where they would overflow (gRPC saturates too; Go's conversion is then implementation-defined).
+inline std::int64_t truncate_saturating(double value) noexcept {
+  if (std::isnan(value)) return 0;
+  if (value >= two_to_63) return std::numeric_limits<std::int64_t>::max();
+  if (value <= -two_to_63) return std::numeric_limits<std::int64_t>::min();
+  return static_cast<std::int64_t>(value);
 }
 
-/// The civil year of a count of days since 1970-01-01 (the inverse's year part).
-constexpr std::int64_t year_from_days(std::int64_t z) noexcept {
-  z += 719468;
-  const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-  const auto doe = static_cast<unsigned>(z - era * 146097);
-  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  const unsigned mp = (5 * doy + 2) / 153;
-  return static_cast<std::int64_t>(yoe) + era * 400 + (mp >= 10 ? 1 : 0);
+/// `count` units of `unit_ns` nanoseconds as a duration, saturating.
+inline duration from_units(std::int64_t count, std::int64_t unit_ns) noexcept {
+  if (count <= 0) return duration::zero();
+  return sat_mul(duration{unit_ns}, static_cast<std::uint64_t>(count));
 }
 
-constexpr bool is_leap(std::int64_t y) noexcept { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
-
-constexpr unsigned days_in_month(std::int64_t y, unsigned m) noexcept {
-  constexpr unsigned days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  return m == 2 && is_leap(y) ? 29 : days[m - 1];
+inline void require_whole_ms(const char* type, const char* parameter, duration value) {
+  if (value % std::chrono::milliseconds(1) != duration::zero()) {
+    throw_invalid(type, parameter, "a whole number of milliseconds", duration_text(value));
+  }
 }
-
-/// A cursor over the field value: every reader either consumes exactly what it expects or reports failure.
-class http_date_reader {
- public:
-  explicit constexpr http_date_reader(std::string_view text) noexcept : text_(text) {}
-
-  constexpr bool literal(std::string_view expected) noexcept {
-    if (text_.substr(pos_, expected.size()) != expected) return false;
-    pos_ += expected.size();
-    return true;
-  }
-  /// Exactly `count` digits.
-  constexpr bool digits(std::size_t count, unsigned& value) noexcept {
-    value = 0;
-    for (std::size_t i = 0; i < count; ++i) {
-      if (pos_ >= text_.size() || text_[pos_] < '0' || text_[pos_] > '9') return false;
-      value = value * 10 + static_cast<unsigned>(text_[pos_++] - '0');
-    }
-    return true;
-  }
-  /// One of `names` (case-sensitive, as RFC 9110 says), giving its index.
-  template <std::size_t N>
-  constexpr bool one_of(const std::string_view (&names)[N], unsigned& index) noexcept {
-    for (std::size_t i = 0; i < N; ++i) {
-      if (literal(names[i])) {
-        index = static_cast<unsigned>(i);
-        return true;
-      }
-    }
-    return false;
-  }
-  /// "08:49:37"; a leap second (60) is allowed, as in RFC 5322.
-  constexpr bool time_of_day(unsigned& h, unsigned& m, unsigned& s) noexcept {
-    return digits(2, h) && literal(":") && digits(2, m) && literal(":") && digits(2, s) && h <= 23 && m <= 59 &&
-           s <= 60;
-  }
-  constexpr bool at_end() const noexcept { return pos_ == text_.size(); }
-
- private:
-  std::string_view text_;
-  std::size_t pos_ = 0;
-};
-
-inline constexpr std::string_view short_days[] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
-inline constexpr std::string_view long_days[] = {"Monday", "Tuesday", "Wednesday", "Thursday",
-                                                 "Friday", "Saturday", "Sunday"};
-inline constexpr std::string_view months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                              "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-
-constexpr bool is_ows(char c) noexcept { return c == ' ' || c == '\t'; }
-
+inline void require_fraction(const char* type, const char* parameter, double value) {
+  if (!(value >= 0.0 && value <= 1.0)) throw_invalid(type, parameter, "in [0, 1]", number_text(value));
+}
 }  // namespace detail
 
-/// A time on the system clock, to the second: what an HTTP-date denotes (C++20's std::chrono::sys_seconds).
-using http_time = std::chrono::time_point<std::chrono::system_clock, std::chrono::seconds>;
+// ---------------------------------------------------------------------------------------------------------------
+// gRPC
 
-/// Seconds since 1970-01-01 00:00:00 UTC of an HTTP-date in any of its three forms, or nothing. `now` decides the
-/// century of the obsolete two-digit year (RFC 9110: a year more than 50 years in the future is in the past).
-/// The day name must be a valid one for the form; whether it matches the date is not checked, as browsers and
-/// curl do not.
-inline std::optional<http_time> parse_http_date(std::string_view text,
-                                                               std::chrono::system_clock::time_point now) noexcept {
-  using detail::http_date_reader;
-  unsigned weekday = 0, day = 0, month = 0, year = 0, hour = 0, minute = 0, second = 0;
-  std::int64_t full_year = 0;
-  bool ok = false;
-  if (http_date_reader r{text}; r.one_of(detail::short_days, weekday) && r.literal(", ")) {
-    // IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT"
-    ok = r.digits(2, day) && r.literal(" ") && r.one_of(detail::months, month) && r.literal(" ") &&
-         r.digits(4, year) && r.literal(" ") && r.time_of_day(hour, minute, second) && r.literal(" GMT") &&
-         r.at_end();
-    full_year = year;
-  } else if (http_date_reader l{text}; l.one_of(detail::long_days, weekday) && l.literal(", ")) {
-    // rfc850-date: "Sunday, 06-Nov-94 08:49:37 GMT"
-    ok = l.digits(2, day) && l.literal("-") && l.one_of(detail::months, month) && l.literal("-") &&
-         l.digits(2, year) && l.literal(" ") && l.time_of_day(hour, minute, second) && l.literal(" GMT") &&
-         l.at_end();
-    if (ok) {
-      using days_t = std::chrono::duration<std::int64_t, std::ratio<86400>>;
-      const std::int64_t this_year =
-          detail::year_from_days(std::chrono::floor<days_t>(now).time_since_epoch().count());
-      full_year = this_year - ((this_year % 100) + 100) % 100 + year;
-      if (full_year > this_year + 50) full_year -= 100;
-      if (full_year <= this_year - 50) full_year += 100;
+/// Named parameters of `grpc_backoff` (gRPC's names; the defaults are gRPC's connection backoff).
+struct grpc_backoff_options {
+  duration initial_backoff = std::chrono::seconds(1);  ///< whole milliseconds
+  double multiplier = 1.6;
+  double jitter = 0.2;  ///< in [0, 1]: each delay is the backoff times U[1 - jitter, 1 + jitter)
+  duration max_backoff = std::chrono::seconds(120);  ///< whole milliseconds; the jitter applies after it
+  bool jitter_first = true;  ///< gRPC's code jitters the first delay; its protocol document does not (false)
+};
+
+/// gRPC's BackOff, as gRPC core computes it (src/core/util/backoff.cc, BackOff::NextAttemptDelay, and
+/// src/core/util/time.h, at grpc/grpc commit 15bab7a3): the backoff is multiplied and capped in whole
+/// milliseconds (grpc_core::Duration * double truncates), then jittered AFTER the cap, so with the defaults a
+/// delay reaches up to 144 s; the delay is truncated to whole milliseconds too. The first delay is jittered as
+/// in the code (doc/connection-backoff.md jitters it not: `jitter_first = false`).
+/// Test: "gRPC backoff matches gRPC core's arithmetic for fixed uniform draws".
+template <class URBG = splitmix64>
+class grpc_backoff : public detail::schedule_base<grpc_backoff<URBG>> {
+ public:
+  using options = grpc_backoff_options;
+
+  explicit grpc_backoff(const options& o = {}, URBG generator = URBG{}) : options_(o), generator_(std::move(generator)) {
+    detail::require_positive("grpc_backoff", "initial_backoff", o.initial_backoff);
+    detail::require_whole_ms("grpc_backoff", "initial_backoff", o.initial_backoff);
+    detail::require_whole_ms("grpc_backoff", "max_backoff", o.max_backoff);
+    if (o.max_backoff < o.initial_backoff) {
+      detail::throw_invalid("grpc_backoff", "max_backoff", ">= initial_backoff (" +
+                            detail::duration_text(o.initial_backoff) + ")", detail::duration_text(o.max_backoff));
     }
-  } else if (http_date_reader a{text}; a.one_of(detail::short_days, weekday) && a.literal(" ")) {
-    // asctime-date: "Sun Nov  6 08:49:37 1994" (a one-digit day is padded with a space)
-    ok = a.one_of(detail::months, month) && a.literal(" ") && (a.literal(" ") ? a.digits(1, day) : a.digits(2, day)) &&
-         a.literal(" ") && a.time_of_day(hour, minute, second) && a.literal(" ") && a.digits(4, year) && a.at_end();
-    full_year = year;
+    detail::require_factor("grpc_backoff", o.multiplier);
+    detail::require_fraction("grpc_backoff", "jitter", o.jitter);
+    reset();
   }
-  ++month;  // one_of gave an index
-  if (!ok || day < 1 || day > detail::days_in_month(full_year, month)) return std::nullopt;
-  const std::int64_t days = detail::days_from_civil(full_year, month, day);
-  return http_time{std::chrono::seconds{days * 86400 + hour * 3600 + minute * 60 + second}};
+
+  duration next() {
+    const bool first = first_;
+    if (first_) {
+      first_ = false;
+    } else {
+      current_ms_ = times(current_ms_, options_.multiplier);
+    }
+    current_ms_ = std::min(current_ms_, max_ms_);
+    double factor = 1.0;
+    if (options_.jitter > 0 && (options_.jitter_first || !first)) {
+      // absl::Uniform(gen, 1 - jitter, 1 + jitter): range * sample + lo.
+      const double lo = 1 - options_.jitter;
+      const double hi = 1 + options_.jitter;
+      factor = (hi - lo) * detail::uniform01(generator_) + lo;
+    }
+    return detail::from_units(times(current_ms_, factor), 1000000);
+  }
+  void reset() noexcept {
+    current_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(options_.initial_backoff).count();
+    max_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(options_.max_backoff).count();
+    first_ = true;
+  }
+  std::optional<duration> plateau() const noexcept {
+    if (options_.jitter == 0 && !first_ && current_ms_ >= max_ms_) return options_.max_backoff;
+    return std::nullopt;
+  }
+  bool jittered() const noexcept { return options_.jitter > 0; }
+  void reseed(std::uint64_t seed) { generator_.seed(seed); }
+  const options& parameters() const noexcept { return options_; }
+
+ private:
+  /// grpc_core::Duration * double: Duration::FromSecondsAsDouble(millis * factor / 1000.0), whose millis are
+  /// seconds * 1000.0 truncated (saturating): the same operations in the same order, so the same doubles.
+  static std::int64_t times(std::int64_t millis, double factor) noexcept {
+    const double seconds = static_cast<double>(millis) * factor / 1000.0;
+    return detail::truncate_saturating(seconds * 1000.0);
+  }
+
+  options options_;
+  URBG generator_;
+  std::int64_t current_ms_ = 0;
+  std::int64_t max_ms_ = 0;
+  bool first_ = true;
+};
+
+grpc_backoff() -> grpc_backoff<splitmix64>;
+grpc_backoff(const grpc_backoff_options&) -> grpc_backoff<splitmix64>;
+template <class URBG>
+grpc_backoff(const grpc_backoff_options&, URBG) -> grpc_backoff<URBG>;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Kubernetes
+
+/// Named parameters of `kubernetes_backoff`: k8s.io/apimachinery's wait.Backoff, with its zero values meaning
+/// what they mean there.
+struct kubernetes_backoff_options {
+  duration initial = std::chrono::seconds(1);  ///< wait.Backoff's Duration (> 0 here)
+  double factor = 0;       ///< the duration is multiplied by it at each growth step; 0: it never changes. (0, 1) shrinks
+  double jitter = 0;       ///< each delay is d + U[0, 1) * jitter * d: upward only. 0: none
+  std::int64_t steps = 0;  ///< growth steps left (not attempts); 0 or less: the duration never changes
+  duration cap = duration::zero();  ///< the largest duration; hitting it ends the growth (Steps = 0). 0: no cap
+};
+
+namespace detail {
+/// wait.Backoff's state between Step() calls.
+struct kubernetes_state {
+  std::int64_t duration_ns;
+  std::int64_t steps;
+};
+
+/// k8s.io/apimachinery pkg/util/wait/backoff.go, `delay`, without the jitter: the next state.
+inline kubernetes_state kubernetes_grow(kubernetes_state s, const kubernetes_backoff_options& o) noexcept {
+  if (s.steps < 1) return s;
+  --s.steps;
+  std::int64_t next = s.duration_ns;
+  if (o.factor != 0) next = truncate_saturating(static_cast<double>(s.duration_ns) * o.factor);
+  if (o.cap > duration::zero() && next > o.cap.count()) {
+    next = o.cap.count();
+    s.steps = 0;
+  }
+  s.duration_ns = next;
+  return s;
+}
+}  // namespace detail
+
+/// Kubernetes' wait.Backoff.Step(), exactly (k8s.io/apimachinery v0.36, pkg/util/wait/backoff.go `delay` and
+/// wait.go `Jitter`): each Step returns the current duration (jittered upward by U[0, jitter) of itself) and
+/// then, while Steps are left, multiplies the duration by Factor, truncating to whole nanoseconds as Go's
+/// time.Duration(float64) does; a product above Cap becomes Cap and ends the growth. With Steps 0 nothing grows:
+/// Backoff{Duration: 1s, Factor: 2, Cap: 3s} is 1, 1, 1, ... and needs Steps >= 2 for 1, 2, 3, 3.
+/// Delays lie in [0, max(initial, cap) * (1 + jitter)] (a factor below 1 shrinks them towards 0). Differences:
+/// pollster refuses Duration <= 0 and Cap < Duration (Kubernetes then returns the uncapped Duration first), and
+/// saturates where Go's conversion would overflow. For wait.ExponentialBackoff's stopping, see kubernetes_backoff_limit.
+/// Test: "Kubernetes Step() over a grid of Duration, Factor, Steps and Cap".
+template <class URBG = splitmix64>
+class kubernetes_backoff : public detail::schedule_base<kubernetes_backoff<URBG>> {
+ public:
+  using options = kubernetes_backoff_options;
+
+  explicit kubernetes_backoff(const options& o, URBG generator = URBG{}) : options_(o), generator_(std::move(generator)) {
+    detail::require_positive("kubernetes_backoff", "initial", o.initial);
+    if (!std::isfinite(o.factor) || o.factor < 0) {
+      detail::throw_invalid("kubernetes_backoff", "factor", "finite and >= 0", detail::number_text(o.factor));
+    }
+    if (!std::isfinite(o.jitter) || o.jitter < 0) {
+      detail::throw_invalid("kubernetes_backoff", "jitter", "finite and >= 0", detail::number_text(o.jitter));
+    }
+    if (o.cap < duration::zero()) {
+      detail::throw_invalid("kubernetes_backoff", "cap", ">= 0 (0: no cap)", detail::duration_text(o.cap));
+    }
+    if (o.cap > duration::zero() && o.cap < o.initial) {
+      detail::throw_invalid("kubernetes_backoff", "cap", "0 or >= initial (" + detail::duration_text(o.initial) + ")",
+                            detail::duration_text(o.cap));
+    }
+    reset();
+  }
+
+  duration next() {
+    const std::int64_t current = state_.duration_ns;
+    state_ = detail::kubernetes_grow(state_, options_);
+    if (options_.jitter <= 0) return duration{current};
+    // Jitter(d, f) = d + time.Duration(rand.Float64() * f * float64(d)), left to right.
+    const double extra = detail::uniform01(generator_) * options_.jitter * static_cast<double>(current);
+    return detail::sat_add(duration{current}, duration{detail::truncate_saturating(extra)});
+  }
+  void reset() noexcept { state_ = {options_.initial.count(), options_.steps}; }
+  std::optional<duration> plateau() const noexcept {
+    if (options_.jitter == 0 && state_.steps < 1) return duration{state_.duration_ns};
+    return std::nullopt;
+  }
+  bool jittered() const noexcept { return options_.jitter > 0; }
+  void reseed(std::uint64_t seed) { generator_.seed(seed); }
+  const options& parameters() const noexcept { return options_; }
+  /// Growth steps left (wait.Backoff's Steps now).
+  std::int64_t steps() const noexcept { return state_.steps; }
+
+ private:
+  options options_;
+  URBG generator_;
+  detail::kubernetes_state state_{};
+};
+
+kubernetes_backoff(const kubernetes_backoff_options&) -> kubernetes_backoff<splitmix64>;
+template <class URBG>
+kubernetes_backoff(const kubernetes_backoff_options&, URBG) -> kubernetes_backoff<URBG>;
+
+/// Stops where wait.ExponentialBackoff gives up with ErrWaitTimeout for the same Backoff: after `steps` checks, or
+/// after the check whose Step() hit the cap (Kubernetes then sleeps that step's delay before returning; pollster
+/// ends at once). Jitter does not change when that is. The outcome says exhausted, stop_reason::attempts.
+/// Test: "kubernetes_backoff_limit stops where wait.ExponentialBackoff returns ErrWaitTimeout".
+class kubernetes_backoff_limit : public detail::stop_rule_base<kubernetes_backoff_limit> {
+ public:
+  explicit kubernetes_backoff_limit(const kubernetes_backoff_options& o) : options_(o) {
+    if (o.steps < 1) {
+      // ExponentialBackoff's loop `for backoff.Steps > 0` would not check at all; pollster always checks once.
+      detail::throw_invalid("kubernetes_backoff_limit", "steps", ">= 1 (wait.ExponentialBackoff checks nothing "
+                            "with Steps 0)", std::to_string(o.steps));
+    }
+    (void)kubernetes_backoff<splitmix64>{o};  // the same parameter checks as the schedule
+    reset();
+  }
+  stop_reason check(const stop_context& c) const noexcept {
+    // The state before check n = c.attempts, kept from the last call (the poller asks once per check).
+    const std::uint64_t n = c.attempts == 0 ? 1 : c.attempts;
+    if (n < checked_) reset();
+    // Steps only fall, and without them the state no longer changes: at most `steps` iterations, whatever n is.
+    while (checked_ < n && before_.steps >= 1) {
+      before_ = detail::kubernetes_grow(before_, options_);
+      ++checked_;
+    }
+    checked_ = n;
+    if (before_.steps <= 1) return stop_reason::attempts;                       // `if backoff.Steps == 1 { break }`
+    if (detail::kubernetes_grow(before_, options_).steps == 0) return stop_reason::attempts;  // Step() hit the cap
+    return stop_reason::none;
+  }
+  duration time_left(duration) const noexcept { return duration::max(); }
+  void reset() const noexcept {
+    before_ = {options_.initial.count(), options_.steps};
+    checked_ = 1;
+  }
+  const kubernetes_backoff_options& parameters() const noexcept { return options_; }
+
+ private:
+  kubernetes_backoff_options options_;
+  // A cache of the Backoff's state before check `checked_`; mutable because check() is const (it is logically).
+  mutable detail::kubernetes_state before_{};
+  mutable std::uint64_t checked_ = 1;
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// google-cloud-cpp
+
+/// Named parameters of `google_cloud_backoff`: ExponentialBackoffPolicy's five-argument constructor.
+struct google_cloud_backoff_options {
+  duration minimum_delay = duration::zero();
+  duration initial_delay_upper_bound = std::chrono::seconds(1);
+  duration maximum_delay = std::chrono::minutes(5);
+  double scaling_lower_bound = 2.0;  ///< >= 1
+  double scaling_upper_bound = 2.0;  ///< > 1, >= scaling_lower_bound
+};
+
+/// google-cloud-cpp's ExponentialBackoffPolicy, which is always jittered (google/cloud/internal/backoff_policy.cc
+/// of the v2 releases with the five-argument constructor): each delay is U[start, end) in double microseconds,
+/// truncated to whole milliseconds; start grows by the lower scaling, end by the upper, end is capped at the
+/// maximum, and once start reaches maximum / upper scaling it is reset to max(minimum, maximum / upper scaling).
+/// The three-argument form (initial, maximum, scaling) is (initial, initial * scaling, maximum, scaling, scaling):
+/// with scaling 2 the delays are U[d, 2d) and, at the top, U[maximum / 2, maximum).
+/// Test: "google-cloud-cpp ExponentialBackoffPolicy: each delay in its range, truncated to milliseconds".
+template <class URBG = splitmix64>
+class google_cloud_backoff : public detail::schedule_base<google_cloud_backoff<URBG>> {
+ public:
+  using options = google_cloud_backoff_options;
+
+  explicit google_cloud_backoff(const options& o, URBG generator = URBG{})
+      : options_(o), generator_(std::move(generator)), initial_end_us_(detail::to_double_ns(o.initial_delay_upper_bound) / 1000.0) {
+    validate();
+    reset();
+  }
+  /// ExponentialBackoffPolicy(initial_delay, maximum_delay, scaling).
+  google_cloud_backoff(duration initial_delay, duration maximum_delay, double scaling, URBG generator = URBG{})
+      : options_{initial_delay, initial_delay, maximum_delay, scaling, scaling}, generator_(std::move(generator)) {
+    if (!std::isfinite(scaling) || scaling <= 1.0) {
+      detail::throw_invalid("google_cloud_backoff", "scaling", "finite and > 1", detail::number_text(scaling));
+    }
+    // google-cloud-cpp: `initial_delay * scaling`, in double, before any truncation.
+    initial_end_us_ = detail::to_double_ns(initial_delay) / 1000.0 * scaling;
+    options_.initial_delay_upper_bound = detail::from_double_ns(initial_end_us_ * 1000.0);
+    detail::require_positive("google_cloud_backoff", "initial_delay", initial_delay);
+    validate();
+    reset();
+  }
+
+  duration next() {
+    const double maximum = detail::to_double_ns(options_.maximum_delay) / 1000.0;
+    if (start_us_ >= maximum / options_.scaling_upper_bound) {
+      start_us_ = std::max(detail::to_double_ns(options_.minimum_delay) / 1000.0, maximum / options_.scaling_upper_bound);
+    }
+    end_us_ = std::min(end_us_, maximum);
+    // std::uniform_real_distribution<double>(start, end): canonical * (end - start) + start.
+    const double delay_us = detail::uniform01(generator_) * (end_us_ - start_us_) + start_us_;
+    start_us_ *= options_.scaling_lower_bound;
+    end_us_ *= options_.scaling_upper_bound;
+    // duration_cast<milliseconds>(duration<double, micro>): count / 1000.0, truncated.
+    return detail::from_units(detail::truncate_saturating(delay_us / 1000.0), 1000000);
+  }
+  void reset() noexcept {
+    start_us_ = detail::to_double_ns(options_.minimum_delay) / 1000.0;
+    end_us_ = initial_end_us_;
+  }
+  std::optional<duration> plateau() const noexcept { return std::nullopt; }
+  void reseed(std::uint64_t seed) { generator_.seed(seed); }
+  const options& parameters() const noexcept { return options_; }
+
+ private:
+  void validate() const {
+    const options& o = options_;
+    if (o.minimum_delay < duration::zero()) {
+      detail::throw_invalid("google_cloud_backoff", "minimum_delay", ">= 0", detail::duration_text(o.minimum_delay));
+    }
+    detail::require_positive("google_cloud_backoff", "initial_delay_upper_bound", o.initial_delay_upper_bound);
+    if (o.initial_delay_upper_bound < o.minimum_delay) {
+      detail::throw_invalid("google_cloud_backoff", "initial_delay_upper_bound", ">= minimum_delay (" +
+                            detail::duration_text(o.minimum_delay) + ")", detail::duration_text(o.initial_delay_upper_bound));
+    }
+    // google-cloud-cpp does not check this one; with maximum < minimum its uniform distribution has low > high.
+    if (o.maximum_delay < o.minimum_delay || o.maximum_delay <= duration::zero()) {
+      detail::throw_invalid("google_cloud_backoff", "maximum_delay", "> 0 and >= minimum_delay (" +
+                            detail::duration_text(o.minimum_delay) + ")", detail::duration_text(o.maximum_delay));
+    }
+    if (!std::isfinite(o.scaling_lower_bound) || o.scaling_lower_bound < 1.0) {
+      detail::throw_invalid("google_cloud_backoff", "scaling_lower_bound", "finite and >= 1",
+                            detail::number_text(o.scaling_lower_bound));
+    }
+    if (!std::isfinite(o.scaling_upper_bound) || o.scaling_upper_bound <= 1.0) {
+      detail::throw_invalid("google_cloud_backoff", "scaling_upper_bound", "finite and > 1",
+                            detail::number_text(o.scaling_upper_bound));
+    }
+    if (o.scaling_lower_bound > o.scaling_upper_bound) {
+      detail::throw_invalid("google_cloud_backoff", "scaling_lower_bound", "<= scaling_upper_bound (" +
+                            detail::number_text(o.scaling_upper_bound) + ")", detail::number_text(o.scaling_lower_bound));
+    }
+  }
+
+  options options_;
+  URBG generator_;
+  double initial_end_us_ = 0;
+  double start_us_ = 0;
+  double end_us_ = 0;
+};
+
+google_cloud_backoff(const google_cloud_backoff_options&) -> google_cloud_backoff<splitmix64>;
+template <class URBG>
+google_cloud_backoff(const google_cloud_backoff_options&, URBG) -> google_cloud_backoff<URBG>;
+google_cloud_backoff(duration, duration, double) -> google_cloud_backoff<splitmix64>;
+template <class URBG>
+google_cloud_backoff(duration, duration, double, URBG) -> google_cloud_backoff<URBG>;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Presets
+
+/// Schedules that people already know, by name. Each comment names its reference and the test that proves it.
+namespace presets {
+/// OpenStack Heat's improve-api-polling blueprint: 1 s x 1.1, capped at 20 s (52 polls for 10 minutes).
+/// Tests: "plan_for reproduces the Heat blueprint table", "geometric schedule plateaus at exactly its cap".
+inline geometric heat() { return geometric{std::chrono::seconds(1), 1.1, std::chrono::seconds(20)}; }
+
+/// google-cloud-cpp's long-running-operation polling: ExponentialBackoffPolicy(1s, 5min, 2.0) in the generated
+/// connections' default options (google-cloud-cpp v2), which is jittered: U[1, 2) s, U[2, 4) s, ..., U[150, 300) s, in whole ms.
+/// Test: "google-cloud-cpp ExponentialBackoffPolicy: each delay in its range, truncated to milliseconds".
+inline google_cloud_backoff<splitmix64> google_cloud(splitmix64 generator = splitmix64{}) {
+  return google_cloud_backoff<splitmix64>{std::chrono::seconds(1), std::chrono::minutes(5), 2.0, generator};
 }
 
-/// The delay a `Retry-After` field value asks for, measured from `now`; nothing for an absent, malformed,
-/// negative or overflowing value. A date in the past asks for no delay at all (zero). Never throws.
-///   parse_retry_after("120", now)                             -> 120 s
-///   parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now)   -> that date - now (zero if it has passed)
-///   parse_retry_after("soon", now)                            -> nullopt
-inline std::optional<duration> parse_retry_after(std::string_view value,
-                                                 std::chrono::system_clock::time_point now) noexcept {
-  while (!value.empty() && detail::is_ows(value.front())) value.remove_prefix(1);
-  while (!value.empty() && detail::is_ows(value.back())) value.remove_suffix(1);
-  if (value.empty()) return std::nullopt;
-  if (value.front() >= '0' && value.front() <= '9') {
-    constexpr std::int64_t max_seconds = duration::max().count() / 1000000000;  // what a duration can hold
-    std::int64_t seconds = 0;
-    for (const char c : value) {
-      if (c < '0' || c > '9') return std::nullopt;
-      seconds = seconds * 10 + (c - '0');
-      if (seconds > max_seconds) return std::nullopt;
-    }
-    return std::chrono::seconds{seconds};
-  }
-  const auto date = parse_http_date(value, now);
-  if (!date) return std::nullopt;
-  // In seconds first: a far date must not overflow the nanosecond difference.
-  const auto now_seconds = std::chrono::floor<std::chrono::seconds>(now);
-  const std::int64_t ahead = (date->time_since_epoch() - now_seconds.time_since_epoch()).count();
-  if (ahead <= 0) return duration::zero();
-  if (ahead > duration::max().count() / 1000000000 - 1) return std::nullopt;
-  return std::chrono::duration_cast<duration>(*date - now);
+/// Kubernetes (k8s.io/apimachinery v0.36) `wait.Backoff{Duration: 1s, Factor: 2, Steps: 2, Cap: 3s}` without
+/// jitter: 1, 2, 3, 3, ... (any
+/// Steps >= 2 gives the same; with Steps 0, as DESIGN.md first wrote it, Kubernetes gives 1, 1, 1, ...).
+/// Test: "Kubernetes wait.Backoff{1s, x2, cap 3s} needs Steps >= 2, and the reflector's relist backoff".
+inline kubernetes_backoff<splitmix64> kubernetes_example() {
+  kubernetes_backoff_options o;
+  o.initial = std::chrono::seconds(1);
+  o.factor = 2.0;
+  o.steps = 2;
+  o.cap = std::chrono::seconds(3);
+  return kubernetes_backoff<splitmix64>{o};
+}
+
+/// client-go's retry.DefaultBackoff, `wait.Backoff{Steps: 4, Duration: 10ms, Factor: 5.0, Jitter: 0.1}` (k8s.io/
+/// client-go util/retry/util.go, unchanged for years): "for a client attempting an unrelated modification to a resource under active management".
+/// With kubernetes_backoff_limit{presets::kubernetes_default_backoff().parameters()} it makes 4 checks, as
+/// retry.RetryOnConflict does. Test: "client-go's retry.DefaultBackoff and retry.DefaultRetry".
+inline kubernetes_backoff<splitmix64> kubernetes_default_backoff(splitmix64 generator = splitmix64{}) {
+  kubernetes_backoff_options o;
+  o.initial = std::chrono::milliseconds(10);
+  o.factor = 5.0;
+  o.jitter = 0.1;
+  o.steps = 4;
+  return kubernetes_backoff<splitmix64>{o, generator};
+}
+
+/// client-go's retry.DefaultRetry, `wait.Backoff{Steps: 5, Duration: 10ms, Factor: 1.0, Jitter: 0.1}`: 5 checks
+/// about 10 ms apart. Test: "client-go's retry.DefaultBackoff and retry.DefaultRetry".
+inline kubernetes_backoff<splitmix64> kubernetes_default_retry(splitmix64 generator = splitmix64{}) {
+  kubernetes_backoff_options o;
+  o.initial = std::chrono::milliseconds(10);
+  o.factor = 1.0;
+  o.jitter = 0.1;
+  o.steps = 5;
+  return kubernetes_backoff<splitmix64>{o, generator};
+}
+
+/// gRPC connection backoff (1 s x 1.6, capped at 120 s, +-20 % jitter after the cap, up to 144 s), computed as gRPC
+/// core computes it: see grpc_backoff. Test: "gRPC backoff matches gRPC core's arithmetic for fixed uniform draws".
+inline grpc_backoff<splitmix64> grpc_connect(splitmix64 generator = splitmix64{}) {
+  return grpc_backoff<splitmix64>{grpc_backoff_options{}, generator};
+}
+
+/// AWS SDK for C++'s DefaultRetryStrategy (aws-sdk-cpp 1.11, src/aws-cpp-sdk-core/source/client/
+/// DefaultRetryStrategy.cpp; scale factor 25 ms): CalculateDelayBeforeNextRetry is 0 for the first
+/// retry, then (1 << retries) * 25 ms: 0, 50, 100, 200, ... ms, uncapped (pollster saturates where the SDK's shift
+/// would overflow). Its 10-retry limit is after_attempts{11}. Test: "AWS SDK C++ retry strategies".
+inline immediate_first<geometric> aws_default_retry() {
+  return immediate_first<geometric>{geometric{std::chrono::milliseconds(25), 2.0, duration::max()}};
+}
+
+/// AWS SDK for C++'s StandardRetryStrategy (aws-sdk-cpp 1.11, RetryStrategy.cpp at aws/aws-sdk-cpp commit f7972a01):
+/// min(rand() % 1000 * 2^min(retries, 15), 20000) ms, full jitter
+/// capped AFTER the draw (many late delays sit at exactly 20 s). pollster draws U[0, 1000) ms x 2^retries
+/// continuously where the SDK draws whole milliseconds 0..999, and keeps doubling past 2^15 (where every draw but
+/// 0 ms already gives 20 s). Its 3-attempt default is after_attempts{3}. Test: "AWS SDK C++ retry strategies".
+inline exponential<splitmix64> aws_standard_retry(splitmix64 generator = splitmix64{}) {
+  exponential_options o;
+  o.base = std::chrono::seconds(1);
+  o.factor = 2.0;
+  o.cap = std::chrono::seconds(20);
+  o.jitter = jitter::full;
+  o.cap_on = cap_on::delay;
+  return exponential<splitmix64>{o, generator};
+}
+}  // namespace presets
+
+/// Readable text for logs and the fmt integration.
+template <class URBG>
+std::string to_string(const grpc_backoff<URBG>& s) {
+  const grpc_backoff_options& o = s.parameters();
+  std::string text = "grpc_backoff(initial " + to_string(o.initial_backoff) + ", multiplier " +
+                     detail::number_text(o.multiplier) + ", jitter " + detail::number_text(o.jitter) + ", max " +
+                     to_string(o.max_backoff);
+  if (!o.jitter_first) text += ", first unjittered";
+  return text + ")";
+}
+template <class URBG>
+std::string to_string(const kubernetes_backoff<URBG>& s) {
+  const kubernetes_backoff_options& o = s.parameters();
+  return "kubernetes_backoff(duration " + to_string(o.initial) + ", factor " + detail::number_text(o.factor) +
+         ", jitter " + detail::number_text(o.jitter) + ", steps " + std::to_string(o.steps) + ", cap " +
+         to_string(o.cap) + ")";
+}
+template <class URBG>
+std::string to_string(const google_cloud_backoff<URBG>& s) {
+  const google_cloud_backoff_options& o = s.parameters();
+  return "google_cloud_backoff(minimum " + to_string(o.minimum_delay) + ", initial upper bound " +
+         to_string(o.initial_delay_upper_bound) + ", maximum " + to_string(o.maximum_delay) + ", scaling " +
+         detail::number_text(o.scaling_lower_bound) + " to " + detail::number_text(o.scaling_upper_bound) + ")";
+}
+inline std::string to_string(const kubernetes_backoff_limit& r) {
+  return "until wait.ExponentialBackoff gives up (steps " + std::to_string(r.parameters().steps) + ")";
 }
 
 POLLSTER_NAMESPACE_END
-// ---- end pollster/retry_after.hpp ----
+// ---- end pollster/presets.hpp ----
+// ---- end pollster/schedule.hpp ----
+// ---- begin pollster/poll.hpp ----
+
+// Polling one operation: `poll_until`, the blocking driver over the poller (poller.hpp). It sleeps on the clock until
+// the poller is due, makes the attempt, and repeats until the run ends; an asynchronous check's completion, like a
+// cancellation, wakes the sleep at once through the clock's own interruptible sleep. This header also brings in the
+// whole vocabulary of a poll (step.hpp, outcome.hpp, check.hpp, poller.hpp) and `parse_retry_after`.
+
+// ---- begin pollster/check.hpp ----
+
+// The check contract: what a check is, what it sees, and how it reports.
+//
+// A check is synchronous when it returns its result: `bool` (true: done), `std::optional<T>` (a value: done),
+// a `step<T, E>`, or a factory draft (`done(v)` and `pending(v)` share one type, so a lambda that returns only those
+// needs no `-> step<...>`). It may take `const poll_state&` or nothing.
+//
+// A check is asynchronous when it takes a `completion<T, E>` (by value) and returns void:
+// `void(const poll_state&, completion<T, E>)` or `void(completion<T, E>)`. It starts its work and returns at once;
+// the completion reports the step later, exactly once, from any thread. A completion destroyed without reporting
+// reports an abandoned attempt (a transient failure), never a hang. `on_abort(fn)` registers what to do when the
+// attempt times out or the run is cancelled or reaches its deadline while the check is in flight.
+//
+// The completion holds a small refcounted attempt record, never the poller: the driver that owns the poller is the
+// only one that touches it, after checking that the record is still its current attempt. So a completion that
+// arrives late (after a timeout, a cancel, or the poller's end) is ignored safely.
+//
+// Record states: open -> completing -> completed -> taken (the driver consumed the step), or open -> closed (the
+// driver timed the attempt out or aborted it; a completion that loses that race drops its step). The completer
+// publishes `completed` and then notifies the driver's listener, unless the driver is still inside the call that
+// started the check (it sees the step itself when the call returns): a completion that arrives inline costs no
+// command and no wake.
+
+// ---- begin pollster/outcome.hpp ----
+
+// What a run ends with: `outcome<T, E, R>`, a full account in every case (cause, the last value and error seen,
+// attempts, time, timeouts) and, in `report`, whatever the check contributes when the run ends (an await's
+// matching rule, a watch's summary; nothing by default). Exhaustion and cancellation keep the last value.
+
+#include <cstdint>    // uint8_t, uint32_t, uint64_t
+#include <exception>  // exception_ptr
+#include <optional>   // optional
+#include <stdexcept>  // logic_error
+#include <string>     // string
+
+POLLSTER_NAMESPACE_BEGIN
+
+/// Why a run ended.
+enum class cause : std::uint8_t {
+  running,    ///< not ended yet (an outcome read from a poller still in progress)
+  done,       ///< a check said done: `value()` holds the result
+  failed,     ///< a check said failed: `error()` holds the error
+  exhausted,  ///< the stop rule said stop (attempts, elapsed, custom): `stop` says which; nothing is invented
+  deadline,   ///< the deadline was reached (a check in flight then is aborted), or a server hint pointed past it
+  cancelled,  ///< a cancel token or `cancel()`; never retried
+  exception,  ///< the check threw and a driver captured it into `outcome::exception` (poll_until rethrows instead)
+};
+
+/// "done", "failed", ...: for logs and formatters.
+constexpr const char* to_string(cause c) noexcept {
+  switch (c) {
+    case cause::running: return "running";
+    case cause::done: return "done";
+    case cause::failed: return "failed";
+    case cause::exhausted: return "exhausted";
+    case cause::deadline: return "deadline";
+    case cause::cancelled: return "cancelled";
+    case cause::exception: return "exception";
+  }
+  return "unknown";
+}
+
+/// How the last attempt ended. An asynchronous check may time out or drop its completion, and its error type
+/// need not be able to say so: the outcome does, here and in `timeouts` / `abandoned`.
+enum class attempt_end : std::uint8_t {
+  none,       ///< no attempt was made
+  reported,   ///< the check reported a step
+  timed_out,  ///< the attempt passed its timeout (a transient failure; its late completion was ignored)
+  abandoned,  ///< the completion was destroyed without reporting (a transient failure)
+  aborted,    ///< the run ended (cancelled, deadline) while the attempt was in flight; its abort action ran
+};
+
+constexpr const char* to_string(attempt_end e) noexcept {
+  switch (e) {
+    case attempt_end::none: return "none";
+    case attempt_end::reported: return "reported";
+    case attempt_end::timed_out: return "timed out";
+    case attempt_end::abandoned: return "abandoned";
+    case attempt_end::aborted: return "aborted";
+  }
+  return "unknown";
+}
+
+/// Thrown by `outcome::value()` when the run did not end done (and by `error()` when it did not end failed).
+class bad_outcome_access : public std::logic_error {
+ public:
+  using std::logic_error::logic_error;
+};
+
+/// The report of a check that contributes nothing to its outcome.
+struct no_report {};
+
+/// What a check's `report(const run_summary&)` may look at when the run ends (to say why it ended, in words).
+struct run_summary {
+  pollster::cause cause = pollster::cause::running;
+  stop_reason stop = stop_reason::none;
+  std::uint64_t attempts = 0;
+  duration elapsed{};
+  std::uint32_t timeouts = 0;
+};
+
+/// What a run ended with: a full account, in every case. Exhaustion and cancellation keep the last value and the
+/// last error seen; nothing pretends to be an error the server sent.
+template <class T, class E, class R = no_report>
+struct outcome {
+  using value_type = T;
+  using error_type = E;
+  using report_type = R;
+
+  pollster::cause cause = pollster::cause::running;
+  stop_reason stop = stop_reason::none;    ///< the stop rule's reason when cause is exhausted or deadline
+  std::uint32_t nudges = 0;                ///< nudges received
+  std::optional<T> last_value;             ///< the latest value any check reported (the result when done)
+  std::optional<E> last_error;             ///< the latest error any check reported (the error when failed)
+  std::exception_ptr exception;            ///< cause exception: what the check threw (runner, asio)
+  std::uint64_t attempts = 0;              ///< checks started
+  duration elapsed{};                      ///< from the start to the end of the run
+  duration slept{};                        ///< idle time between checks (includes budget_wait)
+  duration budget_wait{};                  ///< of which: waiting for a shared rate budget or a free slot (runner)
+  std::uint32_t timeouts = 0;              ///< attempts that passed their timeout (transient failures)
+  std::uint32_t abandoned = 0;             ///< completions destroyed without reporting (transient failures)
+  attempt_end last_attempt = attempt_end::none;  ///< how the last attempt ended
+  R report{};                              ///< what the check contributed when the run ended (`report()`)
+
+  bool ok() const noexcept { return cause == pollster::cause::done; }
+  explicit operator bool() const noexcept { return ok(); }
+
+  /// The result; throws bad_outcome_access unless the run ended done.
+  const T& value() const& {
+    if (cause != pollster::cause::done || !last_value) throw_access("value()", "done");
+    return *last_value;
+  }
+  T&& value() && {
+    if (cause != pollster::cause::done || !last_value) throw_access("value()", "done");
+    return std::move(*last_value);
+  }
+  /// The permanent error; throws bad_outcome_access unless the run ended failed.
+  const E& error() const& {
+    if (cause != pollster::cause::failed || !last_error) throw_access("error()", "failed");
+    return *last_error;
+  }
+
+ private:
+  [[noreturn]] void throw_access(const char* what, const char* needed) const {
+    throw bad_outcome_access(std::string("pollster::outcome: ") + what + " needs cause " + needed + ", got " +
+                             to_string(cause));
+  }
+};
+
+POLLSTER_NAMESPACE_END
+// ---- end pollster/outcome.hpp ----
+// ---- begin pollster/step.hpp ----
+
+// What one check says: `step<T, E>` (pending, done, failed, transient; a server hint; the check's own next delay;
+// "rate limited"; "restart the schedule"), the factories that build one without naming its types
+// (`done(v)`, `pending(v)`, `failed(e)`, `transient(e)`, `poll_again_in(d)`, `throttled(...)`), the server hints
+// (`retry_after(d)`, `retry_at(time_point)`), and `at(time_point)`, which names a deadline.
 
 #include <algorithm>    // min, max
 #include <chrono>       // duration_cast, time_point
-#include <cstdint>      // uint8_t, uint32_t, uint64_t
-#include <exception>    // exception_ptr
-#include <functional>   // function (hook_functions only)
-#include <new>          // nothrow
+#include <cstdint>      // uint8_t
 #include <optional>     // optional
-#include <stdexcept>    // logic_error
-#include <string>       // string
-#include <type_traits>  // decay_t, enable_if_t, is_invocable_v, is_empty_v
-#include <utility>      // move, forward, swap
+#include <type_traits>  // decay_t, enable_if_t, is_same_v
+#include <utility>      // move, forward
 
 POLLSTER_NAMESPACE_BEGIN
 
@@ -1368,14 +2467,6 @@ template <class Clock>
 inline constexpr char clock_identity = 0;
 
 struct no_payload {};
-
-/// poll_until's access to the poller's blocking loop (`poller::drive`), which is not part of the poller's API.
-struct blocking_driver {
-  template <class Poller, class Clock>
-  static void run(Poller& p, Clock& clock, const stop_token& token, bool immediate) {
-    p.drive(clock, token, immediate);
-  }
-};
 }  // namespace detail
 
 /// A time point of some clock, remembered with the clock it belongs to. Built by `pollster::at(tp)`.
@@ -1385,11 +2476,12 @@ struct clock_time {
 
   template <class TimePoint>
   static clock_time of(TimePoint t) noexcept {
-    return {std::chrono::duration_cast<duration>(t.time_since_epoch()), &detail::clock_identity<typename TimePoint::clock>};
+    return {std::chrono::duration_cast<duration>(t.time_since_epoch()),
+            &detail::clock_identity<typename TimePoint::clock>};
   }
 };
 
-/// "At this time point of the poller's clock": a hint ("come back at 12:00:05") or a deadline.
+/// "At this time point of the poller's clock": a deadline (`poll_options::deadline = pollster::at(now + 15min)`).
 template <class TimePoint>
 clock_time at(TimePoint t) noexcept {
   return clock_time::of(t);
@@ -1402,8 +2494,6 @@ class retry_hint {
   enum class form : std::uint8_t { none, after, at };
 
   constexpr retry_hint() noexcept = default;
-  /// "Come back at t" (a time point of the poller's clock, via `pollster::at`).
-  retry_hint(clock_time t) noexcept : form_(form::at), value_(t.since_epoch), clock_(t.clock) {}  // NOLINT(implicit)
 
   /// "Come back after d"; a negative delay is a hint to come back at once.
   static retry_hint after(duration d) noexcept {
@@ -1412,11 +2502,13 @@ class retry_hint {
     h.value_ = std::max(d, duration::zero());
     return h;
   }
-  /// What `parse_retry_after` returns: no hint when it found none.
-  /// (A template, so that `after(30s)` never has to choose between a duration and an optional one.)
-  template <class Maybe, class = std::enable_if_t<std::is_same_v<Maybe, std::optional<duration>>>>
-  static retry_hint after(const Maybe& d) noexcept {
-    return d ? after(*d) : retry_hint{};
+  /// "Come back at t" (a time point of the poller's clock).
+  static retry_hint at(clock_time t) noexcept {
+    retry_hint h;
+    h.form_ = form::at;
+    h.value_ = t.since_epoch;
+    h.clock_ = t.clock;
+    return h;
   }
 
   form kind() const noexcept { return form_; }
@@ -1431,12 +2523,18 @@ class retry_hint {
   const void* clock_ = nullptr;
 };
 
-/// "Come back after d" (`Retry-After: 120` is `after(120s)`; `after(parse_retry_after(...))` is no hint when the
-/// header was missing or malformed).
-inline retry_hint after(duration d) noexcept { return retry_hint::after(d); }
+/// "Come back after d" (`Retry-After: 120` is `retry_after(120s)`).
+inline retry_hint retry_after(duration d) noexcept { return retry_hint::after(d); }
+/// What `parse_retry_after` returns: no hint when it found none (a missing or malformed header).
+/// (A template, so that `retry_after(30s)` never has to choose between a duration and an optional one.)
 template <class Maybe, class = std::enable_if_t<std::is_same_v<Maybe, std::optional<duration>>>>
-retry_hint after(const Maybe& d) noexcept {
-  return retry_hint::after(d);
+retry_hint retry_after(const Maybe& d) noexcept {
+  return d ? retry_hint::after(*d) : retry_hint{};
+}
+/// "Come back at t", a time point of the poller's clock (an ETA in a status body, say).
+template <class TimePoint>
+retry_hint retry_at(TimePoint t) noexcept {
+  return retry_hint::at(clock_time::of(t));
 }
 
 /// What one check said.
@@ -1459,9 +2557,12 @@ constexpr const char* to_string(step_kind k) noexcept {
 
 namespace detail {
 /// What the factory functions build: a step whose T and E are not known yet. It converts to any `step<T, E>`
-/// whose types can hold its payload, so a check returns `pollster::done(s)` without naming types twice.
+/// whose types can hold its payload, so a check returns `pollster::done(s)` without naming types twice, and a
+/// check that returns only drafts of one type (`done(v)` and `pending(v)` share one) needs no return type at all.
 template <class V = no_payload, class Er = no_payload>
 struct step_draft {
+  using value_type = V;
+  using error_type = Er;
   step_kind kind = step_kind::pending;
   V value{};  // (a default member initialiser of a template is only instantiated when used)
   Er error{};
@@ -1488,11 +2589,12 @@ struct step {
   using error_type = E;
 
   step_kind kind = step_kind::pending;
-  std::optional<T> value;             ///< done: the result; pending: the state seen so far (kept as last_value)
-  std::optional<E> error;             ///< failed or transient: what went wrong (kept as last_error)
-  retry_hint hint;                    ///< the server's "come back after / at"
-  std::optional<duration> directed;   ///< the check's own next delay (Heat's PollDelay), replacing the schedule's
-  bool throttled = false;             ///< the server said "rate limited" (HTTP 429 or 413): a runner backs off
+  std::optional<T> value;            ///< done: the result; pending: the state seen so far (kept as last_value)
+  std::optional<E> error;            ///< failed or transient: what went wrong (kept as last_error)
+  retry_hint hint;                   ///< the server's "come back after / at" (for this response only, by default)
+  std::optional<duration> directed;  ///< the check's own next delay (Heat's PollDelay), replacing the schedule's
+  bool throttled = false;            ///< the server said "rate limited" (HTTP 429 or 413): a runner backs off
+  bool restart_schedule = false;     ///< something changed: start the schedule again from its first delay
 
   step() = default;
   template <class V, class Er>
@@ -1527,7 +2629,8 @@ inline detail::step_draft<> pending(retry_hint hint) { return {step_kind::pendin
 template <class V, class = std::enable_if_t<!detail::is_hint_like_v<V>>>
 detail::step_draft<std::decay_t<V>> pending(V&& value, retry_hint hint = {}) {
   static_assert(!detail::is_duration_arg<std::decay_t<V>>::value,
-                "pollster::pending(delay): write pending(pollster::after(delay)) for a hint, or poll_again_in(delay)");
+                "pollster::pending(delay): write pending(pollster::retry_after(delay)) for a hint, or "
+                "poll_again_in(delay)");
   return {step_kind::pending, std::forward<V>(value), {}, hint};
 }
 /// Finished: the value the run returns.
@@ -1570,92 +2673,39 @@ detail::step_draft<detail::no_payload, std::decay_t<Er>> throttled(Er&& error, r
   return {step_kind::transient, {}, std::forward<Er>(error), hint, {}, false, true};
 }
 
-/// Heat's Delay resource: halve the time left towards a known ETA while at least `threshold` is left, in whole
-/// `granularity` units (Python's `remaining // 2`), then poll every `granularity`. For a 60 s wait checked from
-/// t = 0 this gives checks at 0, 30, 45, 52, 56, 58, 59, 60. Return `poll_again_in(halve_toward(eta - now))`.
+/// Heat's Delay resource (heat/engine/resources/openstack/heat/delay.py, `_check_complete`, Heat 26): while at least
+/// `threshold` is left it raises PollDelay(int(remaining // 2)), else returns False (poll again next step); Heat's
+/// scheduler steps once per `granularity` (1 s), so every delay is a whole number of steps, at least one. For a 60 s
+/// wait checked from t = 0: checks at 0, 30, 45, 52, 56, 58, 59, 60; a fractional wait is seen at the next whole
+/// step, as in Heat (60.5 s: ..., 59, 60, 61). Return `poll_again_in(halve_toward(eta - now))`.
+/// Test: "halve_toward reproduces Heat's Delay resource, fractional waits included".
 inline duration halve_toward(duration remaining, duration granularity = std::chrono::seconds(1),
                              duration threshold = std::chrono::seconds(4)) {
   if (granularity <= duration::zero()) {
     detail::throw_invalid("halve_toward", "granularity", "> 0", detail::duration_text(granularity));
   }
   if (remaining <= duration::zero()) return duration::zero();
-  if (remaining >= threshold) return granularity * ((remaining / granularity) / 2);
-  return std::min(granularity, remaining);
+  // PollDelay(n) waits max(n, 1) steps (TaskRunner.step); floor(floor(r / g) / 2) is Python's int(r // 2) in steps.
+  if (remaining >= threshold) return granularity * std::max<duration::rep>((remaining / granularity) / 2, 1);
+  return granularity;
 }
 
-/// Why a run ended.
-enum class cause : std::uint8_t {
-  running,    ///< not ended yet (an outcome read from a poller still in progress)
-  done,       ///< a check said done: `value()` holds the result
-  failed,     ///< a check said failed: `error()` holds the error
-  exhausted,  ///< the stop rule said stop (attempts, elapsed, custom): `stop` says which; nothing is invented
-  deadline,   ///< the deadline was reached, or a server hint pointed past it
-  cancelled,  ///< a stop token or `cancel()`; never retried
-  exception,  ///< the check threw and a runner captured it into `outcome::exception` (poll_until rethrows instead)
-};
+POLLSTER_NAMESPACE_END
+// ---- end pollster/step.hpp ----
 
-/// "done", "failed", ...: for logs and formatters.
-constexpr const char* to_string(cause c) noexcept {
-  switch (c) {
-    case cause::running: return "running";
-    case cause::done: return "done";
-    case cause::failed: return "failed";
-    case cause::exhausted: return "exhausted";
-    case cause::deadline: return "deadline";
-    case cause::cancelled: return "cancelled";
-    case cause::exception: return "exception";
-  }
-  return "unknown";
-}
+#include <atomic>       // atomic
+#include <cstdint>      // uint8_t, uint32_t, uint64_t
+#include <functional>   // function
+#include <memory>       // shared_ptr
+#include <mutex>        // mutex, lock_guard, unique_lock
+#include <optional>     // optional
+#include <stdexcept>    // logic_error
+#include <string>       // string
+#include <type_traits>  // decay_t, enable_if_t, is_invocable_v, void_t
+#include <utility>      // move, declval
+#include <variant>      // monostate (the value and error types of checks that return bool or optional)
 
-/// Thrown by `outcome::value()` when the run did not end done (and by `error()` when it did not end failed).
-class bad_outcome_access : public std::logic_error {
- public:
-  using std::logic_error::logic_error;
-};
-
-/// What a run ended with: a full account, in every case. Exhaustion and cancellation keep the last value and the
-/// last error seen; nothing pretends to be an error the server sent.
-template <class T, class E>
-struct outcome {
-  using value_type = T;
-  using error_type = E;
-
-  pollster::cause cause = pollster::cause::running;
-  stop_reason stop = stop_reason::none;  ///< the stop rule's reason when cause is exhausted or deadline
-  std::uint32_t nudges = 0;              ///< nudges received
-  std::optional<T> last_value;           ///< the latest value any check reported (the result when done)
-  std::optional<E> last_error;           ///< the latest error any check reported (the error when failed)
-  std::exception_ptr exception;          ///< cause exception: what the check threw (runner only)
-  std::uint64_t attempts = 0;            ///< checks started
-  duration elapsed{};                    ///< from the start to the end of the run
-  duration slept{};                      ///< idle time between checks (includes budget_wait)
-  duration budget_wait{};                ///< of which: waiting for a shared rate budget (a runner adds it)
-
-  bool ok() const noexcept { return cause == pollster::cause::done; }
-  explicit operator bool() const noexcept { return ok(); }
-
-  /// The result; throws bad_outcome_access unless the run ended done.
-  const T& value() const& {
-    if (cause != pollster::cause::done || !last_value) throw_access("value()", "done");
-    return *last_value;
-  }
-  T&& value() && {
-    if (cause != pollster::cause::done || !last_value) throw_access("value()", "done");
-    return std::move(*last_value);
-  }
-  /// The permanent error; throws bad_outcome_access unless the run ended failed.
-  const E& error() const& {
-    if (cause != pollster::cause::failed || !last_error) throw_access("error()", "failed");
-    return *last_error;
-  }
-
- private:
-  [[noreturn]] void throw_access(const char* what, const char* needed) const {
-    throw bad_outcome_access(std::string("pollster::outcome: ") + what + " needs cause " + needed + ", got " +
-                             to_string(cause));
-  }
-};
+POLLSTER_NAMESPACE_BEGIN
 
 /// What the check (optionally) and the hooks see. New fields may be added; existing ones keep their meaning.
 struct poll_state {
@@ -1663,13 +2713,526 @@ struct poll_state {
   duration elapsed{};         ///< since the run started
   duration last_delay{};      ///< the delay that preceded the current check (zero for an immediate one)
   duration next_delay{};      ///< before_sleep: the delay about to start
-  bool nudged = false;        ///< the current check was brought forward by a nudge
+  /// Before the run's deadline (the stop rule's and `poll_options::deadline`); duration::max() when there is none.
+  duration time_left = duration::max();
+  /// This attempt's own timeout (`poll_options::attempt_timeout`, never past the deadline): bound your I/O by it.
+  duration timeout = duration::max();
+  bool nudged = false;  ///< the current check was brought forward by a nudge
 };
+
+namespace detail {
+
+class attempt_base;
+
+/// The driver's end of its asynchronous attempts: told (on the completing thread) that an attempt has its step.
+/// It must not block: a runner queues a command, a blocking driver wakes its sleep, asio posts.
+struct attempt_listener {
+  attempt_listener() = default;
+  attempt_listener(const attempt_listener&) = delete;
+  attempt_listener& operator=(const attempt_listener&) = delete;
+  virtual ~attempt_listener() = default;
+  virtual void attempt_completed(attempt_base& attempt) noexcept = 0;
+};
+
+/// The type-erased part of an attempt record: its state, references, abort action and the driver's link.
+class attempt_base {
+ public:
+  enum state_type : std::uint8_t { open, completing, completed, taken, closed };
+
+  attempt_base() = default;
+  attempt_base(const attempt_base&) = delete;
+  attempt_base& operator=(const attempt_base&) = delete;
+
+  void retain() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void release() noexcept {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) destroy();
+  }
+  /// Only the owner holds it: nobody else can reach it any more, so it may be reset and reused.
+  bool sole_owner() const noexcept { return refs_.load(std::memory_order_acquire) == 1; }
+
+  state_type state() const noexcept { return static_cast<state_type>(state_.load(std::memory_order_acquire)); }
+
+  // --- the completer's side (any thread) ---
+  /// Claims the right to report; false when the attempt was closed (timed out, aborted) or already reported.
+  bool try_claim() noexcept {
+    std::uint8_t expected = open;
+    return state_.compare_exchange_strong(expected, completing, std::memory_order_acq_rel);
+  }
+  /// After try_claim() and storing the step: makes it visible and tells the driver, unless the driver is still in
+  /// the call that started the check (it looks when the call returns). Both sides use sequentially consistent
+  /// operations, so at least one of them sees the other: the step is never missed (it may be seen twice; the
+  /// driver's `take` makes the second sighting harmless).
+  void publish() noexcept {
+    state_.store(completed, std::memory_order_seq_cst);
+    if (driver_inside_.load(std::memory_order_seq_cst)) return;
+    if (listener_) listener_->attempt_completed(*this);
+  }
+
+  // --- the driver's side (its own thread) ---
+  void enter_check() noexcept { driver_inside_.store(true, std::memory_order_relaxed); }
+  /// Returns whether the step arrived during the call.
+  bool leave_check() noexcept {
+    driver_inside_.store(false, std::memory_order_seq_cst);
+    return state_.load(std::memory_order_seq_cst) == completed;
+  }
+  /// Consumes a completed step: true once per attempt.
+  bool take() noexcept {
+    std::uint8_t expected = completed;
+    return state_.compare_exchange_strong(expected, taken, std::memory_order_acq_rel);
+  }
+  /// Closes an open attempt (timeout, cancel, deadline) and runs its abort action. False if the completer won.
+  bool close_and_abort() {
+    std::uint8_t expected = open;
+    if (!state_.compare_exchange_strong(expected, closed, std::memory_order_acq_rel)) return false;
+    std::function<void()> action;
+    {
+      std::lock_guard<std::mutex> lock(abort_mutex_);
+      aborted_ = true;
+      action = std::move(abort_action_);
+    }
+    if (action) action();
+    return true;
+  }
+  /// Re-opens a record the driver holds alone, for the next attempt.
+  void reopen(const poll_state& s) noexcept {
+    state_.store(open, std::memory_order_relaxed);
+    abandoned_ = false;
+    aborted_ = false;
+    abort_action_ = nullptr;
+    snapshot_ = s;
+  }
+  void link(std::shared_ptr<attempt_listener> listener, void* owner, std::uint32_t slot,
+            std::uint32_t generation) noexcept {
+    listener_ = std::move(listener);
+    owner_ = owner;
+    slot_ = slot;
+    generation_ = generation;
+  }
+
+  // --- either side ---
+  /// Registers what to do when the attempt is closed before it reports; runs at once if it already was.
+  void on_abort(std::function<void()> action) {
+    std::unique_lock<std::mutex> lock(abort_mutex_);
+    if (aborted_) {
+      lock.unlock();
+      if (action) action();
+      return;
+    }
+    abort_action_ = std::move(action);
+  }
+  bool aborted() const {
+    std::lock_guard<std::mutex> lock(abort_mutex_);
+    return aborted_;
+  }
+
+  const poll_state& snapshot() const noexcept { return snapshot_; }
+  bool abandoned() const noexcept { return abandoned_; }
+  void set_abandoned() noexcept { abandoned_ = true; }
+  /// The driver's own cookies (a runner's node, slot and generation): read only by the driver, after it checked.
+  void* owner() const noexcept { return owner_; }
+  std::uint32_t slot() const noexcept { return slot_; }
+  std::uint32_t generation() const noexcept { return generation_; }
+
+ protected:
+  virtual ~attempt_base() = default;
+  virtual void destroy() noexcept { delete this; }
+
+ private:
+  std::atomic<std::uint32_t> refs_{1};
+  std::atomic<std::uint8_t> state_{open};
+  std::atomic<bool> driver_inside_{false};
+  bool abandoned_ = false;  // written by the completer before publish(), read by the driver after take()
+  bool aborted_ = false;    // guarded by abort_mutex_
+  mutable std::mutex abort_mutex_;
+  std::function<void()> abort_action_;
+  std::shared_ptr<attempt_listener> listener_;
+  void* owner_ = nullptr;
+  std::uint32_t slot_ = 0;
+  std::uint32_t generation_ = 0;
+  poll_state snapshot_;
+};
+
+/// An attempt record that carries the step of a `step<T, E>` check.
+template <class T, class E>
+class attempt final : public attempt_base {
+ public:
+  std::optional<step<T, E>> result;  // written by the completer between try_claim() and publish()
+};
+
+}  // namespace detail
+
+/// How an asynchronous check reports: once, from any thread, with a step (`c(pollster::done(v))`,
+/// `c.complete(step)`). Move-only. Destroyed without reporting, it reports an abandoned attempt (a transient
+/// failure), so a check that loses its completion never hangs the poller. It is also an asio completion handler for
+/// `void(step<T, E>)`, so an asynchronous operation can complete straight into it.
+template <class T, class E>
+class completion {
+ public:
+  using value_type = T;
+  using error_type = E;
+  using step_type = step<T, E>;
+
+  completion() noexcept = default;
+  completion(const completion&) = delete;
+  completion& operator=(const completion&) = delete;
+  completion(completion&& other) noexcept : record_(other.record_) { other.record_ = nullptr; }
+  completion& operator=(completion&& other) noexcept {
+    if (this != &other) {
+      drop();
+      record_ = other.record_;
+      other.record_ = nullptr;
+    }
+    return *this;
+  }
+  ~completion() { drop(); }
+
+  /// Reports the step (any thread). After a timeout or a cancel it is ignored; a second report is a logic error.
+  void complete(step_type result) {
+    if (record_ == nullptr) throw std::logic_error("pollster::completion: reported twice (or moved from)");
+    detail::attempt<T, E>* record = record_;
+    record_ = nullptr;
+    if (record->try_claim()) {
+      record->result.emplace(std::move(result));
+      record->publish();
+    }
+    record->release();
+  }
+  void operator()(step_type result) { complete(std::move(result)); }
+  template <class V, class Er>
+  void operator()(detail::step_draft<V, Er> draft) {
+    complete(step_type(std::move(draft)));
+  }
+
+  /// What to do if the attempt is closed before it reports (its timeout passed, the run was cancelled or reached its
+  /// deadline): cancel the request, close the socket. Runs on the driver's thread, or at once here if the attempt
+  /// is already closed. One action per attempt; a later call replaces it.
+  template <class F>
+  void on_abort(F action) {
+    if (record_ != nullptr) record_->on_abort(std::function<void()>(std::move(action)));
+  }
+  /// True once the attempt was closed: a check doing long work may stop early.
+  bool aborted() const { return record_ != nullptr && record_->aborted(); }
+  /// The poll state of this attempt (attempt number, time left, timeout).
+  const poll_state& state() const {
+    if (record_ == nullptr) throw std::logic_error("pollster::completion: state() after reporting (or moved from)");
+    return record_->snapshot();
+  }
+  /// False once it reported (or was moved from).
+  explicit operator bool() const noexcept { return record_ != nullptr; }
+
+ private:
+  template <class, class, class, class, class>
+  friend class poller;
+  explicit completion(detail::attempt<T, E>* record) noexcept : record_(record) { record_->retain(); }
+
+  void drop() noexcept {
+    if (record_ == nullptr) return;
+    detail::attempt<T, E>* record = record_;
+    record_ = nullptr;
+    if (record->try_claim()) {
+      record->set_abandoned();
+      record->result.emplace();  // transient, without an error: counted in outcome::abandoned
+      record->result->kind = step_kind::transient;
+      record->publish();
+    }
+    record->release();
+  }
+
+  detail::attempt<T, E>* record_ = nullptr;
+};
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Traits: what a check, a schedule and a stop rule are.
+
+namespace detail {
+
+template <class X>
+struct is_step : std::false_type {};
+template <class T, class E>
+struct is_step<step<T, E>> : std::true_type {};
+template <class X>
+struct is_draft : std::false_type {};
+template <class V, class Er>
+struct is_draft<step_draft<V, Er>> : std::true_type {};
+template <class X>
+struct is_optional : std::false_type {};
+template <class T>
+struct is_optional<std::optional<T>> : std::true_type {};
+template <class X>
+struct is_completion : std::false_type {};
+template <class T, class E>
+struct is_completion<completion<T, E>> : std::true_type {};
+
+/// A draft's value type as a step's T: none is std::monostate, and a string literal is a std::string.
+template <class V>
+struct deduced_value {
+  using type = V;
+};
+template <>
+struct deduced_value<no_payload> {
+  using type = std::monostate;
+};
+template <>
+struct deduced_value<const char*> {
+  using type = std::string;
+};
+template <>
+struct deduced_value<char*> {
+  using type = std::string;
+};
+
+/// The step type a synchronous check's result stands for (void for anything else).
+template <class R>
+struct result_step {
+  using type = void;
+};
+template <>
+struct result_step<bool> {
+  using type = step<std::monostate, std::monostate>;
+};
+template <class T>
+struct result_step<std::optional<T>> {
+  using type = step<T, std::monostate>;
+};
+template <class T, class E>
+struct result_step<step<T, E>> {
+  using type = step<T, E>;
+};
+template <class V, class Er>
+struct result_step<step_draft<V, Er>> {
+  using type = step<typename deduced_value<V>::type, typename deduced_value<Er>::type>;
+};
+
+/// The parameter list of a callable with one call operator (a lambda, a function object) or of a function.
+template <class... Args>
+struct arg_list {};
+template <class F, class = void>
+struct call_args {
+  using type = void;
+};
+template <class R, class... Args>
+struct call_args<R (*)(Args...), void> {
+  using type = arg_list<Args...>;
+};
+template <class R, class... Args>
+struct call_args<R (*)(Args...) noexcept, void> {
+  using type = arg_list<Args...>;
+};
+#define POLLSTER_MEMBER_CALL_ARGS(QUALIFIERS)                 \
+  template <class R, class C, class... Args>                  \
+  struct call_args<R (C::*)(Args...) QUALIFIERS, void> {      \
+    using type = arg_list<Args...>;                           \
+  };
+POLLSTER_MEMBER_CALL_ARGS()
+POLLSTER_MEMBER_CALL_ARGS(const)
+POLLSTER_MEMBER_CALL_ARGS(noexcept)
+POLLSTER_MEMBER_CALL_ARGS(const noexcept)
+POLLSTER_MEMBER_CALL_ARGS(&)
+POLLSTER_MEMBER_CALL_ARGS(const&)
+#undef POLLSTER_MEMBER_CALL_ARGS
+template <class F>
+struct call_args<F, std::void_t<decltype(&F::operator())>> : call_args<decltype(&F::operator())> {};
+
+/// The completion an asynchronous check takes (void when it takes none): its last parameter.
+template <class Args>
+struct completion_of {
+  using type = void;
+};
+template <class Last>
+struct completion_of<arg_list<Last>> {
+  using type = std::conditional_t<is_completion<std::decay_t<Last>>::value, std::decay_t<Last>, void>;
+};
+template <class First, class Last>
+struct completion_of<arg_list<First, Last>> {
+  using type = std::conditional_t<is_completion<std::decay_t<Last>>::value, std::decay_t<Last>, void>;
+};
+
+template <class Check>
+using completion_arg_t = typename completion_of<typename call_args<std::decay_t<Check>>::type>::type;
+
+template <class Check, class = void>
+struct sync_result {
+  using type = void;
+};
+template <class Check>
+struct sync_result<Check, std::enable_if_t<std::is_invocable_v<Check&, const poll_state&>>> {
+  using type = std::decay_t<std::invoke_result_t<Check&, const poll_state&>>;
+};
+template <class Check>
+struct sync_result<Check,
+                   std::enable_if_t<!std::is_invocable_v<Check&, const poll_state&> && std::is_invocable_v<Check&>>> {
+  using type = std::decay_t<std::invoke_result_t<Check&>>;
+};
+
+template <class Check, class Completion = completion_arg_t<Check>>
+struct check_kind {
+  // Synchronous: the result decides.
+  using step_type = typename result_step<typename sync_result<Check>::type>::type;
+  static constexpr bool is_async = false;
+  static constexpr bool takes_state = std::is_invocable_v<Check&, const poll_state&>;
+};
+template <class Check, class T, class E>
+struct check_kind<Check, completion<T, E>> {
+  static constexpr bool takes_state = std::is_invocable_v<Check&, const poll_state&, completion<T, E>>;
+  static constexpr bool callable = takes_state || std::is_invocable_v<Check&, completion<T, E>>;
+  using step_type = std::conditional_t<callable, step<T, E>, void>;
+  static constexpr bool is_async = callable;
+};
+
+}  // namespace detail
+
+/// What a check is: `is_check` (it takes nothing, a `const poll_state&`, a `completion<T, E>` or both, and a
+/// synchronous one returns bool, optional, step or a factory draft), its step type, and whether it is asynchronous.
+template <class Check>
+struct check_traits {
+  using step_type = typename detail::check_kind<std::decay_t<Check>>::step_type;
+  static constexpr bool is_check = !std::is_void_v<step_type>;
+  static constexpr bool is_async = detail::check_kind<std::decay_t<Check>>::is_async;
+  static constexpr bool takes_state = detail::check_kind<std::decay_t<Check>>::takes_state;
+};
+template <class Check>
+struct is_check : std::bool_constant<check_traits<Check>::is_check> {};
+template <class Check>
+inline constexpr bool is_check_v = is_check<Check>::value;
+
+/// The step a check reports (`step<T, E>`), whichever form the check takes.
+template <class Check>
+using check_step_t = typename check_traits<Check>::step_type;
+
+namespace detail {
+/// A synchronous check's result as its step.
+template <class Step, class R>
+Step to_step(R&& result) {
+  using raw = std::decay_t<R>;
+  if constexpr (std::is_same_v<raw, bool>) {
+    return result ? Step(pollster::done()) : Step(pollster::pending());
+  } else if constexpr (is_optional<raw>::value) {
+    if (result) return Step(pollster::done(std::move(*result)));
+    return Step(pollster::pending());
+  } else {
+    return Step(std::forward<R>(result));
+  }
+}
+
+template <class Check, class = void>
+struct report_of {
+  using type = no_report;
+  static constexpr bool present = false;
+};
+template <class Check>
+struct report_of<Check,
+                 std::void_t<decltype(std::declval<const Check&>().report(std::declval<const run_summary&>()))>> {
+  using type = std::decay_t<decltype(std::declval<const Check&>().report(std::declval<const run_summary&>()))>;
+  static constexpr bool present = true;
+};
+}  // namespace detail
+
+/// What a check contributes to its outcome: the type its `report(const run_summary&)` returns, or no_report.
+template <class Check>
+using check_report_t = typename detail::report_of<std::decay_t<Check>>::type;
+
+/// The outcome a run of `Check` ends with.
+template <class Check>
+using check_outcome_t = outcome<typename check_step_t<Check>::value_type, typename check_step_t<Check>::error_type,
+                                check_report_t<Check>>;
+
+namespace detail {
+template <class S, class = void>
+struct is_schedule_impl : std::false_type {};
+template <class S>
+struct is_schedule_impl<S, std::void_t<decltype(duration(std::declval<S&>().next())), decltype(std::declval<S&>().reset())>>
+    : std::true_type {};
+template <class R, class = void>
+struct is_stop_rule_impl : std::false_type {};
+template <class R>
+struct is_stop_rule_impl<
+    R, std::enable_if_t<std::is_convertible_v<decltype(std::declval<const R&>().check(std::declval<const stop_context&>())),
+                                              stop_reason> &&
+                        std::is_convertible_v<decltype(std::declval<const R&>().time_left(duration{})), duration>,
+                        std::void_t<decltype(std::declval<R&>().reset())>>> : std::true_type {};
+}  // namespace detail
+
+/// Whether `S` is a schedule: `next()` gives a duration, `reset()` starts over.
+template <class S>
+struct is_schedule : detail::is_schedule_impl<std::decay_t<S>> {};
+template <class S>
+inline constexpr bool is_schedule_v = is_schedule<S>::value;
+/// Whether `R` is a stop rule: `check(stop_context)` gives a stop_reason, `time_left(elapsed)` a duration, `reset()`.
+template <class R>
+struct is_stop_rule : detail::is_stop_rule_impl<std::decay_t<R>> {};
+template <class R>
+inline constexpr bool is_stop_rule_v = is_stop_rule<R>::value;
+
+#if defined(__cpp_concepts) && __cpp_concepts >= 201907L
+/// C++20 concepts over the same traits.
+template <class C>
+concept check = is_check_v<C>;
+template <class S>
+concept schedule = is_schedule_v<S>;
+template <class R>
+concept stop_rule = is_stop_rule_v<R>;
+#endif
+
+namespace detail {
+/// The one-line diagnostics every public entry gives (static_assert messages must be literals, hence a macro).
+#define POLLSTER_CHECK_ARGUMENTS(ENTRY, Check, Schedule, Stop)                                                       \
+  static_assert(!(::pollster::is_stop_rule_v<Schedule> && ::pollster::is_schedule_v<Stop>),                        \
+                ENTRY ": the schedule and the stop rule are swapped: the schedule (how long to wait) comes first, " \
+                      "then the stop rule (when to give up)");                                                     \
+  static_assert(::pollster::is_schedule_v<Schedule> || (::pollster::is_stop_rule_v<Schedule> &&                    \
+                                                        ::pollster::is_schedule_v<Stop>),                          \
+                ENTRY ": the schedule argument is not a schedule (it needs next() and reset())");                  \
+  static_assert(::pollster::is_stop_rule_v<Stop> || (::pollster::is_stop_rule_v<Schedule> &&                       \
+                                                    ::pollster::is_schedule_v<Stop>),                              \
+                ENTRY ": the stop rule argument is not a stop rule (it needs check(stop_context), "               \
+                      "time_left(duration) and reset())");                                                         \
+  static_assert(::pollster::is_check_v<Check>,                                                                     \
+                ENTRY ": the check must return bool, std::optional<T>, pollster::step<T, E> or a step factory's "  \
+                      "result (done(v), pending(v), ...), or take a pollster::completion<T, E> and return void")
+}  // namespace detail
+
+POLLSTER_NAMESPACE_END
+// ---- end pollster/check.hpp ----
+// ---- begin pollster/poller.hpp ----
+
+// The poller: the one state machine that decides what a step means and what comes next (in the spirit of OpenStack
+// Heat's TaskRunner). It never reads a clock and never sleeps; every driver (poll_until, the runner, the watcher,
+// asio) is a thin loop over these transitions:
+//
+//   step(now)       begins an attempt. A synchronous check runs and is concluded at once. An asynchronous check
+//                   gets a completion and the poller is in flight until the step arrives, or until next_due(), which
+//                   is then the attempt's timeout.
+//   complete(now)   the in-flight attempt's step arrived (`ready()`): conclude it.
+//   time_out(now)   the in-flight attempt passed its timeout: its abort action runs, and it counts as a transient
+//                   failure (outcome::timeouts); at the deadline the run ends there, cause deadline.
+//   cancel(now), nudge(now), capture(exception, now), restart(start).
+//
+// The delay before the next check is decided in this order (DESIGN.md):
+//   schedule value -> jitter -> clamp to the schedule's [floor, cap]   (inside schedule.next())
+//   -> the check's own direction (`poll_again_in`) replaces the schedule's value, which is then not consumed
+//   -> a server hint is a floor, max(delay, hint), capped by `max_hint` and by `delay + max_hint_extra`
+//   -> clamp to the time left before the deadline; a hint that points past the deadline ends the run at once.
+//
+// A synchronous check pays nothing for asynchronous ones: no attempt record, no atomic, no allocation.
+
+#include <algorithm>    // min, max
+#include <chrono>       // duration_cast, time_point
+#include <cstdint>      // uint8_t, uint32_t, uint64_t
+#include <exception>    // exception_ptr
+#include <functional>   // function (hook_functions only)
+#include <memory>       // shared_ptr
+#include <new>          // nothrow
+#include <optional>     // optional
+#include <stdexcept>    // logic_error
+#include <type_traits>  // conditional_t, is_empty_v
+#include <utility>      // move, forward, swap
+
+POLLSTER_NAMESPACE_BEGIN
 
 /// Why the coming delay has the length it has (before_sleep hook).
 enum class delay_reason : std::uint8_t {
   schedule,  ///< the schedule's value
-  hint,      ///< a server hint (this response's or a remembered one) was longer than the schedule's value
+  hint,      ///< a server hint was longer than the schedule's value
   deadline,  ///< shortened to land on the deadline, where one final check is made
   directed,  ///< the check's own `poll_again_in`
 };
@@ -1691,15 +3254,20 @@ struct poll_options {
   bool wait_first = false;
   /// The longest server hint obeyed: a longer one is shortened to this. The default trusts the server.
   duration max_hint = duration::max();
+  /// The most a hint may add to the schedule's delay (AWS clamps `x-amz-retry-after` to the delay + 5 s).
+  duration max_hint_extra = duration::max();
   /// How long a hint stays in force after the response that carried it, for later responses that carry none.
-  /// The default keeps it until a response brings a new one; zero forgets it at once.
-  duration hint_lifetime = duration::max();
+  /// Zero by default: a Retry-After speaks about the next request only. duration::max() keeps it until a new one.
+  duration hint_lifetime = duration::zero();
   /// After a nudge, restart the schedule from its first delay (something changed: look closely again).
   bool reset_on_nudge = false;
   /// An absolute deadline on the poller's clock (`pollster::at(clock.now() + 15min)`), besides any stop rule.
   std::optional<clock_time> deadline;
-  /// poll_until only: stops the run, interrupting a sleep at once. (A poller is cancelled with `cancel()`.)
-  stop_token token;
+  /// How long one attempt of an asynchronous check may take; never past the deadline. The default: the time left.
+  duration attempt_timeout = duration::max();
+  /// poll_until and the watcher: cancels the run, interrupting a sleep at once. (A poller: `cancel()`; a runner's
+  /// poller: its handle.)
+  cancel_token cancel;
 };
 
 /// The hooks type for "no hooks": every call compiles to nothing.
@@ -1743,25 +3311,6 @@ template <class H>
 struct has_before_sleep<
     H, std::void_t<decltype(std::declval<H&>().before_sleep(std::declval<const poll_state&>(), delay_reason{}))>>
     : std::true_type {};
-
-/// The check's return type, whichever form it takes: `step<T, E>(const poll_state&)` or `step<T, E>()`. Empty
-/// for anything else, so an overload that is handed a non-check drops out quietly.
-template <class Check, class = void>
-struct check_result {};
-template <class Check>
-struct check_result<Check, std::enable_if_t<std::is_invocable_v<Check&, const poll_state&>>> {
-  using type = std::invoke_result_t<Check&, const poll_state&>;
-};
-template <class Check>
-struct check_result<Check, std::enable_if_t<!std::is_invocable_v<Check&, const poll_state&> &&
-                                            std::is_invocable_v<Check&>>> {
-  using type = std::invoke_result_t<Check&>;
-};
-
-template <class S>
-struct is_step : std::false_type {};
-template <class T, class E>
-struct is_step<step<T, E>> : std::true_type {};
 
 /// Holds a member that may be an empty object (hooks, a captureless check, `never`) without spending a byte on
 /// it: a poller derives from these, so C++17's empty-base optimisation applies. `Slot` tells apart two members
@@ -1835,76 +3384,100 @@ class box_flag {
   bool set_ = false;
 };
 
-/// A loop's working copy of a small, trivially copyable object (a `geometric`, a `constant`), which the compiler
-/// can keep in registers, written back with `store` before other code reads the original; for any other type, the
-/// original itself.
-template <class X, bool Copy = std::is_trivially_copyable_v<X> && std::is_trivially_copy_assignable_v<X> &&
-                               std::is_trivially_copy_constructible_v<X> && sizeof(X) <= 64>
-class working_copy {
+/// What only a poller of an asynchronous check keeps: its attempt record (reused from attempt to attempt while
+/// nobody else holds it), where its completions report, and how its attempts ended. A synchronous check's poller
+/// holds `no_async_part` instead, which takes no byte.
+struct no_async_part {};
+
+template <class T, class E, class TimePoint>
+class async_part {
  public:
-  explicit working_copy(const X& x) noexcept : copy_(x) {}
-  X& get() noexcept { return copy_; }
-  void store(X& original) const noexcept { original = copy_; }
+  async_part() noexcept = default;
+  async_part(const async_part& other)
+      : listener(other.listener), owner(other.owner), slot(other.slot), generation(other.generation),
+        last_end(other.last_end), timeouts(other.timeouts), abandoned(other.abandoned) {
+    if (other.in_flight) throw std::logic_error("pollster::poller: a poller with a check in flight cannot be copied");
+  }
+  async_part(async_part&& other) noexcept
+      : record(other.record), listener(std::move(other.listener)), owner(other.owner), slot(other.slot),
+        generation(other.generation), previous_due(other.previous_due), in_flight(other.in_flight),
+        nudge_pending(other.nudge_pending), last_end(other.last_end), timeouts(other.timeouts),
+        abandoned(other.abandoned) {
+    other.record = nullptr;
+    other.in_flight = false;
+  }
+  async_part& operator=(const async_part&) = delete;
+  async_part& operator=(async_part&&) = delete;
+  ~async_part() {
+    if (record == nullptr) return;
+    if (in_flight) {
+      try {
+        record->close_and_abort();  // a poller destroyed with a check in flight: the check is told, late steps ignored
+      } catch (...) {
+      }
+    }
+    record->release();
+  }
 
- private:
-  X copy_;
+  attempt<T, E>* record = nullptr;  // one reference, the poller's
+  std::shared_ptr<attempt_listener> listener;
+  void* owner = nullptr;
+  std::uint32_t slot = 0;
+  std::uint32_t generation = 0;
+  TimePoint previous_due{};  // next_due before the attempt began (restored if the check throws as it starts)
+  bool in_flight = false;
+  bool nudge_pending = false;  // a nudge arrived while in flight: the next check is due as soon as this one ends
+  attempt_end last_end = attempt_end::none;
+  std::uint32_t timeouts = 0;
+  std::uint32_t abandoned = 0;
 };
-template <class X>
-class working_copy<X, false> {
- public:
-  explicit working_copy(X& x) noexcept : original_(x) {}
-  X& get() noexcept { return original_; }
-  void store(X&) const noexcept {}
 
- private:
-  X& original_;
+template <class Check, class TimePoint, bool Async = check_traits<Check>::is_async>
+struct async_part_of {
+  using type = no_async_part;
 };
-
-/// Whether a clock promises never to go back (`static constexpr bool is_steady = true`, as std::chrono's do).
-template <class C, class = void>
-struct is_steady_clock : std::false_type {};
-template <class C>
-struct is_steady_clock<C, std::enable_if_t<C::is_steady>> : std::true_type {};
-
-template <class C, class = void>
-struct is_clock : std::false_type {};
-template <class C>
-struct is_clock<C, std::void_t<typename C::time_point,
-                               decltype(std::declval<C&>().sleep_until(std::declval<C&>().now(), stop_token{}))>>
-    : std::true_type {};
+template <class Check, class TimePoint>
+struct async_part_of<Check, TimePoint, true> {
+  using step_type = check_step_t<Check>;
+  using type = async_part<typename step_type::value_type, typename step_type::error_type, TimePoint>;
+};
 
 }  // namespace detail
 
-/// The step a check returns (`step<T, E>`), whichever form the check takes.
-template <class Check>
-using check_step_t = std::decay_t<typename detail::check_result<Check>::type>;
-
-/// The one polling loop, as a step-able object (Heat's TaskRunner): it knows when it is next due and does one
-/// check per `step(now)`. It never reads a clock and never sleeps, so the blocking driver, the runner and the
-/// watchers all drive it the same way. It allocates nothing per step and is not thread-safe: its driver owns it.
-/// What few runs use (options that are not the default, a remembered server hint, nudges, budget wait, a captured
-/// exception) lives in a cold part that the poller allocates once, when it first needs it, so that a fleet of a
-/// million pending pollers stays small.
+/// The one polling loop, as a step-able object: it knows when it is next due and makes one attempt per `step(now)`.
+/// It allocates nothing per step and is not thread-safe: its driver owns it (completions reach it only through
+/// the driver). What few runs use (options that are not the default, a remembered server hint, nudges, budget wait,
+/// a captured exception) lives in a cold part that the poller allocates once, when it first needs it, so that a
+/// fleet of a million pending pollers stays small.
 ///
-/// Driving it: call `step(now)` when `now >= next_due()` until `done()`, then read `outcome()`. A check that
-/// throws propagates out of `step`, and the poller stays consistent: the attempt is counted, nothing else
-/// changed, and it is still due (step again, or `capture(std::current_exception(), now)` to end it).
+/// Driving it: call `step(now)` when `now >= next_due()` until `done()`, then read `outcome()`. With an asynchronous
+/// check, `in_flight()` says an attempt is out: call `complete(now)` once `ready()`, or `step(now)` at `next_due()`
+/// (the attempt's timeout) to time it out. A check that throws propagates out of `step`, and the poller stays
+/// consistent: the attempt is counted, nothing else changed, and it is still due (step again, or
+/// `capture(std::current_exception(), now)` to end it).
 template <class Check, class Schedule, class Stop, class TimePoint, class Hooks = no_hooks>
 class poller : private detail::compressed<Check, 0>,
                private detail::compressed<Stop, 1>,
-               private detail::compressed<Hooks, 2> {
+               private detail::compressed<Hooks, 2>,
+               private detail::compressed<typename detail::async_part_of<Check, TimePoint>::type, 3> {
   using check_holder = detail::compressed<Check, 0>;
   using stop_holder = detail::compressed<Stop, 1>;
   using hooks_holder = detail::compressed<Hooks, 2>;
+  using async_type = typename detail::async_part_of<Check, TimePoint>::type;
+  using async_holder = detail::compressed<async_type, 3>;
 
  public:
-  using step_type = check_step_t<Check>;
-  static_assert(detail::is_step<step_type>::value,
-                "pollster::poller: the check must return pollster::step<T, E> (declare the lambda's return type)");
+  POLLSTER_CHECK_ARGUMENTS("pollster::poller", Check, Schedule, Stop);
+  // (A stand-in step type for a non-check, so that the assertion above is the error a user reads.)
+  using step_type =
+      std::conditional_t<is_check_v<Check>, check_step_t<Check>, pollster::step<std::monostate, std::monostate>>;
   using value_type = typename step_type::value_type;
   using error_type = typename step_type::error_type;
-  using outcome_type = pollster::outcome<value_type, error_type>;
+  using report_type = check_report_t<Check>;
+  using outcome_type = pollster::outcome<value_type, error_type, report_type>;
   using time_point = TimePoint;
+  /// Whether the check is asynchronous (takes a completion): then attempts may be in flight.
+  static constexpr bool is_async = check_traits<Check>::is_async;
 
   /// Starts a run at `start`: the first check is due at once, or after the schedule's first delay with
   /// `wait_first`. The schedule and the stop rule are reset, so a configured one works as a prototype.
@@ -1913,19 +3486,26 @@ class poller : private detail::compressed<Check, 0>,
       : check_holder(std::move(check)),
         stop_holder(std::move(stop)),
         hooks_holder(std::move(hooks)),
+        async_holder(async_type{}),
         schedule_(std::move(schedule)) {
-    if (options.max_hint < duration::zero()) {
-      detail::throw_invalid("poll_options", "max_hint", ">= 0", detail::duration_text(options.max_hint));
-    }
-    if (options.hint_lifetime < duration::zero()) {
-      detail::throw_invalid("poll_options", "hint_lifetime", ">= 0", detail::duration_text(options.hint_lifetime));
+    const auto require_non_negative = [](const char* name, duration d) {
+      if (d < duration::zero()) detail::throw_invalid("poll_options", name, ">= 0", detail::duration_text(d));
+    };
+    require_non_negative("max_hint", options.max_hint);
+    require_non_negative("max_hint_extra", options.max_hint_extra);
+    require_non_negative("hint_lifetime", options.hint_lifetime);
+    if (options.attempt_timeout <= duration::zero()) {
+      detail::throw_invalid("poll_options", "attempt_timeout", "> 0", detail::duration_text(options.attempt_timeout));
     }
     // The defaults need no storage; any other option is kept in the cold part, created here once.
     if (options.deadline || options.wait_first || options.reset_on_nudge || options.max_hint != duration::max() ||
-        options.hint_lifetime != duration::max()) {
+        options.max_hint_extra != duration::max() || options.hint_lifetime != duration::zero() ||
+        options.attempt_timeout != duration::max()) {
       cold_state& c = cold_.make();
       c.max_hint = options.max_hint;
+      c.max_hint_extra = options.max_hint_extra;
       c.hint_lifetime = options.hint_lifetime;
+      c.attempt_timeout = options.attempt_timeout;
       c.reset_on_nudge = options.reset_on_nudge;
       c.wait_first = options.wait_first;
       if (options.deadline) {
@@ -1936,8 +3516,15 @@ class poller : private detail::compressed<Check, 0>,
     restart(start);
   }
 
-  /// Begins a fresh run at `start` with the same check, schedule (reset), stop rule (reset) and options.
+  /// Begins a fresh run at `start` with the same check, schedule (reset), stop rule (reset) and options. An attempt
+  /// still in flight is aborted.
   void restart(time_point start) {
+    if constexpr (is_async) {
+      abort_in_flight();
+      async().last_end = attempt_end::none;
+      async().timeouts = async().abandoned = 0;
+      async().nudge_pending = false;
+    }
     schedule_.reset();
     stop_rule_mutable().reset();
     // Field by field rather than `outcome_ = {}`: the value and error types need not be assignable.
@@ -1967,20 +3554,75 @@ class poller : private detail::compressed<Check, 0>,
     if (cold_.get() != nullptr && cold_.get()->wait_first) plan_next(start, duration::zero(), step_type{});
   }
 
-  /// When the next check is due; `time_point::max()` once done.
+  /// When the next check is due (while an attempt is in flight: its timeout); `time_point::max()` once done.
   time_point next_due() const noexcept { return done_ ? time_point::max() : next_due_; }
   bool done() const noexcept { return done_; }
+  /// An asynchronous attempt is out, waiting for its step (always false for a synchronous check).
+  bool in_flight() const noexcept {
+    if constexpr (is_async) {
+      return async().in_flight;
+    } else {
+      return false;
+    }
+  }
+  /// The in-flight attempt's step has arrived: `complete(now)` concludes it.
+  bool ready() const noexcept {
+    if constexpr (is_async) {
+      return async().in_flight && async().record->state() == detail::attempt_base::completed;
+    } else {
+      return false;
+    }
+  }
 
-  /// Makes one check at `now` (treated as instant: its end is `now` too) and decides what comes next.
+  /// Whether `attempt` is the record of the attempt in flight (a driver's check before it applies a completion).
+  bool is_current(const detail::attempt_base& attempt) const noexcept {
+    if constexpr (is_async) {
+      return async().in_flight && async().record == &attempt;
+    } else {
+      (void)attempt;
+      return false;
+    }
+  }
+
+  /// Tells the poller where the completions of its asynchronous attempts report (a driver's listener), with the
+  /// driver's own cookies (a runner's node, slot and generation), which come back to it with each completion.
+  void attach(std::shared_ptr<detail::attempt_listener> listener, void* owner = nullptr, std::uint32_t slot = 0,
+              std::uint32_t generation = 0) {
+    if constexpr (is_async) {
+      async().listener = std::move(listener);
+      async().owner = owner;
+      async().slot = slot;
+      async().generation = generation;
+      if (async().record != nullptr) async().record->link(async().listener, owner, slot, generation);
+    } else {
+      (void)listener;
+      (void)owner;
+      (void)slot;
+      (void)generation;
+    }
+  }
+
+  /// Makes one attempt at `now` (a synchronous check is treated as instant: its end is `now` too).
   void step(time_point now) {
     step(now, [now]() noexcept { return now; });
   }
-  /// Makes one check starting at `now`; `finished()` gives the time it ended (a driver with a real clock passes
-  /// `[&] { return clock.now(); }`, so the next delay counts from the end of the check, as Heat sleeps after a
-  /// step).
+  /// Makes one attempt starting at `now`; `finished()` gives the time a synchronous check ended (a driver with a
+  /// real clock passes `[&] { return clock.now(); }`, so the next delay counts from the end of the check, as Heat
+  /// sleeps after a step). While an attempt is in flight: concludes it if its step arrived, times it out if `now`
+  /// is at its timeout, and otherwise does nothing.
   template <class Finished>
   void step(time_point now, Finished&& finished) {
     if (done_) return;
+    if constexpr (is_async) {
+      if (async().in_flight) {
+        if (ready()) {
+          complete(now);
+        } else if (now >= next_due_) {
+          time_out(now);
+        }
+        return;
+      }
+    }
     // Idle time before this check, and the run's time so far. The attempt is counted before the check runs, so a
     // throw leaves it counted, with the account up to the check's start.
     const time_point last_end = last_end_time();
@@ -1991,8 +3633,58 @@ class poller : private detail::compressed<Check, 0>,
     }
     ++outcome_.attempts;
     if constexpr (detail::has_before_attempt<Hooks>::value) hooks().before_attempt(state_at(now));
-    step_type result = invoke_check(now);
-    conclude(result, std::max(now, static_cast<time_point>(finished())));
+    if constexpr (is_async) {
+      begin_async(now, finished);
+    } else {
+      step_type result = invoke_check(now);
+      conclude(result, std::max(now, static_cast<time_point>(finished())));
+    }
+  }
+
+  /// Concludes the in-flight attempt whose step has arrived (`ready()`), at `now`. Nothing otherwise.
+  void complete(time_point now) {
+    if constexpr (is_async) {
+      if (done_ || !async().in_flight || !async().record->take()) return;
+      detail::attempt<value_type, error_type>& record = *async().record;
+      async().in_flight = false;
+      if (record.abandoned()) {
+        ++async().abandoned;
+        async().last_end = attempt_end::abandoned;
+      } else {
+        async().last_end = attempt_end::reported;
+      }
+      const time_point end = std::max(now, last_end_time());
+      conclude(*record.result, end);
+      record.result.reset();
+    } else {
+      (void)now;
+    }
+  }
+
+  /// The in-flight attempt passed its timeout at `now`: its abort action runs and it counts as a transient failure
+  /// (the schedule goes on); at the deadline the run ends, cause deadline. A step that arrived first wins.
+  void time_out(time_point now) {
+    if constexpr (is_async) {
+      if (done_ || !async().in_flight) return;
+      if (!async().record->close_and_abort()) {
+        complete(now);  // the step arrived first (or is arriving: then its listener brings it)
+        return;
+      }
+      async().in_flight = false;
+      const time_point end = std::max(now, last_end_time());
+      if (time_left(end, to_duration(end - start_)) <= duration::zero()) {
+        async().last_end = attempt_end::aborted;
+        finish(pollster::cause::deadline, stop_reason::deadline, end);
+        return;
+      }
+      ++async().timeouts;
+      async().last_end = attempt_end::timed_out;
+      step_type timed_out;
+      timed_out.kind = step_kind::transient;
+      conclude(timed_out, end);
+    } else {
+      (void)now;
+    }
   }
 
  private:
@@ -2024,153 +3716,96 @@ class poller : private detail::compressed<Check, 0>,
       finish(pollster::cause::deadline, stop_reason::deadline, end);
       return;
     }
+    if (result.restart_schedule) schedule_.reset();
     plan_next(end, outcome_.elapsed, result);
-  }
-
-  friend struct detail::blocking_driver;
-
-  /// poll_until's loop. Runs without hooks go through a loop of their own, kept out of line so that its cost per
-  /// attempt does not depend on how the caller happens to be inlined, and which keeps what changes on every check
-  /// in locals (the schedule and the stop rule too, when small and trivially copyable) that stay in registers
-  /// across the clock's atomics. That loop decides only the common step: pending or transient, with no hint and
-  /// no directed delay. At the first other step it writes its locals back, lets `conclude` decide, and hands the
-  /// rest of the run to `drive_steps`, the plain loop over `step()` that runs with hooks: one set of rules.
-  template <class Clock>
-  void drive(Clock& clock, const stop_token& token, bool immediate) {
-    constexpr bool has_hooks = detail::has_before_attempt<Hooks>::value ||
-                               detail::has_after_attempt<Hooks, step_type>::value ||
-                               detail::has_before_sleep<Hooks>::value;
-    if (done_) return;
-    if constexpr (has_hooks) {
-      time_point last = start_;  // the latest reading of the clock: the end of the last check
-      if (immediate) step(start_, [&clock, &last] { return last = clock.now(); });  // at once: no time has passed
-      drive_steps(clock, token, last);
-    } else if (has_deadline_) {
-      drive_fast<true>(clock, token, immediate);
-    } else {
-      drive_fast<false>(clock, token, immediate);
+    if constexpr (is_async) {
+      if (async().nudge_pending && !done_) {
+        async().nudge_pending = false;  // a nudge during the attempt: its answer may predate the change
+        nudged_ = true;
+        if (end < next_due_) next_due_ = end;
+      }
     }
   }
 
-  /// The plain loop: sleep until due, check, until done; `last` is the latest reading of the clock.
-  template <class Clock>
-  void drive_steps(Clock& clock, const stop_token& token, time_point last) {
-    const auto finished = [&clock, &last] { return last = clock.now(); };
-    while (!done_) {
-      // A sleep returns false at once when the token is already stopped; the test after it also catches a stop
-      // that arrived with the timer (or when there was nothing to sleep): no check runs after a stop request.
-      const time_point due = next_due_;
-      if (due > last && !clock.sleep_until(due, token)) break;
-      if (token.stop_requested()) break;
-      step(clock.now(), finished);
-    }
-    if (!done_) cancel(clock.now());
-  }
-
-  /// drive_fast's way out at a step it does not decide. The step is passed by value, so that the fast loop's own
-  /// never has its address taken and can stay in registers.
-  template <class Clock>
-  POLLSTER_NOINLINE void hand_over(step_type result, time_point end, Clock& clock, const stop_token& token,
-                                   time_point last) {
-    conclude(result, end);
-    drive_steps(clock, token, last);
-  }
-
-  /// The loop without hooks, compiled once with and once without a `poll_options::deadline` to test.
-  template <bool HasDeadline, class Clock>
-  POLLSTER_NOINLINE void drive_fast(Clock& clock, const stop_token& token, bool immediate) {
-    const time_point start = start_;
-    const time_point deadline = HasDeadline ? cold_.get()->deadline : time_point{};
-    detail::working_copy<Schedule> working_schedule(schedule_);
-    detail::working_copy<Stop> working_stop(stop_rule_mutable());
-    std::uint64_t attempts = outcome_.attempts;
-    duration elapsed = outcome_.elapsed;
-    duration slept = outcome_.slept;
-    time_point due = next_due_;
-    time_point last_end = last_end_time();  // the end of the last check (or the start): idle time counts from here
-    time_point last = start;                // the latest reading of the clock
-    time_point now = start;
-    for (bool sleep_first = !immediate;; sleep_first = true) {
-      if (sleep_first) {
-        // As drive_steps.
-        if (due > last && !clock.sleep_until(due, token)) break;
-        if (token.stop_requested()) break;
-        now = clock.now();
+  template <class Finished>
+  void begin_async(time_point now, Finished& finished) {
+    if constexpr (is_async) {
+      auto& part = async();
+      poll_state s = full_state_at(now);
+      if (part.record == nullptr || !part.record->sole_owner()) {
+        auto* fresh = new detail::attempt<value_type, error_type>();
+        fresh->link(part.listener, part.owner, part.slot, part.generation);
+        if (part.record != nullptr) part.record->release();  // a late completion still holds the old one
+        part.record = fresh;
       }
-      // As step(now): idle time before this check, then the attempt. (A check that throws leaves the account
-      // unwritten: the exception leaves poll_until, and this poller with it.)
-      // A steady clock's readings never go back, so the tests that guard against it are only for the others.
-      constexpr bool steady = detail::is_steady_clock<Clock>::value;
-      if (steady || now > last_end) slept += to_duration(now - last_end);
-      ++attempts;
-      step_type result = invoke_check_at(now, attempts, last_delay_);
-      last = clock.now();
-      const time_point end = steady || last > now ? last : now;
-      last_end = end;
-      elapsed = to_duration(end - start);
-      if (result.hint || result.directed || result.throttled) {
-        write_back(working_schedule, working_stop, attempts, elapsed, slept, due);
-        hand_over(std::move(result), end, clock, token, last);
-        return;
-      }
-      // What conclude() does with such a step.
-      last_kind_ = result.kind;
-      if (result.value) outcome_.last_value.emplace(std::move(*result.value));
-      if (result.error) outcome_.last_error.emplace(std::move(*result.error));
-      if (result.kind == step_kind::done || result.kind == step_kind::failed) {
-        write_back(working_schedule, working_stop, attempts, elapsed, slept, due);
-        finish(result.kind == step_kind::done ? pollster::cause::done : pollster::cause::failed, stop_reason::none,
-               end);
-        return;
-      }
-      const stop_reason reason = working_stop.get().check(stop_context{attempts, elapsed});
-      if (reason != stop_reason::none) {
-        write_back(working_schedule, working_stop, attempts, elapsed, slept, due);
-        finish(reason == stop_reason::deadline ? pollster::cause::deadline : pollster::cause::exhausted, reason, end);
-        return;
-      }
-      if (HasDeadline && end >= deadline) {
-        write_back(working_schedule, working_stop, attempts, elapsed, slept, due);
-        finish(pollster::cause::deadline, stop_reason::deadline, end);
-        return;
-      }
-      // What plan_next() does without a hint: the schedule's value, clamped to the time left before the deadline.
-      duration delay = working_schedule.get().next();
-      duration left = working_stop.get().time_left(elapsed);
-      if constexpr (HasDeadline) {
-        if (deadline - end < left) left = to_duration(deadline - end);
-      }
-      last_reason_ = delay_reason::schedule;
-      if (delay < duration::zero() || delay > left) {
-        if (delay < duration::zero()) delay = duration::zero();  // a custom schedule may go below zero
-        if (delay > left) {
-          delay = left;
-          last_reason_ = delay_reason::deadline;
+      part.record->reopen(s);
+      part.previous_due = next_due_;
+      part.in_flight = true;
+      next_due_ = later(now, s.timeout);
+      part.record->enter_check();
+      try {
+        Check& check = static_cast<check_holder&>(*this).get();
+        completion<value_type, error_type> c(part.record);
+        if constexpr (check_traits<Check>::takes_state) {
+          check(static_cast<const poll_state&>(s), std::move(c));
+        } else {
+          check(std::move(c));
         }
+      } catch (...) {
+        // The check threw as it started: the attempt stays counted and the poller is due again, as for a
+        // synchronous check; whatever it may have reported is ignored.
+        part.record->leave_check();
+        part.record->close_and_abort();
+        part.in_flight = false;
+        next_due_ = part.previous_due;
+        throw;
       }
-      last_delay_ = delay;
-      due = later(end, delay);
+      if (part.record->leave_check()) complete(std::max(now, static_cast<time_point>(finished())));
+    } else {
+      (void)now;
+      (void)finished;
     }
-    write_back(working_schedule, working_stop, attempts, elapsed, slept, due);
-    cancel(clock.now());
+  }
+
+  void abort_in_flight() noexcept {
+    if constexpr (is_async) {
+      if (!async().in_flight) return;
+      async().in_flight = false;
+      async().last_end = attempt_end::aborted;
+      try {
+        async().record->close_and_abort();
+      } catch (...) {
+        // An abort action that throws cannot stop a cancellation.
+      }
+    }
   }
 
  public:
   /// Makes the poller due at `now` (notify-then-verify: a callback said something changed, so check through the
-  /// real API at once). The schedule then resumes, from its start with `reset_on_nudge`. The first nudge of a run
-  /// may allocate (the count lives in the poller's cold part): std::bad_alloc then leaves the poller unchanged.
+  /// real API at once). The schedule then resumes, from its start with `reset_on_nudge`. A nudge during an
+  /// in-flight attempt makes the next check due as soon as that attempt ends. The first nudge of a run may allocate
+  /// (the count lives in the poller's cold part): std::bad_alloc then leaves the poller unchanged.
   void nudge(time_point now) {
     if (done_) return;
     cold_state& c = cold_.make();
     ++c.nudges;
+    if constexpr (is_async) {
+      if (async().in_flight) {
+        async().nudge_pending = true;
+        if (c.reset_on_nudge) schedule_.reset();
+        return;
+      }
+    }
     nudged_ = true;
     if (now < next_due_) next_due_ = now;
     if (c.reset_on_nudge) schedule_.reset();
   }
 
-  /// Ends the run with cause cancelled, keeping the last value and error. No further check runs.
+  /// Ends the run with cause cancelled, keeping the last value and error. An attempt in flight is aborted (its abort
+  /// action runs; its step, should it still arrive, is ignored). No further check runs.
   void cancel(time_point now) noexcept {
     if (done_) return;
+    abort_in_flight();
     time_point end = last_end_time();
     if (now > end) {
       outcome_.slept += to_duration(now - end);
@@ -2185,12 +3820,13 @@ class poller : private detail::compressed<Check, 0>,
   /// exception, without the pointer.)
   void capture(std::exception_ptr error, time_point now) noexcept {
     if (done_) return;
+    abort_in_flight();
     if (cold_state* c = cold_.try_make()) c->exception = std::move(error);
     finish(pollster::cause::exception, stop_reason::none, std::max(now, last_end_time()));
   }
 
-  /// For a driver that held a due check back while waiting for a shared rate budget. The first wait of a run may
-  /// allocate (it lives in the poller's cold part): std::bad_alloc then leaves the poller unchanged.
+  /// For a driver that held a due check back while waiting for a shared rate budget or a free slot. The first wait
+  /// of a run may allocate (it lives in the poller's cold part): std::bad_alloc then leaves the poller unchanged.
   void add_budget_wait(duration waited) {
     if (waited > duration::zero()) {
       cold_state& c = cold_.make();
@@ -2198,12 +3834,11 @@ class poller : private detail::compressed<Check, 0>,
     }
   }
 
-  /// The account so far (complete once done()), as a copy: the poller keeps it in a more compact form.
+  /// The account so far (complete once done()), as a copy: the poller keeps it in a more compact form. A check with
+  /// a `report(const run_summary&) const` member contributes `report`.
   outcome_type outcome() const { return make_outcome(outcome_.last_value, outcome_.last_error); }
   /// Moves the account out (once done): the poller is spent until `restart`.
-  outcome_type take_outcome() noexcept(std::is_nothrow_move_constructible_v<outcome_type>) {
-    return make_outcome(std::move(outcome_.last_value), std::move(outcome_.last_error));
-  }
+  outcome_type take_outcome() { return make_outcome(std::move(outcome_.last_value), std::move(outcome_.last_error)); }
 
   /// What the last check said, for a driver: its kind, whether it reported "rate limited", and the delay chosen
   /// after it with the reason.
@@ -2214,6 +3849,9 @@ class poller : private detail::compressed<Check, 0>,
   time_point start_time() const noexcept { return start_; }
   const Schedule& schedule() const noexcept { return schedule_; }
   const Stop& stop_rule() const noexcept { return static_cast<const stop_holder&>(*this).get(); }
+  const Check& check() const noexcept { return static_cast<const check_holder&>(*this).get(); }
+  /// The poll state a check starting at `now` would see (attempt number, elapsed, time left, timeout).
+  poll_state state_for(time_point now) const { return full_state_at(now); }
 
  private:
   static duration to_duration(typename time_point::duration d) noexcept {
@@ -2250,57 +3888,75 @@ class poller : private detail::compressed<Check, 0>,
 
   Stop& stop_rule_mutable() noexcept { return static_cast<stop_holder&>(*this).get(); }
   Hooks& hooks() noexcept { return static_cast<hooks_holder&>(*this).get(); }
+  async_type& async() noexcept { return static_cast<async_holder&>(*this).get(); }
+  const async_type& async() const noexcept { return static_cast<const async_holder&>(*this).get(); }
 
   /// What the check and the hooks see; built on demand so the poller stores none of it twice.
   poll_state state_at(time_point t) const noexcept {
-    return state_of(outcome_.attempts, to_duration(t - start_), last_delay_);
-  }
-  poll_state state_of(std::uint64_t attempt, duration elapsed, duration last_delay) const noexcept {
     poll_state s;
-    s.attempt = attempt;
-    s.elapsed = elapsed;
-    s.last_delay = last_delay;
+    s.attempt = outcome_.attempts;
+    s.elapsed = to_duration(t - start_);
+    s.last_delay = last_delay_;
     s.nudged = nudged_;
     return s;
   }
+  /// The same with the time left before the deadline and the attempt's timeout (what a check sees).
+  poll_state full_state_at(time_point t) const {
+    poll_state s = state_at(t);
+    s.time_left = time_left(t, s.elapsed);
+    s.timeout = s.time_left;
+    if (const cold_state* c = cold_.get()) s.timeout = std::min(s.timeout, c->attempt_timeout);
+    return s;
+  }
 
-  step_type invoke_check(time_point now) { return invoke_check_at(now, outcome_.attempts, last_delay_); }
-  step_type invoke_check_at(time_point now, std::uint64_t attempt, duration last_delay) {
+  step_type invoke_check(time_point now) {
     Check& check = static_cast<check_holder&>(*this).get();
-    if constexpr (std::is_invocable_v<Check&, const poll_state&>) {
-      return check(static_cast<const poll_state&>(state_of(attempt, to_duration(now - start_), last_delay)));
+    using result = typename detail::sync_result<Check>::type;
+    if constexpr (check_traits<Check>::takes_state) {
+      if constexpr (std::is_same_v<result, step_type>) {
+        return check(static_cast<const poll_state&>(full_state_at(now)));  // no conversion: no move either
+      } else {
+        return detail::to_step<step_type>(check(static_cast<const poll_state&>(full_state_at(now))));
+      }
     } else {
       (void)now;
-      (void)attempt;
-      (void)last_delay;
-      return check();
+      if constexpr (std::is_same_v<result, step_type>) {
+        return check();
+      } else {
+        return detail::to_step<step_type>(check());
+      }
     }
   }
 
   /// The hint in force after a check that ended at `end`, as a delay: this response's, else the remembered one
-  /// while it lives (`hint_lifetime` after the response that carried it). The first hint of a poller creates its
-  /// cold part (one allocation per poller at most, never one per check).
-  duration hint_delay(const retry_hint& fresh, time_point end) {
+  /// while it lives (`hint_lifetime` after the response that carried it; zero by default). Remembering a hint
+  /// creates the cold part (one allocation per poller at most, never one per check).
+  POLLSTER_ALWAYS_INLINE duration hint_delay(const retry_hint& fresh, time_point end) {
     cold_state* c = cold_.get();
-    if (fresh) {
-      c = &cold_.make();
+    if (!fresh) {
+      if (c == nullptr || c->remembered == retry_hint::form::none) return duration::zero();  // the common case
+      if (to_duration(end - c->remembered_at) >= c->hint_lifetime) {
+        c->remembered = retry_hint::form::none;
+        return duration::zero();
+      }
+      return std::min(wait_for(c->remembered, c->remembered_value, end), c->max_hint);
+    }
+    if (c == nullptr) return wait_for(fresh.kind(), fresh.value(), end);
+    if (c->hint_lifetime > duration::zero()) {
       c->remembered = fresh.kind();
       c->remembered_value = fresh.value();
       c->remembered_at = end;
-    } else if (c == nullptr || c->remembered == retry_hint::form::none) {
-      return duration::zero();  // the common case: no hint now, none remembered
-    } else if (to_duration(end - c->remembered_at) >= c->hint_lifetime) {
-      c->remembered = retry_hint::form::none;
-      return duration::zero();
     }
-    duration d = c->remembered_value;
-    if (c->remembered == retry_hint::form::at) {
-      d = std::max(duration::zero(), to_duration(detail::sat_add(time_point{}, c->remembered_value) - end));
-    }
-    return std::min(d, c->max_hint);
+    return std::min(wait_for(fresh.kind(), fresh.value(), end), c->max_hint);
+  }
+  /// A hint as a wait from `end`: a delay as it is; a time point as the time until it, saturating (a hint at
+  /// time_point::min() is a wait of zero).
+  static duration wait_for(retry_hint::form form, duration value, time_point end) noexcept {
+    if (form != retry_hint::form::at) return value;
+    return std::max(duration::zero(), detail::sat_sub(value, to_duration(end.time_since_epoch())));
   }
 
-  void plan_next(time_point end, duration elapsed, const step_type& result) {
+  POLLSTER_ALWAYS_INLINE void plan_next(time_point end, duration elapsed, const step_type& result) {
     duration delay;
     delay_reason reason;
     if (result.directed) {
@@ -2310,10 +3966,15 @@ class poller : private detail::compressed<Check, 0>,
       delay = std::max(duration::zero(), duration{schedule_.next()});  // a custom schedule may go below zero
       reason = delay_reason::schedule;
     }
-    const duration hint = hint_delay(result.hint, end);
+    duration hint = hint_delay(result.hint, end);
     if (hint > delay) {
-      delay = hint;
-      reason = delay_reason::hint;
+      if (const cold_state* c = cold_.get(); c != nullptr && c->max_hint_extra != duration::max()) {
+        hint = std::min(hint, detail::sat_add(delay, c->max_hint_extra));
+      }
+      if (hint > delay) {
+        delay = hint;
+        reason = delay_reason::hint;
+      }
     }
     const duration left = time_left(end, elapsed);
     if (delay > left) {
@@ -2325,6 +3986,14 @@ class poller : private detail::compressed<Check, 0>,
       delay = left;
       reason = delay_reason::deadline;
     }
+    if constexpr (detail::sees_next_delay<Stop>::value) {
+      // A rule that looks at the sleep about to start (before_elapsed) may end the run instead.
+      const stop_reason why = stop_rule().check_next_delay(stop_context{outcome_.attempts, elapsed}, delay);
+      if (why != stop_reason::none) {
+        finish(why == stop_reason::deadline ? pollster::cause::deadline : pollster::cause::exhausted, why, end);
+        return;
+      }
+    }
     last_delay_ = delay;
     last_reason_ = reason;
     next_due_ = later(end, delay);
@@ -2335,24 +4004,13 @@ class poller : private detail::compressed<Check, 0>,
     }
   }
 
-  /// drive_fast()'s locals back into the members, before code that reads them.
-  void write_back(const detail::working_copy<Schedule>& working_schedule,
-                  const detail::working_copy<Stop>& working_stop, std::uint64_t attempts, duration elapsed,
-                  duration slept, time_point due) noexcept {
-    working_schedule.store(schedule_);
-    working_stop.store(stop_rule_mutable());
-    outcome_.attempts = attempts;
-    outcome_.elapsed = elapsed;
-    outcome_.slept = slept;
-    last_throttled_ = false;
-    nudged_ = false;
-    next_due_ = due;
-  }
-
   /// How long the next sleep may last after a check that ended at `end`: the stop rule's and the option's deadline.
-  duration time_left(time_point end, duration elapsed) const {
+  POLLSTER_ALWAYS_INLINE duration time_left(time_point end, duration elapsed) const {
     const duration left = stop_rule().time_left(elapsed);
-    return has_deadline_ ? std::min(left, to_duration(cold_.get()->deadline - end)) : left;
+    if (!has_deadline_) return left;
+    const time_point deadline = cold_.get()->deadline;
+    return std::min(left, deadline <= end ? duration::zero() : detail::sat_sub(to_duration(deadline.time_since_epoch()),
+                                                                               to_duration(end.time_since_epoch())));
   }
 
   void finish(pollster::cause why, stop_reason reason, time_point end) noexcept {
@@ -2363,12 +4021,14 @@ class poller : private detail::compressed<Check, 0>,
   }
 
   // What most runs never use, out of line, so that a poller pays one pointer for it until it does: the options
-  // that differ from their defaults (set at construction), the remembered server hint (from the first hint), the
-  // nudge count (from the first nudge), the budget wait (from the first wait) and a captured exception.
+  // that differ from their defaults (set at construction), the remembered server hint, the nudge count (from the
+  // first nudge), the budget wait (from the first wait) and a captured exception.
   struct cold_state {
     time_point deadline{};  // valid when has_deadline_
     duration max_hint = duration::max();
-    duration hint_lifetime = duration::max();
+    duration max_hint_extra = duration::max();
+    duration hint_lifetime = duration::zero();
+    duration attempt_timeout = duration::max();
     time_point remembered_at{};  // when the remembered hint arrived
     duration remembered_value{};
     std::exception_ptr exception;
@@ -2391,16 +4051,27 @@ class poller : private detail::compressed<Check, 0>,
   template <class Value, class Error>
   outcome_type make_outcome(Value&& value, Error&& error) const {
     const cold_state* c = cold_.get();
-    return outcome_type{cause_,
-                        static_cast<stop_reason>(stop_),
-                        c != nullptr ? c->nudges : 0,
-                        std::forward<Value>(value),
-                        std::forward<Error>(error),
-                        c != nullptr ? c->exception : nullptr,
-                        outcome_.attempts,
-                        outcome_.elapsed,
-                        outcome_.slept,
-                        c != nullptr ? c->budget_wait : duration::zero()};
+    outcome_type o{cause_,
+                   static_cast<stop_reason>(stop_),
+                   c != nullptr ? c->nudges : 0,
+                   std::forward<Value>(value),
+                   std::forward<Error>(error),
+                   c != nullptr ? c->exception : nullptr,
+                   outcome_.attempts,
+                   outcome_.elapsed,
+                   outcome_.slept,
+                   c != nullptr ? c->budget_wait : duration::zero()};
+    if constexpr (is_async) {
+      o.timeouts = async().timeouts;
+      o.abandoned = async().abandoned;
+      o.last_attempt = async().last_end;
+    } else {
+      o.last_attempt = outcome_.attempts == 0 ? attempt_end::none : attempt_end::reported;
+    }
+    if constexpr (detail::report_of<Check>::present) {
+      o.report = check().report(run_summary{o.cause, o.stop, o.attempts, o.elapsed, o.timeouts});
+    }
+    return o;
   }
 
   Schedule schedule_;
@@ -2428,50 +4099,446 @@ poller<Check, Schedule, Stop, TimePoint, Hooks> make_poller(Check check, Schedul
   return {std::move(check), std::move(schedule), std::move(stop), start, options, std::move(hooks)};
 }
 
+POLLSTER_NAMESPACE_END
+// ---- end pollster/poller.hpp ----
+// ---- begin pollster/retry_after.hpp ----
+
+// Retry-After (RFC 9110, section 10.2.3): the server's "come back after 120 s" or "come back at this date".
+//
+//   Retry-After = HTTP-date / delay-seconds
+//   delay-seconds = 1*DIGIT
+//   HTTP-date = IMF-fixdate / obs-date            ; obs-date = rfc850-date / asctime-date
+//   IMF-fixdate  = "Sun, 06 Nov 1994 08:49:37 GMT"
+//   rfc850-date  = "Sunday, 06-Nov-94 08:49:37 GMT"
+//   asctime-date = "Sun Nov  6 08:49:37 1994"
+//
+// The parser never throws and never guesses: anything else (a sign, a fraction, a wrong name, a day that does not
+// exist, a value that overflows) is "no hint". It takes "now" as an argument, so it is deterministic and testable.
+//
+// Limits: the wait is a pollster::duration (64-bit nanoseconds), so every value whose wait fits in one is accepted,
+// and nothing longer: delay-seconds up to 9223372036 (292 years), and any date from year 0000 to 9999 up to
+// duration::max() (9223372036.854775807 s) after `now`, to the nanosecond. A date past 2262 is fine as long as the
+// wait fits: the arithmetic is done in seconds and only the wait is converted.
+
+#include <chrono>       // system_clock, seconds
+#include <cstddef>      // size_t
+#include <cstdint>      // int64_t
+#include <optional>     // optional
+#include <ratio>        // ratio_less_equal_v
+#include <string_view>  // string_view
+
+POLLSTER_NAMESPACE_BEGIN
+
+namespace detail {
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
+constexpr std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) noexcept {
+  y -= m <= 2 ? 1 : 0;
+  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const auto yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
+}
+
+struct civil_date {
+  std::int64_t year;
+  unsigned month;  ///< 1 to 12
+  unsigned day;    ///< 1 to 31
+};
+
+/// The proleptic Gregorian date of a count of days since 1970-01-01 (Howard Hinnant's civil_from_days).
+constexpr civil_date civil_from_days(std::int64_t z) noexcept {
+  z += 719468;
+  const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const auto doe = static_cast<unsigned>(z - era * 146097);
+  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const unsigned mp = (5 * doy + 2) / 153;
+  const unsigned d = doy - (153 * mp + 2) / 5 + 1;
+  const unsigned m = mp < 10 ? mp + 3 : mp - 9;
+  return {static_cast<std::int64_t>(yoe) + era * 400 + (m <= 2 ? 1 : 0), m, d};
+}
+
+/// `now` as whole seconds since the epoch and the nanoseconds past them (in [0, 1 s)), computed in now's own
+/// units: converting a time point near the ends of the clock's range to nanoseconds would overflow.
+struct split_time {
+  std::int64_t seconds;
+  std::int64_t nanoseconds;
+};
+inline split_time split_seconds(std::chrono::system_clock::time_point now) noexcept {
+  using clock_duration = std::chrono::system_clock::duration;
+  const std::int64_t ticks = static_cast<std::int64_t>(now.time_since_epoch().count());
+  if constexpr (std::ratio_less_equal_v<std::ratio<1>, clock_duration::period>) {
+    return {std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count(), 0};
+  } else {
+    constexpr auto per_second = static_cast<std::int64_t>(clock_duration::period::den / clock_duration::period::num);
+    std::int64_t seconds = ticks / per_second;  // quotient and remainder: `ticks - rest` could overflow
+    std::int64_t rest = ticks % per_second;
+    if (rest < 0) {
+      rest += per_second;
+      --seconds;
+    }
+    return {seconds, std::chrono::duration_cast<std::chrono::nanoseconds>(clock_duration{rest}).count()};
+  }
+}
+
+constexpr bool is_leap(std::int64_t y) noexcept { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+
+constexpr unsigned days_in_month(std::int64_t y, unsigned m) noexcept {
+  constexpr unsigned days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  return m == 2 && is_leap(y) ? 29 : days[m - 1];
+}
+
+/// A cursor over the field value: every reader either consumes exactly what it expects or reports failure.
+class http_date_reader {
+ public:
+  explicit constexpr http_date_reader(std::string_view text) noexcept : text_(text) {}
+
+  constexpr bool literal(std::string_view expected) noexcept {
+    if (text_.substr(pos_, expected.size()) != expected) return false;
+    pos_ += expected.size();
+    return true;
+  }
+  /// Exactly `count` digits.
+  constexpr bool digits(std::size_t count, unsigned& value) noexcept {
+    value = 0;
+    for (std::size_t i = 0; i < count; ++i) {
+      if (pos_ >= text_.size() || text_[pos_] < '0' || text_[pos_] > '9') return false;
+      value = value * 10 + static_cast<unsigned>(text_[pos_++] - '0');
+    }
+    return true;
+  }
+  /// One of `names` (case-sensitive, as RFC 9110 says), giving its index.
+  template <std::size_t N>
+  constexpr bool one_of(const std::string_view (&names)[N], unsigned& index) noexcept {
+    for (std::size_t i = 0; i < N; ++i) {
+      if (literal(names[i])) {
+        index = static_cast<unsigned>(i);
+        return true;
+      }
+    }
+    return false;
+  }
+  /// "08:49:37"; a leap second (60) is allowed, as in RFC 5322.
+  constexpr bool time_of_day(unsigned& h, unsigned& m, unsigned& s) noexcept {
+    return digits(2, h) && literal(":") && digits(2, m) && literal(":") && digits(2, s) && h <= 23 && m <= 59 &&
+           s <= 60;
+  }
+  constexpr bool at_end() const noexcept { return pos_ == text_.size(); }
+
+ private:
+  std::string_view text_;
+  std::size_t pos_ = 0;
+};
+
+inline constexpr std::string_view short_days[] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
+inline constexpr std::string_view long_days[] = {"Monday", "Tuesday", "Wednesday", "Thursday",
+                                                 "Friday", "Saturday", "Sunday"};
+inline constexpr std::string_view months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                              "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
+constexpr bool is_ows(char c) noexcept { return c == ' ' || c == '\t'; }
+
+/// The full year of an rfc850-date's two-digit year, read at `now` (RFC 9110, section 5.6.7): the year of now's
+/// century, unless that instant is more than 50 years after now; then the same two digits a century earlier.
+/// Instants are compared, not years: read on 2026-06-01, "01-Jan-76" is 2076 and "01-Dec-76" is 1976.
+inline std::int64_t rfc850_year(unsigned two_digits, unsigned month, unsigned day, std::int64_t second_of_day,
+                                std::chrono::system_clock::time_point now) noexcept {
+  const std::int64_t now_seconds = split_seconds(now).seconds;
+  const std::int64_t now_days = now_seconds >= 0 ? now_seconds / 86400 : -((86399 - now_seconds) / 86400);
+  const civil_date today = civil_from_days(now_days);
+  const std::int64_t year = today.year - ((today.year % 100) + 100) % 100 + two_digits;
+  if (year - today.year != 50) return year - today.year > 50 ? year - 100 : year;
+  // Exactly 50 calendar years apart: the candidate is more than 50 years ahead when it is later in its year than
+  // now is in now's. Whole seconds suffice: a candidate in now's very second is not after now + 50 years.
+  const std::int64_t now_second_of_day = now_seconds - now_days * 86400;
+  const bool later = month != today.month ? month > today.month
+                     : day != today.day   ? day > today.day
+                                          : second_of_day > now_second_of_day;
+  return later ? year - 100 : year;
+}
+
+}  // namespace detail
+
+/// A time on the system clock, to the second: what an HTTP-date denotes (C++20's std::chrono::sys_seconds).
+using http_time = std::chrono::time_point<std::chrono::system_clock, std::chrono::seconds>;
+
+/// Seconds since 1970-01-01 00:00:00 UTC of an HTTP-date in any of its three forms, or nothing. `now` decides the
+/// century of the obsolete two-digit year (RFC 9110: a year more than 50 years in the future is in the past).
+/// The day name must be a valid one for the form; whether it matches the date is not checked, as browsers and
+/// curl do not.
+inline std::optional<http_time> parse_http_date(std::string_view text,
+                                                               std::chrono::system_clock::time_point now) noexcept {
+  using detail::http_date_reader;
+  unsigned weekday = 0, day = 0, month = 0, year = 0, hour = 0, minute = 0, second = 0;
+  std::int64_t full_year = 0;
+  bool ok = false;
+  if (http_date_reader r{text}; r.one_of(detail::short_days, weekday) && r.literal(", ")) {
+    // IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT"
+    ok = r.digits(2, day) && r.literal(" ") && r.one_of(detail::months, month) && r.literal(" ") &&
+         r.digits(4, year) && r.literal(" ") && r.time_of_day(hour, minute, second) && r.literal(" GMT") &&
+         r.at_end();
+    full_year = year;
+  } else if (http_date_reader l{text}; l.one_of(detail::long_days, weekday) && l.literal(", ")) {
+    // rfc850-date: "Sunday, 06-Nov-94 08:49:37 GMT"
+    ok = l.digits(2, day) && l.literal("-") && l.one_of(detail::months, month) && l.literal("-") &&
+         l.digits(2, year) && l.literal(" ") && l.time_of_day(hour, minute, second) && l.literal(" GMT") &&
+         l.at_end();
+    if (ok) full_year = detail::rfc850_year(year, month + 1, day, hour * 3600 + minute * 60 + second, now);
+  } else if (http_date_reader a{text}; a.one_of(detail::short_days, weekday) && a.literal(" ")) {
+    // asctime-date: "Sun Nov  6 08:49:37 1994" (a one-digit day is padded with a space)
+    ok = a.one_of(detail::months, month) && a.literal(" ") && (a.literal(" ") ? a.digits(1, day) : a.digits(2, day)) &&
+         a.literal(" ") && a.time_of_day(hour, minute, second) && a.literal(" ") && a.digits(4, year) && a.at_end();
+    full_year = year;
+  }
+  ++month;  // one_of gave an index
+  if (!ok || day < 1 || day > detail::days_in_month(full_year, month)) return std::nullopt;
+  const std::int64_t days = detail::days_from_civil(full_year, month, day);
+  return http_time{std::chrono::seconds{days * 86400 + hour * 3600 + minute * 60 + second}};
+}
+
+/// The delay a `Retry-After` field value asks for, measured from `now`; nothing for an absent, malformed,
+/// negative or overflowing value (a wait longer than duration::max(), see the limits above). A date in the past
+/// asks for no delay at all (zero). Never throws.
+///   parse_retry_after("120", now)                             -> 120 s
+///   parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now)   -> that date - now (zero if it has passed)
+///   parse_retry_after("soon", now)                            -> nullopt
+inline std::optional<duration> parse_retry_after(std::string_view value,
+                                                 std::chrono::system_clock::time_point now) noexcept {
+  while (!value.empty() && detail::is_ows(value.front())) value.remove_prefix(1);
+  while (!value.empty() && detail::is_ows(value.back())) value.remove_suffix(1);
+  if (value.empty()) return std::nullopt;
+  if (value.front() >= '0' && value.front() <= '9') {
+    constexpr std::int64_t max_seconds = duration::max().count() / 1000000000;  // what a duration can hold
+    std::int64_t seconds = 0;
+    for (const char c : value) {
+      if (c < '0' || c > '9') return std::nullopt;
+      seconds = seconds * 10 + (c - '0');
+      if (seconds > max_seconds) return std::nullopt;
+    }
+    return std::chrono::seconds{seconds};
+  }
+  const auto date = parse_http_date(value, now);
+  if (!date) return std::nullopt;
+  // In whole seconds first, and only the wait in nanoseconds: neither a date past 2262 nor `now` may be converted
+  // to nanoseconds since the epoch. The wait is ahead seconds less now's fraction of a second (in [0, 1 s)).
+  const detail::split_time at = detail::split_seconds(now);
+  const std::int64_t ahead = date->time_since_epoch().count() - at.seconds;
+  if (ahead <= 0) return duration::zero();
+  constexpr std::int64_t ns_per_second = 1000000000;
+  constexpr std::int64_t most_seconds = duration::max().count() / ns_per_second;  // 9223372036
+  if (ahead - 1 > most_seconds) return std::nullopt;
+  const std::int64_t fraction = at.nanoseconds;
+  // (ahead - 1) s always fits; the last second, less the fraction, fits when it does not pass duration::max().
+  const std::int64_t whole = (ahead - 1) * ns_per_second;
+  const std::int64_t last = ns_per_second - fraction;
+  if (whole > duration::max().count() - last) return std::nullopt;
+  return duration{whole + last};
+}
+
+POLLSTER_NAMESPACE_END
+// ---- end pollster/retry_after.hpp ----
+
+#include <cstdint>      // uint32_t
+#include <memory>       // make_shared
+#include <mutex>        // mutex, lock_guard
+#include <type_traits>  // enable_if_t
+#include <utility>      // move
+
+POLLSTER_NAMESPACE_BEGIN
+
+namespace detail {
+
+/// The listener of a blocking driver: a completion wakes the sleeping thread.
+struct wake_listener final : attempt_listener {
+  wake_signal signal;
+  void attempt_completed(attempt_base&) noexcept override {
+    try {
+      signal.wake();
+    } catch (...) {
+      // (locking a mutex cannot fail in practice; a lost wake is then caught by the attempt's timeout)
+    }
+  }
+};
+
+/// What another thread may ask of a blocking run while it sleeps (the watcher's nudge and cancel): requests under a
+/// mutex, and the wake signal that interrupts the sleep.
+class remote_control {
+ public:
+  remote_control() : listener_(std::make_shared<wake_listener>()) {}
+
+  /// A nudge outside a run does nothing (there is nothing to bring forward).
+  void request_nudge() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!running_) return;
+      ++nudges_;
+    }
+    listener_->signal.wake();
+  }
+  void request_cancel() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      cancel_ = true;
+    }
+    listener_->signal.wake();
+  }
+  bool cancel_requested() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return cancel_;
+  }
+  std::uint32_t take_nudges() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const std::uint32_t n = nudges_;
+    nudges_ = 0;
+    return n;
+  }
+  void begin_run() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    running_ = true;
+  }
+  /// The run is over: what was asked is spent.
+  void end_run() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    running_ = false;
+    cancel_ = false;
+    nudges_ = 0;
+  }
+  const std::shared_ptr<wake_listener>& listener() const noexcept { return listener_; }
+
+ private:
+  std::shared_ptr<wake_listener> listener_;
+  std::mutex mutex_;
+  std::uint32_t nudges_ = 0;
+  bool cancel_ = false;
+  bool running_ = false;
+};
+
+/// The blocking loop: sleep until due, attempt, until the run ends; `immediate` makes the first attempt at the
+/// start, even when the token is already cancelled (Kubernetes' immediate poll). Every later attempt follows a
+/// cancellation test, and a cancellation interrupts a sleep at once. A check that throws propagates unchanged.
+///
+/// A synchronous check without remote control sleeps on the caller's token itself: nothing else can need the
+/// thread awake. Otherwise the loop sleeps on a wake signal that the token, a completion, a nudge or a cancel from
+/// another thread interrupts, and looks at what woke it.
+template <class Poller, class Clock>
+void run_blocking(Poller& p, Clock& clock, const cancel_token& cancel, bool immediate, remote_control* control) {
+  using time_point = typename Poller::time_point;
+  time_point last = p.start_time();  // the latest reading of the clock: the end of the last check
+  const auto finished = [&clock, &last] { return last = clock.now(); };
+  if (!Poller::is_async && control == nullptr) {
+    if (immediate && !p.done()) p.step(last, finished);  // at once: no time has passed
+    while (!p.done()) {
+      // A sleep returns false at once when the token is already cancelled; the test after it also catches a
+      // cancellation that arrived with the timer (or when there was nothing to sleep): no check runs after it.
+      const time_point due = p.next_due();
+      if (due > last && !clock.sleep_until(due, cancel)) break;
+      if (cancel.cancel_requested()) break;
+      p.step(clock.now(), finished);
+    }
+    if (!p.done()) p.cancel(clock.now());
+    return;
+  }
+  std::shared_ptr<wake_listener> own;
+  if (control == nullptr) own = std::make_shared<wake_listener>();
+  const std::shared_ptr<wake_listener>& listener = control != nullptr ? control->listener() : own;
+  wake_signal& signal = listener->signal;
+  p.attach(listener);
+  auto wake = [&signal] { signal.wake(); };
+  const cancel_callback<decltype(wake)> bridge(cancel, wake);
+  const auto stopped = [&] { return cancel.cancel_requested() || (control != nullptr && control->cancel_requested()); };
+  // (A watcher's run cancelled before it starts makes no check at all, as a cancelled runner handle did.)
+  if (immediate && !p.done() && (control == nullptr || !stopped())) p.step(last, finished);
+  while (!p.done()) {
+    signal.rearm();  // before looking: a wake from now on interrupts the sleep below
+    if (stopped()) break;
+    if (control != nullptr) {
+      for (std::uint32_t n = control->take_nudges(); n != 0; --n) p.nudge(clock.now());
+    }
+    if (p.ready()) {
+      p.complete(finished());
+      continue;
+    }
+    const time_point due = p.next_due();
+    if (due > last && !clock.sleep_until(due, signal.token())) {
+      last = clock.now();
+      continue;  // woken: by a completion, a nudge or a cancellation; look again
+    }
+    if (stopped()) break;
+    const time_point now = clock.now();
+    if (now >= p.next_due() || p.ready()) p.step(now, finished);
+    last = std::max(last, now);
+  }
+  if (!p.done()) p.cancel(clock.now());
+}
+
+template <class Check, class Schedule, class Stop>
+inline constexpr bool arguments_ok =
+    is_check_v<Check> && is_schedule_v<Schedule> && is_stop_rule_v<Stop>;
+
+/// The outcome type of a run, or a stand-in when the arguments are wrong (so that the static_assert that names the
+/// mistake is the only error).
+template <class Check, bool Valid = is_check_v<Check>>
+struct outcome_for {
+  using type = outcome<std::monostate, std::monostate>;
+};
+template <class Check>
+struct outcome_for<Check, true> {
+  using type = check_outcome_t<Check>;
+};
+template <class Check>
+using outcome_for_t = typename outcome_for<Check>::type;
+
+}  // namespace detail
+
 /// Polls `check` on `clock` until it is done, fails for good, the stop rule or the deadline ends the run, or
-/// `options.token` cancels it. The first check happens at once (unless `wait_first`), even when the token is
-/// already stopped, as Kubernetes' immediate poll does; every later check is preceded by a cancellation test, and
-/// a stop request interrupts a sleep at once. A check that throws propagates out unchanged.
+/// `options.cancel` cancels it. The first check happens at once (unless `wait_first`), even when the token is
+/// already cancelled, as Kubernetes' immediate poll does; every later check is preceded by a cancellation test, and
+/// a cancellation interrupts a sleep at once. An asynchronous check's completion wakes the sleep at once; its
+/// attempt times out at `options.attempt_timeout` (by default: the time left before the deadline). A check that
+/// throws propagates out unchanged.
 template <class Clock, class Check, class Schedule, class Stop = never, class Hooks = no_hooks,
-          class = std::enable_if_t<detail::is_clock<Clock>::value>>
-outcome<typename check_step_t<Check>::value_type, typename check_step_t<Check>::error_type> poll_until(
-    Clock& clock, Check check, Schedule schedule, Stop stop = Stop{}, const poll_options& options = {},
-    Hooks hooks = Hooks{}) {
-  using time_point = typename Clock::time_point;
-  const time_point start = clock.now();
-  poller<Check, Schedule, Stop, time_point, Hooks> run(std::move(check), std::move(schedule), std::move(stop), start,
-                                                       options, std::move(hooks));
-  detail::blocking_driver::run(run, clock, options.token, !options.wait_first);
-  return run.take_outcome();
+          class = std::enable_if_t<is_clock_v<Clock>>>
+detail::outcome_for_t<Check> poll_until(Clock& clock, Check check, Schedule schedule, Stop stop = Stop{},
+                                        const poll_options& options = {}, Hooks hooks = Hooks{}) {
+  POLLSTER_CHECK_ARGUMENTS("pollster::poll_until", Check, Schedule, Stop);
+  if constexpr (detail::arguments_ok<Check, Schedule, Stop>) {
+    using time_point = typename Clock::time_point;
+    poller<Check, Schedule, Stop, time_point, Hooks> run(std::move(check), std::move(schedule), std::move(stop),
+                                                         clock.now(), options, std::move(hooks));
+    detail::run_blocking(run, clock, options.cancel, !options.wait_first, nullptr);
+    return run.take_outcome();
+  } else {
+    return {};
+  }
 }
 
 /// The same, on the real steady clock.
 template <class Check, class Schedule, class Stop = never, class Hooks = no_hooks,
-          class = std::enable_if_t<!detail::is_clock<Check>::value>>
-outcome<typename check_step_t<Check>::value_type, typename check_step_t<Check>::error_type> poll_until(
-    Check check, Schedule schedule, Stop stop = Stop{}, const poll_options& options = {}, Hooks hooks = Hooks{}) {
+          class = std::enable_if_t<!is_clock_v<Check>>>
+detail::outcome_for_t<Check> poll_until(Check check, Schedule schedule, Stop stop = Stop{},
+                                        const poll_options& options = {}, Hooks hooks = Hooks{}) {
   steady_clock clock;
   return poll_until(clock, std::move(check), std::move(schedule), std::move(stop), options, std::move(hooks));
 }
 
 #if POLLSTER_HAS_STD_STOP_TOKEN
-/// C++20: cancelled by a std::stop_token (a std::jthread's, say) instead of `options.token`.
+/// C++20: cancelled by a std::stop_token (a std::jthread's, say) instead of `options.cancel`.
 template <class Clock, class Check, class Schedule, class Stop = never, class Hooks = no_hooks,
-          class = std::enable_if_t<detail::is_clock<Clock>::value>>
-outcome<typename check_step_t<Check>::value_type, typename check_step_t<Check>::error_type> poll_until(
-    std::stop_token token, Clock& clock, Check check, Schedule schedule, Stop stop = Stop{},
-    poll_options options = {}, Hooks hooks = Hooks{}) {
-  const bridge_stop_token bridge{std::move(token)};
-  options.token = bridge.get_token();
+          class = std::enable_if_t<is_clock_v<Clock>>>
+detail::outcome_for_t<Check> poll_until(std::stop_token token, Clock& clock, Check check, Schedule schedule,
+                                        Stop stop = Stop{}, poll_options options = {}, Hooks hooks = Hooks{}) {
+  const bridge_cancel_token bridge{std::move(token)};
+  options.cancel = bridge.get_token();
   return poll_until(clock, std::move(check), std::move(schedule), std::move(stop), options, std::move(hooks));
 }
 
 /// C++20: the same on the real steady clock.
 template <class Check, class Schedule, class Stop = never, class Hooks = no_hooks,
-          class = std::enable_if_t<!detail::is_clock<Check>::value>>
-outcome<typename check_step_t<Check>::value_type, typename check_step_t<Check>::error_type> poll_until(
-    std::stop_token token, Check check, Schedule schedule, Stop stop = Stop{}, poll_options options = {},
-    Hooks hooks = Hooks{}) {
+          class = std::enable_if_t<!is_clock_v<Check>>>
+detail::outcome_for_t<Check> poll_until(std::stop_token token, Check check, Schedule schedule, Stop stop = Stop{},
+                                        poll_options options = {}, Hooks hooks = Hooks{}) {
   steady_clock clock;
   return poll_until(std::move(token), clock, std::move(check), std::move(schedule), std::move(stop),
                     std::move(options), std::move(hooks));
@@ -2482,21 +4549,306 @@ POLLSTER_NAMESPACE_END
 // ---- end pollster/poll.hpp ----
 // ---- begin pollster/runner.hpp ----
 
-// The runner: one thread drives very many pollers, keeps them inside shared request budgets, and lets any thread
-// nudge or cancel any of them.
+// The runner: one thread drives very many pollers, keeps them inside shared request budgets, keeps many
+// asynchronous checks in flight at once, and lets any thread nudge or cancel any of them.
 //
-// Each submitted poller becomes one node, allocated once at submit from the runner's slab arena: a 24-byte
-// virtual base (due time, slot, budget, references, state) and a derived node that holds the poller and its
-// completion callback. The runner steps the poller itself (the one loop of poll.hpp); it never re-implements it.
-// Timers live in a radix heap (detail/timer_heap.hpp) keyed on 64-bit due times; nothing is allocated per poll.
-// Per pending poller the runner adds 16 bytes of timer entry and a 4-byte handle slot to the node.
+// Each submitted poller becomes one node, allocated once at submit from the runner's slab arena
+// (detail/node_arena.hpp): a 24-byte virtual base (due time, slot, budget, references, state) and a derived node
+// that holds the poller and its completion callback. The runner steps the poller itself (the one loop of
+// poller.hpp); it never re-implements it. Timers live in a radix heap (detail/timer_heap.hpp) keyed on 64-bit due
+// times; nothing is allocated per poll.
+//
+// A node is armed (waiting in the timers for its next check), waiting for its budget (due, no token yet), waiting
+// for a slot (granted, but the checks in flight are at their limit), in flight (its asynchronous check is out; it
+// is armed at the attempt's timeout), or finished. Only asynchronous attempts hold a slot: a synchronous check
+// ends before the runner goes on. A completion reaches the runner through its command queue
+// (detail/command_queue.hpp) and is applied only if the node is alive (slot generation) and the attempt is still
+// its current one; a late or stray completion is dropped.
 //
 // Threads: the runner's structures belong to the thread that drives it (run(), run_for(), poll(), or the thread of
-// start()). Handles and submit() may be used from any thread: they go through a mutex-protected command queue that
-// the driving thread drains between batches, and they carry the node's address checked against a generation in
-// its slot, so a handle to a finished (or recycled) poller is harmless. Completion callbacks run on the driving
-// thread; they may submit.
+// start()). Handles, submit() and completions may be used from any thread: they go through the command queue that
+// the driving thread drains between batches, and they wake it through the clock's interruptible sleep
+// (`sleep_until(time_point, cancel_token)`), on any clock. Completion callbacks run on the driving thread; they may
+// submit.
 
+// ---- begin pollster/detail/command_queue.hpp ----
+
+// The runner's command queue: what other threads ask of the driving thread (submit, nudge, cancel, and the
+// completion of an asynchronous check), under a mutex, with a flag that lets the driving thread skip the lock when
+// there is nothing to take. The runner's shared state (runner.hpp) adds the handle slots and the wake signal; once
+// the runner is gone (`closed`), commands are dropped.
+
+#include <atomic>   // atomic
+#include <cstdint>  // uint8_t, uint32_t
+#include <mutex>    // mutex, lock_guard
+#include <vector>   // vector
+
+POLLSTER_NAMESPACE_BEGIN
+namespace detail {
+
+class runner_node;
+class attempt_base;
+
+struct command {
+  enum kind_type : std::uint8_t { insert, nudge, cancel, complete };
+  kind_type kind;
+  std::uint32_t slot;
+  std::uint32_t generation;
+  runner_node* node;      // dereferenced only while the slot's generation still matches: the node is alive then
+  attempt_base* attempt;  // complete: the attempt whose step arrived (the command holds a reference)
+};
+
+struct command_queue {
+  std::mutex mutex;
+  std::vector<command> commands;  // guarded by mutex
+  std::atomic<bool> has_commands{false};
+  bool closed = false;  // guarded by mutex: the runner is gone, commands are dropped
+
+  /// Queues a command; false when the runner is gone (the command is dropped). The caller then wakes the driver.
+  bool enqueue(const command& c) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (closed) return false;
+    commands.push_back(c);
+    has_commands.store(true, std::memory_order_release);
+    return true;
+  }
+};
+
+}  // namespace detail
+POLLSTER_NAMESPACE_END
+// ---- end pollster/detail/command_queue.hpp ----
+// ---- begin pollster/detail/node_arena.hpp ----
+
+// The runner's node arena: blocks carved from slabs, one free list per size.
+
+#include <cstddef>  // size_t
+#include <mutex>    // mutex, lock_guard
+#include <new>      // operator new, placement new, align_val_t
+#include <vector>   // vector
+
+// Under AddressSanitizer the node arena poisons the blocks it holds, so a use after free is still caught although
+// the memory does not go back to malloc.
+#if defined(__SANITIZE_ADDRESS__)
+#define POLLSTER_ASAN_POISON 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define POLLSTER_ASAN_POISON 1
+#endif
+#endif
+#ifdef POLLSTER_ASAN_POISON
+#include <sanitizer/asan_interface.h>  // __asan_poison_memory_region
+#endif
+
+POLLSTER_NAMESPACE_BEGIN
+namespace detail {
+
+/// Blocks for the runner's nodes, carved from 16 KiB slabs with one free list per size: a node costs its own
+/// size rounded to 8 bytes, with no malloc header and no rounding to 16, and a finished poller's block serves the
+/// next node of its size. Blocks go back to the free list, not to malloc: the slabs are freed with the runner.
+/// Thread-safe (submit allocates on any thread, the driving thread frees).
+class node_arena {
+ public:
+  node_arena() = default;
+  node_arena(const node_arena&) = delete;
+  node_arena& operator=(const node_arena&) = delete;
+  ~node_arena() {
+    for (void* slab : slabs_) {
+      unpoison(slab, slab_bytes);
+      ::operator delete(slab);
+    }
+  }
+
+  void* allocate(std::size_t size, std::size_t alignment) {
+    const std::size_t block = block_size(size, alignment);
+    if (block == 0) {  // large or over-aligned: the global operator new's business
+      if (alignment > __STDCPP_DEFAULT_NEW_ALIGNMENT__) return ::operator new(size, std::align_val_t{alignment});
+      return ::operator new(size);
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    size_class& c = classes_[block / granule];
+    if (c.free != nullptr) {
+      free_block* b = c.free;
+      c.free = b->next;
+      unpoison(b, block);
+      return b;
+    }
+    if (static_cast<std::size_t>(c.end - c.bump) < block) {
+      slabs_.reserve(slabs_.size() + 1);  // (so that the push_back below cannot throw and leak the slab)
+      c.bump = static_cast<char*>(::operator new(slab_bytes));
+      c.end = c.bump + slab_bytes;
+      slabs_.push_back(c.bump);
+      poison(c.bump, slab_bytes);
+    }
+    void* p = c.bump;
+    c.bump += block;
+    unpoison(p, block);
+    return p;
+  }
+  void deallocate(void* p, std::size_t size, std::size_t alignment) noexcept {
+    const std::size_t block = block_size(size, alignment);
+    if (block == 0) {
+      if (alignment > __STDCPP_DEFAULT_NEW_ALIGNMENT__) {
+        ::operator delete(p, std::align_val_t{alignment});
+      } else {
+        ::operator delete(p);
+      }
+      return;
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    size_class& c = classes_[block / granule];
+    c.free = ::new (p) free_block{c.free};
+    poison(static_cast<char*>(p) + sizeof(free_block), block - sizeof(free_block));  // all but the link
+  }
+
+ private:
+  static constexpr std::size_t granule = 8;
+  static constexpr std::size_t max_block = 1024;
+  static constexpr std::size_t slab_bytes = 16 * 1024;  // small enough that a small fleet wastes little
+  struct free_block {
+    free_block* next;
+  };
+  struct size_class {
+    free_block* free = nullptr;
+    char* bump = nullptr;
+    char* end = nullptr;
+  };
+  // Sizes rounded to the alignment keep every block of a slab (aligned as operator new aligns) aligned; 0: not an
+  // arena size.
+  static std::size_t block_size(std::size_t size, std::size_t alignment) noexcept {
+    if (alignment > __STDCPP_DEFAULT_NEW_ALIGNMENT__) return 0;
+    const std::size_t unit = alignment > granule ? alignment : granule;
+    const std::size_t block = (size + unit - 1) / unit * unit;
+    return block <= max_block ? block : 0;
+  }
+
+  static void poison(void* p, std::size_t n) noexcept {
+#ifdef POLLSTER_ASAN_POISON
+    __asan_poison_memory_region(p, n);
+#else
+    (void)p;
+    (void)n;
+#endif
+  }
+  static void unpoison(void* p, std::size_t n) noexcept {
+#ifdef POLLSTER_ASAN_POISON
+    __asan_unpoison_memory_region(p, n);
+#else
+    (void)p;
+    (void)n;
+#endif
+  }
+
+  std::mutex mutex_;
+  size_class classes_[max_block / granule + 1];
+  std::vector<void*> slabs_;
+};
+
+}  // namespace detail
+POLLSTER_NAMESPACE_END
+
+#undef POLLSTER_ASAN_POISON
+// ---- end pollster/detail/node_arena.hpp ----
+// ---- begin pollster/detail/slot_table.hpp ----
+
+// The runner's handle slots: one word per submitted poller, readable from any thread, that says whether a handle's
+// poller is still there (a generation) and where it is (its poll_status). Handles carry the node's address
+// themselves; the slot only vouches for it.
+
+#include <atomic>     // atomic
+#include <cstddef>    // size_t
+#include <cstdint>    // uint32_t
+#include <limits>     // numeric_limits
+#include <stdexcept>  // length_error
+#include <vector>     // vector
+
+POLLSTER_NAMESPACE_BEGIN
+
+/// Where a submitted poller is, as seen through its handle from any thread.
+enum class poll_status : std::uint8_t {
+  scheduled,           ///< waiting for its next check
+  waiting_for_budget,  ///< due, but its rate budget has no token yet: it waits its turn
+  waiting_for_slot,    ///< due and granted, but the checks in flight are at their limit: it waits for one to end
+  in_flight,           ///< its asynchronous check is out, waiting for the answer (or the attempt's timeout)
+  finished,            ///< done, failed, exhausted, cancelled, or never known to this handle
+};
+
+namespace detail {
+
+/// A slot's word: the generation (bumped when the poller finishes, so a handle to an earlier occupant reads
+/// finished) times eight, plus the poll_status.
+using slot_entry = std::atomic<std::uint32_t>;
+constexpr std::uint32_t status_bits = 3;
+constexpr std::uint32_t slot_word(std::uint32_t generation, poll_status status) noexcept {
+  return static_cast<std::uint32_t>(generation << status_bits) | static_cast<std::uint32_t>(status);
+}
+constexpr std::uint32_t generation_of(std::uint32_t word) noexcept { return word >> status_bits; }
+constexpr poll_status status_of(std::uint32_t word) noexcept {
+  return static_cast<poll_status>(word & ((1U << status_bits) - 1));
+}
+
+/// Slots live in 16 KiB pages that never move (a two-level directory finds them), so another thread may read a
+/// slot while the table grows, and the table holds at most one partly used page beyond what is in use.
+
+class slot_table {
+ public:
+  slot_table() = default;
+  slot_table(const slot_table&) = delete;
+  slot_table& operator=(const slot_table&) = delete;
+  ~slot_table() {
+    for (auto& middle : directory_) {
+      page* pages = middle.load(std::memory_order_relaxed);
+      if (pages == nullptr) continue;
+      for (std::size_t i = 0; i < fanout; ++i) delete[] pages[i].load(std::memory_order_relaxed);
+      delete[] pages;
+    }
+  }
+
+  /// Caller holds the shared mutex.
+  std::uint32_t allocate() {
+    if (!free_.empty()) {
+      const std::uint32_t index = free_.back();
+      free_.pop_back();
+      return index;
+    }
+    if (used_ == std::numeric_limits<std::uint32_t>::max())
+      throw std::length_error("pollster::runner: too many pollers");
+    const std::uint32_t index = used_++;
+    std::atomic<page*>& middle = directory_[index >> 22];
+    if (middle.load(std::memory_order_relaxed) == nullptr) middle.store(new page[fanout]{}, std::memory_order_release);
+    page& entries = middle.load(std::memory_order_relaxed)[(index >> 12) & (fanout - 1)];
+    if (entries.load(std::memory_order_relaxed) == nullptr) {
+      entries.store(new slot_entry[page_slots](), std::memory_order_release);
+    }
+    return index;
+  }
+  /// Caller holds the shared mutex.
+  void release(std::uint32_t index) { free_.push_back(index); }
+
+  /// Any thread, for an index that was allocated (pages are never freed before the table).
+  slot_entry& operator[](std::uint32_t index) const noexcept {
+    const page* pages = directory_[index >> 22].load(std::memory_order_acquire);
+    return pages[(index >> 12) & (fanout - 1)].load(std::memory_order_acquire)[index & (page_slots - 1)];
+  }
+  std::uint32_t used() const noexcept { return used_; }
+  /// Bytes held: pages in use plus the free list (the directory's second level is 8 KiB per 4 M slots).
+  std::size_t memory_bytes() const noexcept {
+    const std::size_t pages = (std::size_t{used_} + page_slots - 1) / page_slots;
+    return pages * page_slots * sizeof(slot_entry) + free_.capacity() * sizeof(std::uint32_t);
+  }
+
+ private:
+  static constexpr std::size_t page_slots = 4096;
+  static constexpr std::size_t fanout = 1024;
+  using page = std::atomic<slot_entry*>;
+
+  std::atomic<page*> directory_[fanout] = {};
+  std::vector<std::uint32_t> free_;
+  std::uint32_t used_ = 0;
+};
+
+}  // namespace detail
+POLLSTER_NAMESPACE_END
+// ---- end pollster/detail/slot_table.hpp ----
 // ---- begin pollster/detail/timer_heap.hpp ----
 
 // The runner's timer structure: a radix heap (Ahuja, Mehlhorn, Orlin and Tarjan, 1990), a monotone priority
@@ -2783,6 +5135,11 @@ POLLSTER_NAMESPACE_END
 // the rate is cut by `throttle_factor` (never below `min_rate`) and then climbs back linearly to `rate` over
 // `recovery`. Every further throttle signal cuts again from wherever the rate is at that moment, and a cut also
 // empties the bucket, so no burst follows a 429.
+//
+// A runner's budget group is an extension point (`budget_group`): the runner asks it for a token before each check
+// of its pollers, tells it when a check said "rate limited", and asks how many of its checks may be in flight at
+// once. `local_budget` (a token bucket and an in-flight limit) is the default; a budget shared by many processes (a
+// GCRA in Redis, say) implements the same interface.
 
 #include <algorithm>  // max, min
 #include <chrono>     // seconds
@@ -2799,6 +5156,7 @@ struct budget_options {
   double throttle_factor = 0.5;                  ///< a 429 multiplies the rate by this, in (0, 1]
   double min_rate = 0.0;                         ///< cuts never go below this (0: rate / 100)
   duration recovery = std::chrono::seconds(30);  ///< time to climb back to `rate` after the last cut
+  std::size_t max_in_flight = 0;                 ///< asynchronous checks of the group out at once (0: no limit)
 };
 
 /// A token bucket in integer nanoseconds. Clock-free: every call takes the current time as a duration since any
@@ -2875,49 +5233,73 @@ class token_bucket {
   std::uint64_t throttles_ = 0;
 };
 
+/// A runner's budget group: what the runner asks before every check of a poller that joined it, always on the
+/// runner's own thread (so an implementation needs no lock of its own, and must not block for long: a group backed
+/// by a remote store should reserve tokens ahead and answer from what it holds).
+///
+///   try_acquire(now)      take one token for a check due at `now`, or say no (the poller then waits its turn, in
+///                         due-time order, and the runner asks again at next_available(now));
+///   next_available(now)   the earliest time at or after `now` when try_acquire may succeed;
+///   throttled(now)        a check of the group said "rate limited" (HTTP 429): slow the group down;
+///   in_flight_limit()     how many asynchronous checks of the group may be out at once (0: no limit); the runner
+///                         counts them and queues the rest, granted, until one ends.
+/// Times are durations since the runner's clock's epoch.
+class budget_group {
+ public:
+  budget_group() = default;
+  budget_group(const budget_group&) = delete;
+  budget_group& operator=(const budget_group&) = delete;
+  virtual ~budget_group() = default;
+
+  virtual bool try_acquire(duration now) = 0;
+  virtual duration next_available(duration now) const = 0;
+  virtual void throttled(duration now) = 0;
+  virtual std::size_t in_flight_limit() const noexcept { return 0; }
+  /// For budget_stats: tokens granted, throttle signals received, and the rate in force (requests per second).
+  virtual std::uint64_t granted() const noexcept = 0;
+  virtual std::uint64_t throttles() const noexcept = 0;
+  virtual double rate_at(duration now) const = 0;
+};
+
+/// The default budget group: a token bucket (above) and a limit on the checks in flight.
+class local_budget final : public budget_group {
+ public:
+  explicit local_budget(const budget_options& options) : bucket_(options) {}
+
+  bool try_acquire(duration now) override { return bucket_.try_acquire(now); }
+  duration next_available(duration now) const override { return bucket_.next_available(now); }
+  void throttled(duration now) override { bucket_.throttled(now); }
+  std::size_t in_flight_limit() const noexcept override { return bucket_.options().max_in_flight; }
+  std::uint64_t granted() const noexcept override { return bucket_.granted(); }
+  std::uint64_t throttles() const noexcept override { return bucket_.throttles(); }
+  double rate_at(duration now) const override { return bucket_.rate_at(now); }
+  const token_bucket& bucket() const noexcept { return bucket_; }
+
+ private:
+  token_bucket bucket_;
+};
+
 POLLSTER_NAMESPACE_END
 // ---- end pollster/rate.hpp ----
 
-#include <atomic>              // atomic
-#include <chrono>              // steady_clock
-#include <condition_variable>  // condition_variable
-#include <cstddef>             // size_t
-#include <cstdint>             // uint16_t, uint32_t, uint64_t
-#include <deque>               // deque
-#include <exception>           // exception_ptr
-#include <limits>              // numeric_limits
-#include <memory>              // shared_ptr
-#include <new>                 // operator new, placement new, align_val_t
-#include <mutex>               // mutex, lock_guard, unique_lock
-#include <optional>            // optional
-#include <stdexcept>           // logic_error, length_error
-#include <string>              // string
-#include <thread>              // thread
-#include <type_traits>         // is_same_v, void_t
-#include <utility>             // move, forward
-#include <vector>              // vector
-
-// Under AddressSanitizer the node arena poisons the blocks it holds, so a use after free is still caught although
-// the memory does not go back to malloc.
-#if defined(__SANITIZE_ADDRESS__)
-#define POLLSTER_ASAN_POISON 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define POLLSTER_ASAN_POISON 1
-#endif
-#endif
-#ifdef POLLSTER_ASAN_POISON
-#include <sanitizer/asan_interface.h>  // __asan_poison_memory_region
-#endif
+#include <atomic>       // atomic
+#include <chrono>       // duration_cast
+#include <cstddef>      // size_t
+#include <cstdint>      // uint16_t, uint32_t, uint64_t
+#include <deque>        // deque
+#include <exception>    // exception_ptr
+#include <limits>       // numeric_limits
+#include <memory>       // shared_ptr, unique_ptr
+#include <mutex>        // mutex, lock_guard
+#include <optional>     // optional
+#include <stdexcept>    // logic_error
+#include <string>       // string
+#include <thread>       // thread
+#include <type_traits>  // is_empty_v, void_t
+#include <utility>      // move, forward
+#include <vector>       // vector
 
 POLLSTER_NAMESPACE_BEGIN
-
-/// Where a submitted poller is, as seen through its handle from any thread.
-enum class poll_status : std::uint8_t {
-  scheduled,           ///< waiting for its next check
-  waiting_for_budget,  ///< due, but its rate budget has no token yet: it waits its turn
-  finished,            ///< done, failed, exhausted, cancelled, or never known to this handle
-};
 
 /// Names a rate budget of one runner (returned by runner::add_budget). The default names none: unlimited.
 struct budget_id {
@@ -2929,8 +5311,8 @@ struct budget_id {
 
 /// Per-poller options of runner::submit.
 struct submit_options {
-  /// The poller's own options (wait_first, max_hint, deadline, ...). Its stop token is for poll_until: a runner's
-  /// poller is cancelled through its handle, and a token here is refused rather than silently ignored.
+  /// The poller's own options (wait_first, max_hint, deadline, attempt_timeout, ...). Its cancel token is for
+  /// poll_until: a runner's poller is cancelled through its handle, and a token here is refused rather than ignored.
   poll_options poll{};
   budget_id budget{};  ///< the rate budget every check of this poller draws from (none: unlimited)
   /// Seed for a jittered schedule's generator (`reseed`); unset: the runner's own sequence, so copies of one
@@ -2942,15 +5324,18 @@ struct submit_options {
 /// a stream of its own.
 struct runner_options {
   std::uint64_t seed = 0x5eed5eed5eed5eedULL;  ///< start of the seed sequence for jittered schedules
+  std::size_t max_in_flight = 0;                ///< asynchronous checks out at once, over all groups (0: no limit)
 };
 
-/// What a budget has done so far (runner::budget_stats).
+/// What a budget has done so far (runner::stats).
 struct budget_stats {
   std::uint64_t granted = 0;    ///< checks that took a token
   std::uint64_t throttles = 0;  ///< "rate limited" answers that cut the rate
   std::size_t waiting = 0;      ///< due pollers waiting for a token now
   duration total_wait{};        ///< waiting added up over every poller
   double rate_now = 0;          ///< the sustained rate in force now (lower after a throttle)
+  std::size_t in_flight = 0;    ///< asynchronous checks of the group out now
+  std::size_t waiting_for_slot = 0;  ///< granted checks waiting for one of them to end
 };
 
 namespace detail {
@@ -2963,18 +5348,19 @@ inline std::uint64_t key_of(duration since_epoch) noexcept {
 }
 inline duration duration_of(std::uint64_t key) noexcept { return duration{static_cast<std::int64_t>(key ^ key_bias)}; }
 constexpr std::uint64_t finished_key = std::numeric_limits<std::uint64_t>::max();
+/// The last key a timer is armed at: "never" (an attempt without a timeout). The runner never wakes for it.
+constexpr std::uint64_t never_key = finished_key - 1;
 
-enum class node_state : std::uint8_t { armed, waiting, running, finished };
+enum class node_state : std::uint8_t { armed, waiting, waiting_slot, in_flight, running, finished };
 constexpr std::uint16_t no_budget = std::numeric_limits<std::uint16_t>::max();
 
 /// What one step told the runner.
 struct step_report {
-  std::uint64_t next_key = 0;  ///< when to step again
+  std::uint64_t next_key = 0;  ///< when to step again (in flight: the attempt's timeout)
   bool finished = true;        ///< the poller is over
   bool throttled = false;      ///< the check said "rate limited": slow the whole budget down
+  bool in_flight = false;      ///< an asynchronous attempt is out
 };
-
-class node_arena;
 
 /// The runner's view of a poller: everything it needs, type-erased behind one virtual call per poll.
 class runner_node {
@@ -2984,232 +5370,74 @@ class runner_node {
   runner_node& operator=(const runner_node&) = delete;
   virtual ~runner_node() = default;
 
-  /// Runs one check at `now`; a check that throws is captured into the poller's outcome (never propagates).
+  /// Begins an attempt at `now` (a synchronous one is concluded); a check that throws is captured into the
+  /// poller's outcome (never propagates).
   virtual step_report step(std::uint64_t now_key) noexcept = 0;
-  /// A nudge arrived: the poller is due now; returns the key to arm it at. (Its first nudge may allocate the
-  /// poller's cold part: std::bad_alloc leaves it unchanged.)
+  /// The attempt `attempt` reported: concludes it if it is the node's current attempt (else `stale` is set).
+  virtual step_report complete(attempt_base& attempt, std::uint64_t now_key, bool& stale) noexcept = 0;
+  /// The in-flight attempt passed its timeout.
+  virtual step_report time_out(std::uint64_t now_key) noexcept = 0;
+  /// A nudge arrived: returns the key to arm the node at (unchanged while in flight). (Its first nudge may allocate
+  /// the poller's cold part: std::bad_alloc leaves it unchanged.)
   virtual std::uint64_t nudge(std::uint64_t now_key) = 0;
-  /// Cancels the poller; its outcome says cancelled and keeps the last value.
+  /// Cancels the poller (aborting an attempt in flight); its outcome says cancelled and keeps the last value.
   virtual void cancel(std::uint64_t now_key) noexcept = 0;
-  /// Adds time spent waiting for a rate budget to the outcome (may allocate, as nudge does).
+  /// Adds time spent waiting for a rate budget or a slot to the outcome (may allocate, as nudge does).
   virtual void add_budget_wait(duration waited) = 0;
   /// The key of the first check (or finished_key when the poller is over before it starts).
   virtual std::uint64_t first_key() noexcept = 0;
+  /// Whether the poller's check is asynchronous (asked only when an in-flight limit exists).
+  virtual bool is_async() const noexcept = 0;
+  /// Tells an asynchronous poller where its completions report.
+  virtual void attach(const std::shared_ptr<attempt_listener>& listener, std::uint32_t generation) = 0;
   /// Hands the outcome to the completion callback (which may throw; the runner stays consistent).
-  virtual void complete() = 0;
+  virtual void complete_run() = 0;
   /// Destroys the node and gives its block back to the arena it came from.
   virtual void destroy(node_arena& arena) noexcept = 0;
 
   // 24 bytes with the vtable pointer: every byte here is paid a million times over.
-  std::uint64_t due_key = 0;  // the key of the one live heap entry when armed; the due time when waiting
+  std::uint64_t due_key = 0;  // the key of the one live heap entry when armed or in flight; the due time otherwise
   std::uint32_t slot = 0;     // the handle's slot
   std::uint16_t budget = no_budget;
   std::uint8_t refs = 0;  // heap entries + wait-list membership that still point here (kept below max_refs)
-  node_state state = node_state::armed;
+  node_state state_ = node_state::armed;
+
+  node_state state() const noexcept { return state_; }
+  void set_state(node_state s) noexcept { state_ = s; }
+};
+
+/// What a runner shares with its handles and with the completions of its asynchronous checks: the command queue,
+/// the handle slots, and the wake signal the driving thread sleeps on. It outlives the runner while a handle or a
+/// completion holds it.
+struct runner_shared final : command_queue, attempt_listener {
+  std::atomic<bool> stopping{false};
+  slot_table slots;
+  wake_signal wake;  // the driving thread sleeps on the clock with wake.token()
+
+  /// Queues a command and wakes the driving thread. False when the runner is gone (the command is dropped).
+  bool push(const command& c) {
+    if (!enqueue(c)) return false;
+    wake.wake();
+    return true;
+  }
+
+  /// A completion arrived (any thread): queue it for the driving thread, which checks that the attempt is still its
+  /// node's current one before it touches anything.
+  void attempt_completed(attempt_base& attempt) noexcept override {
+    attempt.retain();
+    bool queued = false;
+    try {
+      queued = push(command{command::complete, attempt.slot(), attempt.generation(),
+                            static_cast<runner_node*>(attempt.owner()), &attempt});
+    } catch (...) {
+      // Out of memory for the queue: the step is lost, and the attempt's timeout ends it instead.
+    }
+    if (!queued) attempt.release();
+  }
 };
 
 /// A node's stale heap entries come from nudges; before they could overflow its 8-bit count, a sweep drops them.
 constexpr std::uint8_t max_refs = 250;
-
-struct command {
-  enum kind_type : std::uint8_t { insert, nudge, cancel };
-  kind_type kind;
-  std::uint32_t slot;
-  std::uint32_t generation;
-  runner_node* node;  // dereferenced only while the slot's generation still matches: the node is alive then
-};
-
-/// A slot tells handles on any thread whether their poller is still there and where it is, in one word: the
-/// generation (bumped when the poller finishes, so a handle to an earlier occupant reads finished) times four,
-/// plus the poll_status. Handles carry the node's address themselves; the slot only vouches for it.
-using slot_entry = std::atomic<std::uint32_t>;
-constexpr std::uint32_t slot_word(std::uint32_t generation, poll_status status) noexcept {
-  return static_cast<std::uint32_t>(generation << 2) | static_cast<std::uint32_t>(status);
-}
-constexpr std::uint32_t generation_of(std::uint32_t word) noexcept { return word >> 2; }
-constexpr poll_status status_of(std::uint32_t word) noexcept { return static_cast<poll_status>(word & 3); }
-
-/// Slots live in 16 KiB pages that never move (a two-level directory finds them), so another thread may read a
-/// slot while the table grows, and the table holds at most one partly used page beyond what is in use.
-
-class slot_table {
- public:
-  slot_table() = default;
-  slot_table(const slot_table&) = delete;
-  slot_table& operator=(const slot_table&) = delete;
-  ~slot_table() {
-    for (auto& middle : directory_) {
-      page* pages = middle.load(std::memory_order_relaxed);
-      if (pages == nullptr) continue;
-      for (std::size_t i = 0; i < fanout; ++i) delete[] pages[i].load(std::memory_order_relaxed);
-      delete[] pages;
-    }
-  }
-
-  /// Caller holds the shared mutex.
-  std::uint32_t allocate() {
-    if (!free_.empty()) {
-      const std::uint32_t index = free_.back();
-      free_.pop_back();
-      return index;
-    }
-    if (used_ == std::numeric_limits<std::uint32_t>::max())
-      throw std::length_error("pollster::runner: too many pollers");
-    const std::uint32_t index = used_++;
-    std::atomic<page*>& middle = directory_[index >> 22];
-    if (middle.load(std::memory_order_relaxed) == nullptr) middle.store(new page[fanout]{}, std::memory_order_release);
-    page& entries = middle.load(std::memory_order_relaxed)[(index >> 12) & (fanout - 1)];
-    if (entries.load(std::memory_order_relaxed) == nullptr) {
-      entries.store(new slot_entry[page_slots](), std::memory_order_release);
-    }
-    return index;
-  }
-  /// Caller holds the shared mutex.
-  void release(std::uint32_t index) { free_.push_back(index); }
-
-  /// Any thread, for an index that was allocated (pages are never freed before the table).
-  slot_entry& operator[](std::uint32_t index) const noexcept {
-    const page* pages = directory_[index >> 22].load(std::memory_order_acquire);
-    return pages[(index >> 12) & (fanout - 1)].load(std::memory_order_acquire)[index & (page_slots - 1)];
-  }
-  std::uint32_t used() const noexcept { return used_; }
-  /// Bytes held: pages in use plus the free list (the directory's second level is 8 KiB per 4 M slots).
-  std::size_t memory_bytes() const noexcept {
-    const std::size_t pages = (std::size_t{used_} + page_slots - 1) / page_slots;
-    return pages * page_slots * sizeof(slot_entry) + free_.capacity() * sizeof(std::uint32_t);
-  }
-
- private:
-  static constexpr std::size_t page_slots = 4096;
-  static constexpr std::size_t fanout = 1024;
-  using page = std::atomic<slot_entry*>;
-
-  std::atomic<page*> directory_[fanout] = {};
-  std::vector<std::uint32_t> free_;
-  std::uint32_t used_ = 0;
-};
-
-/// Blocks for the runner's nodes, carved from 16 KiB slabs with one free list per size: a node costs its own
-/// size rounded to 8 bytes, with no malloc header and no rounding to 16, and a finished poller's block serves the
-/// next node of its size. Blocks go back to the free list, not to malloc: the slabs are freed with the runner.
-/// Thread-safe (submit allocates on any thread, the driving thread frees).
-class node_arena {
- public:
-  node_arena() = default;
-  node_arena(const node_arena&) = delete;
-  node_arena& operator=(const node_arena&) = delete;
-  ~node_arena() {
-    for (void* slab : slabs_) {
-      unpoison(slab, slab_bytes);
-      ::operator delete(slab);
-    }
-  }
-
-  void* allocate(std::size_t size, std::size_t alignment) {
-    const std::size_t block = block_size(size, alignment);
-    if (block == 0) {  // large or over-aligned: the global operator new's business
-      if (alignment > __STDCPP_DEFAULT_NEW_ALIGNMENT__) return ::operator new(size, std::align_val_t{alignment});
-      return ::operator new(size);
-    }
-    std::lock_guard<std::mutex> lock(mutex_);
-    size_class& c = classes_[block / granule];
-    if (c.free != nullptr) {
-      free_block* b = c.free;
-      c.free = b->next;
-      unpoison(b, block);
-      return b;
-    }
-    if (static_cast<std::size_t>(c.end - c.bump) < block) {
-      slabs_.reserve(slabs_.size() + 1);  // (so that the push_back below cannot throw and leak the slab)
-      c.bump = static_cast<char*>(::operator new(slab_bytes));
-      c.end = c.bump + slab_bytes;
-      slabs_.push_back(c.bump);
-      poison(c.bump, slab_bytes);
-    }
-    void* p = c.bump;
-    c.bump += block;
-    unpoison(p, block);
-    return p;
-  }
-  void deallocate(void* p, std::size_t size, std::size_t alignment) noexcept {
-    const std::size_t block = block_size(size, alignment);
-    if (block == 0) {
-      if (alignment > __STDCPP_DEFAULT_NEW_ALIGNMENT__) {
-        ::operator delete(p, std::align_val_t{alignment});
-      } else {
-        ::operator delete(p);
-      }
-      return;
-    }
-    std::lock_guard<std::mutex> lock(mutex_);
-    size_class& c = classes_[block / granule];
-    c.free = ::new (p) free_block{c.free};
-    poison(static_cast<char*>(p) + sizeof(free_block), block - sizeof(free_block));  // all but the link
-  }
-
- private:
-  static constexpr std::size_t granule = 8;
-  static constexpr std::size_t max_block = 1024;
-  static constexpr std::size_t slab_bytes = 16 * 1024;  // small enough that a small fleet wastes little
-  struct free_block {
-    free_block* next;
-  };
-  struct size_class {
-    free_block* free = nullptr;
-    char* bump = nullptr;
-    char* end = nullptr;
-  };
-  // Sizes rounded to the alignment keep every block of a slab (aligned as operator new aligns) aligned; 0: not an
-  // arena size.
-  static std::size_t block_size(std::size_t size, std::size_t alignment) noexcept {
-    if (alignment > __STDCPP_DEFAULT_NEW_ALIGNMENT__) return 0;
-    const std::size_t unit = alignment > granule ? alignment : granule;
-    const std::size_t block = (size + unit - 1) / unit * unit;
-    return block <= max_block ? block : 0;
-  }
-
-  static void poison(void* p, std::size_t n) noexcept {
-#ifdef POLLSTER_ASAN_POISON
-    __asan_poison_memory_region(p, n);
-#else
-    (void)p;
-    (void)n;
-#endif
-  }
-  static void unpoison(void* p, std::size_t n) noexcept {
-#ifdef POLLSTER_ASAN_POISON
-    __asan_unpoison_memory_region(p, n);
-#else
-    (void)p;
-    (void)n;
-#endif
-  }
-
-  std::mutex mutex_;
-  size_class classes_[max_block / granule + 1];
-  std::vector<void*> slabs_;
-};
-
-/// What handles share with their runner; it outlives the runner while a handle holds it.
-struct runner_shared {
-  std::mutex mutex;
-  std::condition_variable wake;
-  std::vector<command> commands;  // guarded by mutex
-  std::atomic<bool> has_commands{false};
-  std::atomic<bool> stopping{false};  // written under mutex (for the condition variable), read anywhere
-  bool closed = false;                // guarded by mutex: the runner is gone, commands are dropped
-  slot_table slots;
-
-  void push(const command& c) {
-    {
-      std::lock_guard<std::mutex> lock(mutex);
-      if (closed) return;
-      commands.push_back(c);
-      has_commands.store(true, std::memory_order_release);
-    }
-    wake.notify_one();
-  }
-};
 
 /// Holds the completion callback; as a base of the node, an empty one (a captureless lambda) costs no byte.
 template <class F, bool Empty = std::is_empty_v<F> && !std::is_final_v<F>>
@@ -3239,9 +5467,11 @@ class handle {
  public:
   handle() noexcept = default;
 
-  /// Check now: a callback or event said something changed (notify, then verify through the real API).
+  /// Check now: a callback or event said something changed (notify, then verify through the real API). During an
+  /// attempt in flight: the next check follows as soon as it ends.
   void nudge() const { send(detail::command::nudge); }
-  /// Stop polling; the completion callback gets an outcome that says cancelled, with the last value seen.
+  /// Stop polling (aborting a check in flight); the completion callback gets an outcome that says cancelled, with
+  /// the last value seen.
   void cancel() const { send(detail::command::cancel); }
   /// Where the poller is. Commands are asynchronous: right after cancel(), this may still say scheduled.
   poll_status status() const noexcept {
@@ -3263,7 +5493,7 @@ class handle {
 
   void send(detail::command::kind_type kind) const {
     if (!shared_) return;
-    shared_->push(detail::command{kind, slot_, generation_, node_});
+    shared_->push(detail::command{kind, slot_, generation_, node_, nullptr});
   }
 
   std::shared_ptr<detail::runner_shared> shared_;
@@ -3277,16 +5507,19 @@ class handle {
 template <class Clock = steady_clock>
 class runner {
  public:
+  static_assert(is_clock_v<Clock>, "pollster::runner: Clock must be a pollster clock (time_point, now(), "
+                                   "bool sleep_until(time_point, const cancel_token&))");
   using clock_type = Clock;
   using time_point = typename Clock::time_point;
 
   explicit runner(Clock& clock, const runner_options& options = {})
-      : clock_(clock), shared_(std::make_shared<detail::runner_shared>()), seed_base_(options.seed) {}
+      : clock_(clock), shared_(std::make_shared<detail::runner_shared>()), seed_base_(options.seed),
+        max_in_flight_(options.max_in_flight), slots_limited_(options.max_in_flight != 0) {}
   runner(const runner&) = delete;
   runner& operator=(const runner&) = delete;
 
   /// Stops the thread of start(), then destroys every poller left without calling its callback (as asio
-  /// destroys pending handlers); their handles read finished.
+  /// destroys pending handlers); their handles read finished, and their checks in flight are aborted.
   ~runner() {
     (void)stop_thread();
     std::vector<detail::command> orphans;
@@ -3300,45 +5533,65 @@ class runner {
       if (c.kind == detail::command::insert) {
         retire_slot(c.node->slot);
         c.node->destroy(arena_);
+      } else if (c.kind == detail::command::complete) {
+        c.attempt->release();
       }
     }
     timers_.drain([this](const auto& entry) { release_ref(entry.item, true); });
-    for (budget_group& group : budgets_) {
-      while (detail::runner_node* node = pop_waiting(group)) release_ref(node, true);
+    for (budget_group_entry& group : budgets_) {
+      while (detail::runner_node* node = pop_front(group.waiting)) release_ref(node, true);
+      while (detail::runner_node* node = pop_front(group.slot_waiting)) release_ref(node, true);
     }
+    while (detail::runner_node* node = pop_front(free_slot_waiting_)) release_ref(node, true);
   }
 
-  /// A named request budget that pollers join through submit_options::budget (one per API endpoint, say).
-  /// Add budgets before pollers are submitted from other threads (at most 65535 per runner).
+  /// A named request budget that pollers join through submit_options::budget (one per API endpoint, say): a token
+  /// bucket and a limit on the checks in flight. Add budgets before pollers are submitted from other threads (at
+  /// most 65535 per runner).
   budget_id add_budget(std::string name, const budget_options& options) {
+    return add_budget(std::move(name), std::make_unique<local_budget>(options));
+  }
+  /// The same with a budget group of your own (a budget shared through Redis, say): see `budget_group`.
+  budget_id add_budget(std::string name, std::unique_ptr<budget_group> group) {
+    if (!group) detail::throw_invalid("runner", "budget group", "not null", "null");
     if (budgets_.size() >= detail::no_budget) {
       detail::throw_invalid("runner", "budget count", "< 65535", std::to_string(budgets_.size()));
     }
-    budgets_.push_back(budget_group{std::move(name), token_bucket{options}, {}, duration::zero()});
+    if (group->in_flight_limit() != 0) slots_limited_ = true;
+    budgets_.push_back(budget_group_entry{std::move(name), std::move(group), {}, {}, duration::zero(), 0});
     budget_count_.store(budgets_.size(), std::memory_order_release);
     return budget_id{static_cast<std::uint32_t>(budgets_.size() - 1)};
   }
   budget_stats stats(budget_id id) const {
-    const budget_group& group = budget_at(id);
+    const budget_group_entry& group = budget_at(id);
     const duration now = since_epoch(clock_.now());
-    return budget_stats{group.bucket.granted(), group.bucket.throttles(), group.waiting.size(), group.total_wait,
-                        group.bucket.rate_at(now)};
+    return budget_stats{group.group->granted(), group.group->throttles(), group.waiting.size(), group.total_wait,
+                        group.group->rate_at(now), group.in_flight, group.slot_waiting.size()};
   }
 
   /// Starts polling `check` on `schedule` until `stop` (or the check) ends it; `on_complete(outcome)` runs on the
   /// driving thread at the end. Callable from any thread, also from a completion callback. The first check is
-  /// due at once (unless options.poll.wait_first). A jittered schedule (one with `reseed`) gets its own seed.
+  /// due at once (unless options.poll.wait_first). A jittered schedule (one with `reseed`) gets its own seed. An
+  /// asynchronous check (one that takes a `completion<T, E>`) is started when due and granted, and the runner goes
+  /// on with other pollers while it is in flight.
   template <class Check, class Schedule, class Stop, class OnComplete>
   handle submit(Check check, Schedule schedule, Stop stop, OnComplete on_complete, const submit_options& options = {}) {
-    if (options.poll.token.stop_possible()) {
-      detail::throw_invalid("runner", "poll.token", "empty (cancel a runner's poller through its handle)",
-                            "a stop token");
+    POLLSTER_CHECK_ARGUMENTS("pollster::runner::submit", Check, Schedule, Stop);
+    if constexpr (is_check_v<Check> && is_schedule_v<Schedule> && is_stop_rule_v<Stop>) {
+      static_assert(std::is_invocable_v<OnComplete&, check_outcome_t<Check>&&>,
+                    "pollster::runner::submit: on_complete must take the check's outcome (check_outcome_t<Check>)");
+      if (options.poll.cancel.cancel_possible()) {
+        detail::throw_invalid("runner", "poll.cancel", "empty (cancel a runner's poller through its handle)",
+                              "a cancel token");
+      }
+      if constexpr (detail::has_reseed<Schedule>::value) schedule.reseed(options.seed ? *options.seed : next_seed());
+      using poller_type = pollster::poller<Check, Schedule, Stop, time_point>;
+      return submit_poller(
+          poller_type{std::move(check), std::move(schedule), std::move(stop), clock_.now(), options.poll},
+          std::move(on_complete), options);
+    } else {
+      return handle{};
     }
-    if constexpr (detail::has_reseed<Schedule>::value) schedule.reseed(options.seed ? *options.seed : next_seed());
-    using poller_type = pollster::poller<Check, Schedule, Stop, time_point>;
-    return submit_poller(
-        poller_type{std::move(check), std::move(schedule), std::move(stop), clock_.now(), options.poll},
-        std::move(on_complete), options);
   }
 
   /// Submits a poller built elsewhere (with hooks, say); it must run on this runner's clock.
@@ -3348,7 +5601,8 @@ class runner {
     if (options.budget != budget_id{} && options.budget.value >= budget_count_.load(std::memory_order_acquire)) {
       detail::throw_invalid("runner", "budget", "an id returned by add_budget", std::to_string(options.budget.value));
     }
-    using node_type = poller_node<pollster::poller<Check, Schedule, Stop, time_point, Hooks>, OnComplete>;
+    using poller_type = pollster::poller<Check, Schedule, Stop, time_point, Hooks>;
+    using node_type = poller_node<poller_type, OnComplete>;
     node_owner node{arena_, make_node<node_type>(std::move(poller), std::move(on_complete))};
     node->budget = options.budget == budget_id{} ? detail::no_budget : static_cast<std::uint16_t>(options.budget.value);
     return enqueue(node);
@@ -3364,13 +5618,11 @@ class runner {
   /// Makes every check that is due now, without waiting.
   std::size_t poll() { return drive(std::nullopt, true, unlimited, false); }
 
-  /// Drives the runner on its own thread until stop(); it sleeps until the next due check or a command arrives.
+  /// Drives the runner on its own thread until stop(); it sleeps until the next due check or until a command (a
+  /// submit, nudge, cancel or completion) wakes it.
   void start() {
     if (thread_.joinable()) throw std::logic_error("pollster::runner: start() while already started");
-    {
-      std::lock_guard<std::mutex> lock(shared_->mutex);
-      shared_->stopping.store(false);
-    }
+    shared_->stopping.store(false);
     thread_ = std::thread([this] {
       try {
         drive(std::nullopt, false, unlimited, true);
@@ -3379,8 +5631,8 @@ class runner {
       }
     });
   }
-  /// Stops the thread of start() after the check in progress; pending pollers stay pending. Idempotent. If a
-  /// completion callback threw on that thread (which then stopped), stop() rethrows it.
+  /// Stops the thread of start() after the check in progress, waking it at once; pending pollers stay pending.
+  /// Idempotent. If a completion callback threw on that thread (which then stopped), stop() rethrows it.
   void stop() {
     if (std::exception_ptr error = stop_thread()) std::rethrow_exception(error);
   }
@@ -3388,22 +5640,25 @@ class runner {
   /// Pollers submitted and not finished (driving thread; commands not yet drained are not counted).
   std::size_t size() const noexcept { return live_; }
   bool empty() const noexcept { return live_ == 0; }
+  /// Asynchronous checks out now (driving thread).
+  std::size_t in_flight() const noexcept { return in_flight_; }
   /// Bytes the runner holds for its timers and slots (not the nodes): for memory accounting.
   std::size_t memory_bytes() const noexcept { return timers_.memory_bytes() + shared_->slots.memory_bytes(); }
   Clock& clock() const noexcept { return clock_; }
 
  private:
   static constexpr std::size_t unlimited = std::numeric_limits<std::size_t>::max();
-  static constexpr bool waits_on_condition = std::is_same_v<time_point, std::chrono::steady_clock::time_point>;
 
-  struct budget_group {
+  struct budget_group_entry {
     std::string name;
-    token_bucket bucket;
-    std::deque<detail::runner_node*> waiting;  // due pollers waiting for a token, in due-time order
+    std::unique_ptr<budget_group> group;
+    std::deque<detail::runner_node*> waiting;       // due pollers waiting for a token, in due-time order
+    std::deque<detail::runner_node*> slot_waiting;  // granted pollers waiting for a slot, in order
     duration total_wait{};
+    std::size_t in_flight = 0;
   };
 
-  // One submitted poller: the poll.hpp poller (the one loop) and its completion callback.
+  // One submitted poller: the poller.hpp poller (the one loop) and its completion callback.
   // The callback is a base, not a member: an empty one (a captureless lambda) then takes no byte at all, where an
   // empty member would take one and, padded, eight (sixteen more from malloc).
   template <class Poller, class OnComplete>
@@ -3415,16 +5670,21 @@ class runner {
 
     detail::step_report step(std::uint64_t now_key) noexcept override {
       const time_point now = point_of(now_key);
-      detail::step_report report;
       try {
         poller_.step(now);
-        report.throttled = poller_.last_throttled();
       } catch (...) {
         poller_.capture(std::current_exception(), now);  // this poller ends; every other one goes on
       }
-      report.finished = poller_.done();
-      if (!report.finished) report.next_key = key_of(poller_.next_due());
-      return report;
+      return report();
+    }
+    detail::step_report complete(detail::attempt_base& attempt, std::uint64_t now_key, bool& stale) noexcept override {
+      stale = !poller_.ready() || !poller_.is_current(attempt);
+      if (!stale) run_guarded([&] { poller_.complete(point_of(now_key)); }, now_key);
+      return report();
+    }
+    detail::step_report time_out(std::uint64_t now_key) noexcept override {
+      run_guarded([&] { poller_.time_out(point_of(now_key)); }, now_key);
+      return report();
     }
     std::uint64_t nudge(std::uint64_t now_key) override {
       poller_.nudge(point_of(now_key));
@@ -3433,15 +5693,36 @@ class runner {
     void cancel(std::uint64_t now_key) noexcept override { poller_.cancel(point_of(now_key)); }
     void add_budget_wait(duration waited) override { poller_.add_budget_wait(waited); }
     std::uint64_t first_key() noexcept override {
-      return poller_.done() ? detail::finished_key : key_of(poller_.next_due());
+      return poller_.done() ? detail::finished_key : std::min(key_of(poller_.next_due()), detail::never_key);
     }
-    void complete() override { callback::get()(poller_.take_outcome()); }
+    bool is_async() const noexcept override { return Poller::is_async; }
+    void attach(const std::shared_ptr<detail::attempt_listener>& listener, std::uint32_t generation) override {
+      poller_.attach(listener, static_cast<detail::runner_node*>(this), slot, generation);
+    }
+    void complete_run() override { callback::get()(poller_.take_outcome()); }
     void destroy(detail::node_arena& arena) noexcept override {
       this->~poller_node();
       arena.deallocate(this, sizeof(poller_node), alignof(poller_node));
     }
 
    private:
+    template <class F>
+    void run_guarded(F&& f, std::uint64_t now_key) noexcept {
+      try {
+        f();
+      } catch (...) {
+        poller_.capture(std::current_exception(), point_of(now_key));
+      }
+    }
+    detail::step_report report() const noexcept {
+      detail::step_report r;
+      r.throttled = poller_.last_throttled();
+      r.finished = poller_.done();
+      r.in_flight = poller_.in_flight();
+      if (!r.finished) r.next_key = std::min(key_of(poller_.next_due()), detail::never_key);
+      return r;
+    }
+
     Poller poller_;
   };
 
@@ -3459,7 +5740,7 @@ class runner {
   static time_point point_of(std::uint64_t key) noexcept {
     return time_point{std::chrono::duration_cast<typename time_point::duration>(detail::duration_of(key))};
   }
-  const budget_group& budget_at(budget_id id) const {
+  const budget_group_entry& budget_at(budget_id id) const {
     if (id.value >= budgets_.size()) {
       detail::throw_invalid("runner", "budget", "an id returned by add_budget", std::to_string(id.value));
     }
@@ -3504,20 +5785,21 @@ class runner {
       generation = detail::generation_of(entry.load(std::memory_order_relaxed));
       entry.store(detail::slot_word(generation, poll_status::scheduled), std::memory_order_release);
       node->slot = slot;
-      shared_->commands.push_back(detail::command{detail::command::insert, slot, generation, node.get()});
+      node->attach(shared_, generation);  // (an asynchronous poller links its attempts to the queue; others ignore it)
+      shared_->commands.push_back(detail::command{detail::command::insert, slot, generation, node.get(), nullptr});
       shared_->has_commands.store(true, std::memory_order_release);
       node.release();
     }
-    shared_->wake.notify_one();
+    shared_->wake.wake();
     return handle{shared_, node_address, slot, generation};
   }
 
   std::exception_ptr stop_thread() noexcept {
-    {
-      std::lock_guard<std::mutex> lock(shared_->mutex);
-      shared_->stopping.store(true);
+    shared_->stopping.store(true);
+    try {
+      shared_->wake.wake();
+    } catch (...) {
     }
-    shared_->wake.notify_all();
     if (thread_.joinable()) thread_.join();
     std::exception_ptr error = std::move(thread_error_);
     thread_error_ = nullptr;
@@ -3538,6 +5820,7 @@ class runner {
     const bool own_thread = !until_empty && !until;
     std::size_t checks = 0;
     for (;;) {
+      shared_->wake.rearm();  // before looking for work: a wake from now on interrupts the sleep below
       drain_commands();
       if (own_thread && shared_->stopping.load(std::memory_order_acquire)) break;
       const std::uint64_t now_key = detail::key_of(since_epoch(clock_.now()));
@@ -3546,41 +5829,16 @@ class runner {
       if (checks >= max_checks || at_end) break;
       if (shared_->has_commands.load(std::memory_order_acquire)) continue;
       const std::optional<std::uint64_t> next = next_wake(now_key);
-      if (!next && until_empty) break;
+      if (until_empty && live_ == 0) break;
       if (!wait) break;
       std::optional<time_point> wake_at;
       if (next) wake_at = point_of(*next);
       if (until && (!wake_at || *wake_at > *until)) wake_at = until;
-      if (!sleep(wake_at, own_thread)) break;
+      // One way to wait, on every clock: the clock's own interruptible sleep, which a command interrupts. Without
+      // anything due (only checks in flight, or nothing at all on the runner's own thread) it waits for a command.
+      clock_.sleep_until(wake_at ? *wake_at : time_point::max(), shared_->wake.token());
     }
     return checks;
-  }
-
-  // Sleeps until `wake_at` (for ever when unset), waking early for a command or stop(). False: stop now.
-  bool sleep(std::optional<time_point> wake_at, bool own_thread) {
-    if constexpr (waits_on_condition) {
-      std::unique_lock<std::mutex> lock(shared_->mutex);
-      auto woken = [&] {
-        return shared_->has_commands.load(std::memory_order_acquire) || (own_thread && shared_->stopping.load());
-      };
-      if (wake_at) {
-        shared_->wake.wait_until(lock, *wake_at, woken);
-      } else {
-        shared_->wake.wait(lock, woken);
-      }
-      return !(own_thread && shared_->stopping.load());
-    } else {
-      if (!wake_at) {
-        // Nothing is due and virtual time has no reason to move: wait for a command (or stop()).
-        std::unique_lock<std::mutex> lock(shared_->mutex);
-        shared_->wake.wait(lock, [&] {
-          return shared_->has_commands.load(std::memory_order_acquire) || (own_thread && shared_->stopping.load());
-        });
-        return !(own_thread && shared_->stopping.load());
-      }
-      clock_.sleep_until(*wake_at, stop_token{});
-      return true;
-    }
   }
 
   void drain_commands() {
@@ -3599,18 +5857,37 @@ class runner {
         insert(c.node, now_key);
         continue;
       }
+      struct release_attempt {
+        detail::attempt_base* attempt;
+        ~release_attempt() {
+          if (attempt != nullptr) attempt->release();
+        }
+      } hold{c.attempt};
       const std::uint32_t word = shared_->slots[c.slot].load(std::memory_order_relaxed);
       if (detail::generation_of(word) != c.generation) continue;  // finished long ago
       detail::runner_node* node = c.node;
+      const detail::node_state state = node->state();
       if (c.kind == detail::command::nudge) {
-        if (node->state == detail::node_state::armed) {
+        if (state == detail::node_state::armed) {
           if (node->refs >= detail::max_refs) sweep_stale();  // drops this node's stale entries too
           const std::uint64_t key = node->nudge(now_key);
           ++stale_;  // the entry it had stays behind, stale
           arm(node, key);
+        } else if (state == detail::node_state::in_flight) {
+          (void)node->nudge(now_key);  // remembered: the next check follows the attempt at once
         }
-      } else if (node->state == detail::node_state::armed || node->state == detail::node_state::waiting) {
-        if (node->state == detail::node_state::armed) ++stale_;
+      } else if (c.kind == detail::command::complete) {
+        if (state != detail::node_state::in_flight) continue;
+        bool stale = false;
+        const detail::step_report report = node->complete(*c.attempt, now_key, stale);
+        if (stale) continue;
+        ++stale_;  // the timeout entry stays behind
+        end_flight(node);
+        after_step(node, report, now_key);
+      } else if (state == detail::node_state::armed || state == detail::node_state::waiting ||
+                 state == detail::node_state::waiting_slot || state == detail::node_state::in_flight) {
+        if (state == detail::node_state::armed || state == detail::node_state::in_flight) ++stale_;
+        if (state == detail::node_state::in_flight) end_flight(node);
         node->cancel(now_key);
         finish(node);
       }
@@ -3632,9 +5909,9 @@ class runner {
     }
   }
 
-  void arm(detail::runner_node* node, std::uint64_t key) {
+  POLLSTER_ALWAYS_INLINE void arm(detail::runner_node* node, std::uint64_t key) {
     if (key < timers_.last_key()) key = timers_.last_key();
-    node->state = detail::node_state::armed;
+    node->set_state(detail::node_state::armed);
     node->due_key = key;
     ++node->refs;
     timers_.push(key, node);
@@ -3643,7 +5920,8 @@ class runner {
   // Makes the checks due at `now_key`: first those waiting for their budget (in due-time order), then the timers.
   std::size_t dispatch_due(std::uint64_t now_key, std::size_t max_checks) {
     std::size_t checks = 0;
-    if (waiting_total_ != 0) checks += serve_budgets(now_key, max_checks);
+    if (slot_waiting_total_ != 0) checks += serve_slots(now_key, max_checks);
+    if (waiting_total_ != 0) checks += serve_budgets(now_key, max_checks - checks);
     while (checks < max_checks && !timers_.empty() && timers_.min_key() <= now_key) {
       if (const auto* ahead = timers_.peek_ahead(8)) {
         detail::prefetch(ahead->item);  // the node's first two cache lines: the header and the poller's start
@@ -3652,17 +5930,31 @@ class runner {
       const auto entry = timers_.pop();
       detail::runner_node* node = entry.item;
       --node->refs;
-      if (node->state != detail::node_state::armed || node->due_key != entry.key) {
+      const detail::node_state state = node->state();
+      if (node->due_key != entry.key ||
+          (state != detail::node_state::armed && state != detail::node_state::in_flight)) {
         --stale_;
         release_ref(node, false);
         continue;
       }
+      if (state == detail::node_state::in_flight) {  // the attempt's timeout
+        end_flight(node);
+        after_step(node, node->time_out(now_key), now_key);
+        continue;
+      }
       if (node->budget != detail::no_budget) {
-        budget_group& group = budgets_[node->budget];
-        if (!group.waiting.empty() || !group.bucket.try_acquire(detail::duration_of(now_key))) {
-          push_waiting(group, node);
+        budget_group_entry& group = budgets_[node->budget];
+        if (!group.waiting.empty() || !group.group->try_acquire(detail::duration_of(now_key))) {
+          push_waiting(group.waiting, node, detail::node_state::waiting, poll_status::waiting_for_budget);
+          ++waiting_total_;
           continue;
         }
+      }
+      if (slots_limited_ && node->is_async() && !slot_free(node)) {
+        node->due_key = now_key;  // the time it started to wait
+        push_waiting(slot_queue(node), node, detail::node_state::waiting_slot, poll_status::waiting_for_slot);
+        ++slot_waiting_total_;
+        continue;
       }
       ++checks;
       check(node, now_key);
@@ -3674,21 +5966,29 @@ class runner {
   std::size_t serve_budgets(std::uint64_t now_key, std::size_t max_checks) {
     std::size_t checks = 0;
     const duration now = detail::duration_of(now_key);
-    for (budget_group& group : budgets_) {
+    for (budget_group_entry& group : budgets_) {
       while (checks < max_checks && !group.waiting.empty()) {
         detail::runner_node* node = group.waiting.front();
-        if (node->state != detail::node_state::waiting) {  // cancelled while it waited
-          pop_waiting(group);
+        if (node->state() != detail::node_state::waiting) {  // cancelled while it waited
+          pop_front(group.waiting);
+          --waiting_total_;
           --node->refs;
           release_ref(node, false);
           continue;
         }
-        if (!group.bucket.try_acquire(now)) break;
+        if (!group.group->try_acquire(now)) break;
         const duration waited = detail::sat_sub(now, detail::duration_of(node->due_key));
         node->add_budget_wait(waited);  // first: it may throw (its first wait allocates), with nothing else changed
-        pop_waiting(group);
+        pop_front(group.waiting);
+        --waiting_total_;
         --node->refs;
         group.total_wait = detail::sat_add(group.total_wait, waited);
+        if (slots_limited_ && node->is_async() && !slot_free(node)) {
+          node->due_key = now_key;
+          push_waiting(slot_queue(node), node, detail::node_state::waiting_slot, poll_status::waiting_for_slot);
+          ++slot_waiting_total_;
+          continue;
+        }
         set_status(node, poll_status::scheduled);
         ++checks;
         check(node, now_key);
@@ -3697,44 +5997,108 @@ class runner {
     return checks;
   }
 
-  void check(detail::runner_node* node, std::uint64_t now_key) {
-    node->state = detail::node_state::running;
-    const detail::step_report report = node->step(now_key);
+  // Starts granted checks that waited for a slot, while slots are free: each group's queue in order.
+  std::size_t serve_slots(std::uint64_t now_key, std::size_t max_checks) {
+    std::size_t checks = 0;
+    const auto serve = [&](std::deque<detail::runner_node*>& queue) {
+      while (checks < max_checks && !queue.empty()) {
+        detail::runner_node* node = queue.front();
+        if (node->state() != detail::node_state::waiting_slot) {  // cancelled while it waited
+          pop_front(queue);
+          --slot_waiting_total_;
+          --node->refs;
+          release_ref(node, false);
+          continue;
+        }
+        if (!slot_free(node)) return;
+        const duration waited = detail::sat_sub(detail::duration_of(now_key), detail::duration_of(node->due_key));
+        node->add_budget_wait(waited);
+        pop_front(queue);
+        --slot_waiting_total_;
+        --node->refs;
+        set_status(node, poll_status::scheduled);
+        ++checks;
+        check(node, now_key);
+      }
+    };
+    for (budget_group_entry& group : budgets_) serve(group.slot_waiting);
+    serve(free_slot_waiting_);
+    return checks;
+  }
+
+  bool slot_free(const detail::runner_node* node) const noexcept {
+    if (max_in_flight_ != 0 && in_flight_ >= max_in_flight_) return false;
+    if (node->budget == detail::no_budget) return true;
+    const budget_group_entry& group = budgets_[node->budget];
+    const std::size_t limit = group.group->in_flight_limit();
+    return limit == 0 || group.in_flight < limit;
+  }
+  std::deque<detail::runner_node*>& slot_queue(const detail::runner_node* node) {
+    return node->budget == detail::no_budget ? free_slot_waiting_ : budgets_[node->budget].slot_waiting;
+  }
+
+  // (Forced inline, as poller::conclude is: a call and a report passed through memory on every poll cost 40
+  // instructions per dispatch when g++ chose to keep them out of line.)
+  POLLSTER_ALWAYS_INLINE void check(detail::runner_node* node, std::uint64_t now_key) {
+    node->set_state(detail::node_state::running);
+    after_step(node, node->step(now_key), now_key);
+  }
+
+  // What follows a step, a completion or a timeout: the throttle signal, then the end of the run, the attempt in
+  // flight, or the next check.
+  POLLSTER_ALWAYS_INLINE void after_step(detail::runner_node* node, const detail::step_report& report,
+                                         std::uint64_t now_key) {
     if (report.throttled && node->budget != detail::no_budget) {
-      budgets_[node->budget].bucket.throttled(detail::duration_of(now_key));
+      budgets_[node->budget].group->throttled(detail::duration_of(now_key));
     }
     if (report.finished) {
       finish(node);
+    } else if (report.in_flight) {
+      begin_flight(node, report.next_key);
     } else {
       arm(node, report.next_key);
     }
   }
 
-  void push_waiting(budget_group& group, detail::runner_node* node) {
-    node->state = detail::node_state::waiting;
-    ++node->refs;
-    group.waiting.push_back(node);
-    ++waiting_total_;
-    set_status(node, poll_status::waiting_for_budget);
+  void begin_flight(detail::runner_node* node, std::uint64_t timeout_key) {
+    arm(node, timeout_key);
+    node->set_state(detail::node_state::in_flight);
+    ++in_flight_;
+    if (node->budget != detail::no_budget) ++budgets_[node->budget].in_flight;
+    set_status(node, poll_status::in_flight);
+  }
+  void end_flight(detail::runner_node* node) noexcept {
+    --in_flight_;
+    if (node->budget != detail::no_budget) --budgets_[node->budget].in_flight;
+    node->set_state(detail::node_state::running);
+    set_status(node, poll_status::scheduled);
   }
 
-  detail::runner_node* pop_waiting(budget_group& group) noexcept {
-    if (group.waiting.empty()) return nullptr;
-    detail::runner_node* node = group.waiting.front();
-    group.waiting.pop_front();
-    --waiting_total_;
+  void push_waiting(std::deque<detail::runner_node*>& queue, detail::runner_node* node, detail::node_state state,
+                    poll_status status) {
+    queue.push_back(node);  // first: it may throw, with nothing changed
+    node->set_state(state);
+    ++node->refs;
+    set_status(node, status);
+  }
+
+  static detail::runner_node* pop_front(std::deque<detail::runner_node*>& queue) noexcept {
+    if (queue.empty()) return nullptr;
+    detail::runner_node* node = queue.front();
+    queue.pop_front();
     return node;
   }
 
-  // The earliest key at which something can happen: a timer, or a token for a waiting poller.
+  // The earliest key at which something can happen: a timer, or a token for a waiting poller. A timer at never_key
+  // (an attempt without a timeout) is no reason to wake.
   std::optional<std::uint64_t> next_wake(std::uint64_t now_key) {
     std::optional<std::uint64_t> next;
-    if (!timers_.empty()) next = timers_.min_key();
+    if (!timers_.empty() && timers_.min_key() < detail::never_key) next = timers_.min_key();
     if (waiting_total_ != 0) {
       const duration now = detail::duration_of(now_key);
-      for (const budget_group& group : budgets_) {
+      for (const budget_group_entry& group : budgets_) {
         if (group.waiting.empty()) continue;
-        const std::uint64_t key = detail::key_of(group.bucket.next_available(now));
+        const std::uint64_t key = detail::key_of(group.group->next_available(now));
         if (!next || key < *next) next = key;
       }
     }
@@ -3743,7 +6107,7 @@ class runner {
 
   // The poller is over: retire its slot (handles now read finished), call back, free it when nothing points here.
   void finish(detail::runner_node* node) {
-    node->state = detail::node_state::finished;
+    node->set_state(detail::node_state::finished);
     --live_;
     retire_slot(node->slot);
     struct release_after {
@@ -3751,7 +6115,7 @@ class runner {
       detail::runner_node* node;
       ~release_after() { self->release_ref(node, false); }
     } guard{this, node};
-    node->complete();
+    node->complete_run();
   }
 
   // Only the driving thread writes a live slot (submit writes it before the insert command is sent).
@@ -3773,19 +6137,22 @@ class runner {
   void release_ref(detail::runner_node* node, bool dropping) noexcept {
     if (dropping) {
       --node->refs;
-      if (node->state != detail::node_state::finished) {
-        node->state = detail::node_state::finished;
+      if (node->state() != detail::node_state::finished) {
+        node->set_state(detail::node_state::finished);
         --live_;
         retire_slot(node->slot);
       }
     }
-    if (node->refs == 0 && node->state == detail::node_state::finished) node->destroy(arena_);
+    if (node->refs == 0 && node->state() == detail::node_state::finished) node->destroy(arena_);
   }
 
   void sweep_stale() {
     const std::size_t removed = timers_.remove_if([this](const auto& entry) {
       detail::runner_node* node = entry.item;
-      if (node->state == detail::node_state::armed && node->due_key == entry.key) return false;
+      const detail::node_state state = node->state();
+      if ((state == detail::node_state::armed || state == detail::node_state::in_flight) && node->due_key == entry.key) {
+        return false;
+      }
       --node->refs;
       release_ref(node, false);
       return true;
@@ -3797,23 +6164,26 @@ class runner {
   Clock& clock_;
   std::shared_ptr<detail::runner_shared> shared_;
   const std::uint64_t seed_base_;
+  const std::size_t max_in_flight_;
+  bool slots_limited_;  // an in-flight limit exists (overall or in a group): only then is a node asked is_async()
   std::atomic<std::uint64_t> seeds_used_{0};
   std::atomic<std::size_t> budget_count_{0};
   std::size_t drain_next_ = 0;  // commands of pending_commands_ already applied (a callback may throw midway)
   detail::radix_heap<detail::runner_node*> timers_;
-  std::vector<budget_group> budgets_;
+  std::vector<budget_group_entry> budgets_;
+  std::deque<detail::runner_node*> free_slot_waiting_;  // pollers without a budget waiting for a slot
   std::vector<detail::command> pending_commands_;
   std::size_t live_ = 0;
   std::size_t stale_ = 0;
   std::size_t waiting_total_ = 0;
+  std::size_t slot_waiting_total_ = 0;
+  std::size_t in_flight_ = 0;
   std::atomic<bool> driving_{false};
   std::thread thread_;
   std::exception_ptr thread_error_;
 };
 
 POLLSTER_NAMESPACE_END
-
-#undef POLLSTER_ASAN_POISON
 // ---- end pollster/runner.hpp ----
 // ---- begin pollster/diff.hpp ----
 
@@ -5059,10 +7429,11 @@ POLLSTER_NAMESPACE_END
 //  * a periodic resync: every N polls or every so long, the records that did not change are delivered too, on
 //    their own channel (`unchanged<const T&>`), so a consumer can repair drift without ever seeing a fake change.
 //
-// There is no loop here either: the watch is the check of a `poller` (poll.hpp) whose schedule is wrapped to
-// restart after a change. `submit_watch` hands it to a runner (thousands of watchers on one thread under one
-// rate budget); the blocking `watcher::run` drives it on a private runner, which is what gives it a thread-safe
-// `nudge()` and `cancel()`.
+// There is no loop here either: the watch is the check of a `poller` (poller.hpp). `watching(...)` builds that check
+// for any driver (`runner.submit(watching(...), ...)`: thousands of watchers on one thread under one rate budget);
+// the blocking `watcher::run` drives it with the blocking loop of poll.hpp, and takes `nudge()` and `cancel()` from
+// any thread. A poll that saw changes asks the poller to restart its schedule (`step::restart_schedule`), and what
+// the watch has seen reaches the outcome through the check's `report()`: `outcome<std::monostate, E, watch_summary>`.
 
 // ---- begin pollster/await.hpp ----
 
@@ -5074,13 +7445,14 @@ POLLSTER_NAMESPACE_END
 // error that matches no rule ends the await with an explicit "unmatched error" — an error nobody anticipated is
 // never retried silently for ever (a 403 retried until the deadline is a bug report waiting to happen).
 //
-// There is no loop here: the rules become the check of a `poller` (poll.hpp), driven by `poll_until` (blocking),
-// by a `runner` (`submit_await`) or by any other driver through `await_check` and `finish_await`.
+// There is no loop here: the rules become the check of a `poller` (poller.hpp). `awaiting(fetch, rules)` builds that
+// check; `await_operation` drives it with `poll_until` (blocking); `runner.submit(awaiting(...), ...)` runs it on a
+// runner, and asio.hpp on an executor. The check keeps what it decided (the rule that matched, the transitions) and
+// hands it to the outcome through `report()`: `outcome<T, E, await_report>`.
 
 #include <cstddef>      // size_t
 #include <cstdint>      // uint8_t, uint32_t, uint64_t
 #include <functional>   // invoke
-#include <memory>       // unique_ptr, make_unique
 #include <optional>     // optional
 #include <ostream>      // ostream (printing an expected value)
 #include <sstream>      // ostringstream
@@ -5480,26 +7852,18 @@ struct rule_match {
   bool on_error = false;        ///< it matched an error, not a value (a delete waiter's "not found" is success)
 };
 
-/// What an await decided, beside the poller's outcome; filled in by `await_check`.
-struct await_record {
-  std::optional<rule_match> matched;  ///< the success or failure rule that ended the run
-  bool unmatched_error = false;       ///< the run ended because an error matched no rule
-  std::uint32_t transitions = 0;      ///< state changes seen (the first observation counts)
-};
-
-/// What an await ended with: the poller's full account (cause, last value and error, attempts, elapsed), the rule
-/// that matched, and why it ended, in words.
-template <class T, class E>
-struct await_outcome : outcome<T, E> {
-  await_outcome() = default;
-  /// Takes over the poller's account (moved, never assigned: T and E need only be movable).
-  explicit await_outcome(outcome<T, E>&& run) : outcome<T, E>(std::move(run)) {}
-
+/// What an await decided: the report of its outcome (`outcome<T, E, await_report>::report`).
+struct await_report {
   std::optional<rule_match> matched;  ///< set when a success or failure rule ended the run
   bool unmatched_error = false;       ///< cause failed because an error matched no rule (last_error holds it)
-  std::uint32_t transitions = 0;
-  std::string why;                    ///< one line: `rule 0 (success) matched: state == "ACTIVE"`
+  std::uint32_t transitions = 0;      ///< state changes seen (the first observation counts)
+  std::string why;                    ///< one line: `rule 0 (success) matched the value: state == "ACTIVE", after 12 checks`
 };
+
+/// What an await ends with: the poller's full account (cause, last value and error, attempts, elapsed) and, in
+/// `report`, the rule that matched and why it ended, in words.
+template <class T, class E>
+using await_outcome = outcome<T, E, await_report>;
 
 namespace detail {
 
@@ -5515,35 +7879,33 @@ struct fetch_traits<step<T, E>> {
   using error_type = E;
 };
 
-template <class Fetch>
-using fetch_result_t = std::decay_t<typename check_result<Fetch>::type>;
-
 }  // namespace detail
 
 /// The check of an await: calls `fetch`, tracks transitions, applies the rules and tells the poller what to do.
 /// `fetch` returns the status resource (a plain `T`), or a `step<T, E>` to pass an error (`transient(e)`,
-/// `failed(e)`: the rules decide either way) or a server hint (`pending(value, after(30s))`); it may take the
+/// `failed(e)`: the rules decide either way) or a server hint (`pending(value, retry_after(30s))`); it may take the
 /// `const poll_state&`. The step's kind is not consulted: the rules are the only judge of what a value or an
-/// error means. A step with neither (`pending()`, `throttled(hint)`) just keeps polling.
-/// The record must outlive the check (the await functions below own it); drivers other than the two below (an
-/// asio adapter) build one with an `await_record` they keep, and call `finish_await` at the end.
+/// error means. A step with neither (`pending()`, `throttled(hint)`) just keeps polling. What it decided reaches
+/// the outcome through `report()`, whichever driver runs it.
 template <class Fetch, class Rules, class Transitions = no_transitions>
 class await_check {
-  using fetched = detail::fetch_result_t<Fetch>;
+  using fetched = typename detail::sync_result<Fetch>::type;
 
  public:
+  static_assert(!std::is_void_v<fetched>, "pollster::await_check: the fetch must return the status (a value or a "
+                                          "pollster::step<T, E>), taking a const poll_state& or nothing");
   using value_type = typename detail::fetch_traits<fetched>::value_type;
   using error_type = typename detail::fetch_traits<fetched>::error_type;
   using step_type = step<value_type, error_type>;
 
-  await_check(Fetch fetch, Rules rules, Transitions transitions, await_record* record)
-      : fetch_(std::move(fetch)), rules_(std::move(rules)), transitions_(std::move(transitions)), record_(record) {}
+  await_check(Fetch fetch, Rules rules, Transitions transitions = Transitions{})
+      : fetch_(std::move(fetch)), rules_(std::move(rules)), transitions_(std::move(transitions)) {}
 
   step_type operator()(const poll_state& state) {
     step_type result = normalise(call_fetch(state));
     if (result.value) {
       transitions_.observe(*result.value, state);
-      record_->transitions = transitions_.count();
+      record_.transitions = transitions_.count();
       const std::size_t index = rules_.template first_match<matcher_target::value>(*result.value);
       if (index != rules_.size()) apply(result, index, false);
       // A value that matches no rule: not yet.
@@ -5553,7 +7915,11 @@ class await_check {
     if (result.error) {
       const std::size_t index = rules_.template first_match<matcher_target::error>(*result.error);
       if (index == rules_.size()) {
-        record_->unmatched_error = true;
+        record_.unmatched_error = true;
+        if constexpr (detail::is_printable<error_type>::value ||
+                      std::is_convertible_v<const error_type&, std::string_view>) {
+          unmatched_text_ = detail::value_text(*result.error);
+        }
         result.kind = step_kind::failed;
         return result;
       }
@@ -5563,6 +7929,30 @@ class await_check {
     }
     result.kind = step_kind::pending;
     return result;
+  }
+
+  /// What the await decided, with `why` in words: the poller calls it when the run ends.
+  await_report report(const run_summary& run) const {
+    await_report r = record_;
+    const std::string checks = std::to_string(run.attempts) + (run.attempts == 1 ? " check" : " checks");
+    if (r.matched) {
+      r.why = "rule " + std::to_string(r.matched->index) + " (" + to_string(r.matched->state) + ") matched " +
+              (r.matched->on_error ? "an error" : "the value") + ": " + r.matched->description + ", after " + checks;
+    } else if (r.unmatched_error) {
+      r.why = "an error matched no rule, after " + checks;
+      if (!unmatched_text_.empty()) r.why += ": " + unmatched_text_;
+    } else {
+      switch (run.cause) {
+        case cause::exhausted:
+          r.why = std::string("the stop rule ended the wait (") + to_string(run.stop) + ") after " + checks;
+          break;
+        case cause::deadline: r.why = "the deadline was reached after " + checks; break;
+        case cause::cancelled: r.why = "cancelled after " + checks; break;
+        case cause::exception: r.why = "the fetch threw, at check " + std::to_string(run.attempts); break;
+        default: r.why = std::string(to_string(run.cause)) + " after " + checks; break;
+      }
+    }
+    return r;
   }
 
  private:
@@ -5590,50 +7980,15 @@ class await_check {
       case rule_state::failure: result.kind = step_kind::failed; break;
       case rule_state::retry: result.kind = step_kind::pending; return;
     }
-    record_->matched = rule_match{index, state, rules_.describe(index), on_error};
+    record_.matched = rule_match{index, state, rules_.describe(index), on_error};
   }
 
   Fetch fetch_;
   Rules rules_;
   detail::transition_tracker<Transitions, value_type> transitions_;
-  await_record* record_;
+  await_report record_;
+  std::string unmatched_text_;
 };
-
-/// Joins the poller's outcome and the record into the await's outcome, with `why` in words.
-template <class T, class E>
-await_outcome<T, E> finish_await(outcome<T, E>&& run, await_record&& record) {
-  await_outcome<T, E> result(std::move(run));
-  result.matched = std::move(record.matched);
-  result.unmatched_error = record.unmatched_error;
-  result.transitions = record.transitions;
-  const std::string checks = std::to_string(result.attempts) + (result.attempts == 1 ? " check" : " checks");
-  if (result.matched) {
-    result.why = "rule " + std::to_string(result.matched->index) + " (" + to_string(result.matched->state) +
-                 ") matched " + (result.matched->on_error ? "an error" : "the value") + ": " +
-                 result.matched->description + ", after " + checks;
-  } else if (result.unmatched_error) {
-    result.why = "an error matched no rule, after " + checks;
-    if constexpr (detail::is_printable<E>::value || std::is_convertible_v<const E&, std::string_view>) {
-      if (result.last_error) result.why += ": " + detail::value_text(*result.last_error);
-    }
-  } else {
-    switch (result.cause) {
-      case cause::exhausted:
-        result.why = std::string("the stop rule ended the wait (") + to_string(result.stop) + ") after " + checks;
-        break;
-      case cause::deadline: result.why = "the deadline was reached after " + checks; break;
-      case cause::cancelled: result.why = "cancelled after " + checks; break;
-      case cause::exception: result.why = "the fetch threw, at check " + std::to_string(result.attempts); break;
-      default: result.why = std::string(to_string(result.cause)) + " after " + checks; break;
-    }
-  }
-  return result;
-}
-
-/// The outcome type of awaiting with `Fetch`.
-template <class Fetch, class Rules, class Transitions = no_transitions>
-using await_outcome_t = await_outcome<typename await_check<Fetch, Rules, Transitions>::value_type,
-                                      typename await_check<Fetch, Rules, Transitions>::error_type>;
 
 namespace detail {
 template <class Matcher>
@@ -5648,52 +8003,45 @@ template <class Rules>
 using rule_set_t = decltype(as_rule_set(std::declval<Rules>()));
 }  // namespace detail
 
+/// The check of an await, for any driver: `runner.submit(pollster::awaiting(fetch, rules), schedule, stop,
+/// on_complete)`, `poll_until(clock, awaiting(...), ...)`, or asio's `async_poll`. `rules` is one rule or
+/// `rules(...)`; `transitions` (from `on_transition`) reports each change of state.
+template <class Fetch, class Rules, class Transitions = no_transitions>
+await_check<Fetch, detail::rule_set_t<Rules>, Transitions> awaiting(Fetch fetch, Rules rules,
+                                                                   Transitions transitions = Transitions{}) {
+  return {std::move(fetch), detail::as_rule_set(std::move(rules)), std::move(transitions)};
+}
+
+/// The outcome type of awaiting with `Fetch`.
+template <class Fetch, class Rules, class Transitions = no_transitions>
+using await_outcome_t = await_outcome<typename await_check<Fetch, detail::rule_set_t<Rules>, Transitions>::value_type,
+                                      typename await_check<Fetch, detail::rule_set_t<Rules>, Transitions>::error_type>;
+
 /// Polls `fetch` on `clock` until a success or failure rule matches (or an error matches none), the stop rule or
-/// the deadline ends the run, or `options.token` cancels it; `transitions` (from `on_transition`) reports each
+/// the deadline ends the run, or `options.cancel` cancels it; `transitions` (from `on_transition`) reports each
 /// change of state. Blocking; the first check happens at once, as with `poll_until`, whose contracts apply (a
 /// throwing fetch propagates; hints are floors, capped by `options.max_hint`).
 template <class Clock, class Fetch, class Rules, class Schedule, class Stop = never, class Transitions = no_transitions,
-          class = std::enable_if_t<detail::is_clock<Clock>::value>>
-await_outcome_t<Fetch, detail::rule_set_t<Rules>, Transitions> await_operation(
-    Clock& clock, Fetch fetch, Rules rules, Schedule schedule, Stop stop = Stop{}, const poll_options& options = {},
-    Transitions transitions = Transitions{}) {
-  await_record record;
-  await_check<Fetch, detail::rule_set_t<Rules>, Transitions> check(
-      std::move(fetch), detail::as_rule_set(std::move(rules)), std::move(transitions), &record);
-  auto run = poll_until(clock, std::move(check), std::move(schedule), std::move(stop), options);
-  return finish_await(std::move(run), std::move(record));
+          class = std::enable_if_t<is_clock_v<Clock>>>
+await_outcome_t<Fetch, Rules, Transitions> await_operation(Clock& clock, Fetch fetch, Rules rules, Schedule schedule,
+                                                           Stop stop = Stop{}, const poll_options& options = {},
+                                                           Transitions transitions = Transitions{}) {
+  static_assert(!(is_stop_rule_v<Schedule> && is_schedule_v<Stop>),
+                "pollster::await_operation: the schedule and the stop rule are swapped: the schedule (how long to "
+                "wait) comes first, then the stop rule (when to give up)");
+  return poll_until(clock, awaiting(std::move(fetch), std::move(rules), std::move(transitions)), std::move(schedule),
+                    std::move(stop), options);
 }
 
 /// The same on the real steady clock.
 template <class Fetch, class Rules, class Schedule, class Stop = never, class Transitions = no_transitions,
-          class = std::enable_if_t<!detail::is_clock<Fetch>::value>>
-await_outcome_t<Fetch, detail::rule_set_t<Rules>, Transitions> await_operation(
-    Fetch fetch, Rules rules, Schedule schedule, Stop stop = Stop{}, const poll_options& options = {},
-    Transitions transitions = Transitions{}) {
+          class = std::enable_if_t<!is_clock_v<Fetch>>>
+await_outcome_t<Fetch, Rules, Transitions> await_operation(Fetch fetch, Rules rules, Schedule schedule,
+                                                           Stop stop = Stop{}, const poll_options& options = {},
+                                                           Transitions transitions = Transitions{}) {
   steady_clock clock;
   return await_operation(clock, std::move(fetch), std::move(rules), std::move(schedule), std::move(stop), options,
                          std::move(transitions));
-}
-
-/// Submits the await to `runner` (thousands share its thread and its rate budgets); `on_complete(await_outcome)`
-/// runs on the runner's thread. The handle nudges ("a callback says it is done: check now") and cancels. A fetch
-/// that throws ends this await with cause exception; the others go on.
-template <class Clock, class Fetch, class Rules, class Schedule, class Stop, class OnComplete,
-          class Transitions = no_transitions>
-handle submit_await(runner<Clock>& on, Fetch fetch, Rules rules, Schedule schedule, Stop stop, OnComplete on_complete,
-                    const submit_options& options = {}, Transitions transitions = Transitions{}) {
-  using check_type = await_check<Fetch, detail::rule_set_t<Rules>, Transitions>;
-  using T = typename check_type::value_type;
-  using E = typename check_type::error_type;
-  struct completion {
-    std::unique_ptr<await_record> record;
-    OnComplete done;
-    void operator()(outcome<T, E>&& run) { done(finish_await(std::move(run), std::move(*record))); }
-  };
-  auto record = std::make_unique<await_record>();
-  check_type check(std::move(fetch), detail::as_rule_set(std::move(rules)), std::move(transitions), record.get());
-  return on.submit(std::move(check), std::move(schedule), std::move(stop),
-                   completion{std::move(record), std::move(on_complete)}, options);
 }
 
 POLLSTER_NAMESPACE_END
@@ -5712,7 +8060,7 @@ POLLSTER_NAMESPACE_END
 
 POLLSTER_NAMESPACE_BEGIN
 
-/// What a watch has seen: the value of its outcome (`outcome<watch_summary, E>::last_value`).
+/// What a watch has seen: the report of its outcome (`watch_outcome<E>::report`).
 struct watch_summary {
   std::uint64_t polls = 0;               ///< lists received and diffed (failed list calls are not counted)
   std::uint64_t polls_with_changes = 0;  ///< of which: saw at least one addition, removal or change
@@ -5794,50 +8142,12 @@ struct list_fetch_traits<step<L, E>> {
   using error_type = E;
 };
 
-/// The count of polls that saw a change, shared by a watch's check and its schedule (one heap block per watch,
-/// so it stays put while the poller that holds both moves).
-struct change_counter {
-  std::uint64_t polls_with_changes = 0;
-};
-
 }  // namespace detail
-
-/// Wraps a schedule so that it starts again from its first delay after a poll that saw changes. It reads the
-/// count of such polls from the watch it belongs to; a copy (a preview) keeps its own idea of what it has seen.
-template <class Schedule>
-class adaptive_schedule : public detail::schedule_base<adaptive_schedule<Schedule>> {
- public:
-  adaptive_schedule(Schedule inner, const detail::change_counter* changes, bool adaptive)
-      : inner_(std::move(inner)), changes_(changes), seen_(changes->polls_with_changes), adaptive_(adaptive) {}
-
-  duration next() {
-    if (adaptive_ && changes_->polls_with_changes != seen_) {
-      seen_ = changes_->polls_with_changes;
-      inner_.reset();
-    }
-    return inner_.next();
-  }
-  void reset() { inner_.reset(); }
-  /// None: a change can always bring the first delay back.
-  std::optional<duration> plateau() const noexcept { return adaptive_ ? std::nullopt : inner_.plateau(); }
-  /// For a runner, which seeds each jittered schedule on its own.
-  template <class S = Schedule, class = decltype(std::declval<S&>().reseed(std::uint64_t{}))>
-  void reseed(std::uint64_t seed) {
-    inner_.reseed(seed);
-  }
-  const Schedule& inner() const noexcept { return inner_; }
-
- private:
-  Schedule inner_;
-  const detail::change_counter* changes_;
-  std::uint64_t seen_;
-  bool adaptive_;
-};
 
 /// The check of a watch: fetch the list, diff it against the last one, deliver events to `handler`, count them.
 /// `fetch` returns the list (any range of records, by value or by reference), or a `step<List, E>` to pass an error
 /// (`transient(e)`: retried on the schedule, the last list kept; `failed(e)`: the watch ends) or a server hint
-/// (`pending(list, after(30s))`); it may take the `const poll_state&`. `handler` takes `const added<const T&>&`,
+/// (`pending(list, retry_after(30s))`); it may take the `const poll_state&`. `handler` takes `const added<const T&>&`,
 /// `const removed<K, const T&>&`, `const changed<const T&>&` and, to receive resyncs, `const unchanged<const T&>&`
 /// (a struct with overloads, or a generic lambda). `Fetch` and `Handler` may be `std::reference_wrapper`s.
 template <class Fetch, class Keyed, class Handler>
@@ -5846,7 +8156,7 @@ class watch_check;
 template <class Fetch, class Key, class Same, class Handler>
 class watch_check<Fetch, keyed_by<Key, Same>, Handler> {
   using fetch_type = typename detail::unwrap_ref<Fetch>::type;
-  using fetched = std::decay_t<typename detail::check_result<fetch_type>::type>;
+  using fetched = typename detail::sync_result<fetch_type>::type;
   using traits = detail::list_fetch_traits<fetched>;
   using list_type = typename traits::list_type;
 
@@ -5854,7 +8164,7 @@ class watch_check<Fetch, keyed_by<Key, Same>, Handler> {
   using element_type = detail::range_element_t<list_type>;
   using key_type = detail::key_type_t<Key, element_type>;
   using error_type = typename traits::error_type;
-  using step_type = step<watch_summary, error_type>;
+  using step_type = step<std::monostate, error_type>;
 
   watch_check(Fetch fetch, keyed_by<Key, Same> keys, Handler handler, const watch_options& options)
       : fetch_(std::move(fetch)),
@@ -5866,11 +8176,12 @@ class watch_check<Fetch, keyed_by<Key, Same>, Handler> {
     }
   }
 
-  /// What the schedule reads to restart after a change.
-  const detail::change_counter* changes() const noexcept { return &state_->changes; }
+  /// What the watch has seen: the poller calls it when the run ends.
+  watch_summary report(const run_summary&) const { return state_->summary; }
 
   step_type operator()(const poll_state& poll) {
     step_type out;
+    const std::uint64_t changes_before = state_->summary.polls_with_changes;
     if constexpr (detail::is_step<fetched>::value) {
       fetched result = call_fetch(poll);
       out.kind = result.kind;
@@ -5884,7 +8195,8 @@ class watch_check<Fetch, keyed_by<Key, Same>, Handler> {
       decltype(auto) result = call_fetch(poll);
       diff(std::forward<decltype(result)>(result), poll);
     }
-    out.value = state_->summary;
+    // A poll that saw changes restarts the schedule (things are moving: look closely); a quiet one lets it grow.
+    out.restart_schedule = state_->options.adaptive && state_->summary.polls_with_changes != changes_before;
     return out;
   }
 
@@ -5899,7 +8211,6 @@ class watch_check<Fetch, keyed_by<Key, Same>, Handler> {
     pollster::snapshot<element_type, Key, Same> snapshot;
     watch_options options;
     watch_summary summary;
-    detail::change_counter changes;
     duration last_resync{};
   };
 
@@ -5974,7 +8285,6 @@ class watch_check<Fetch, keyed_by<Key, Same>, Handler> {
     s.summary.size = s.snapshot.elements().size();
     if (events != 0) {
       ++s.summary.polls_with_changes;
-      ++s.changes.polls_with_changes;
     }
   }
 
@@ -5988,31 +8298,32 @@ template <class Fetch, class Keys, class Handler>
 using watch_check_for = watch_check<Fetch, typename as_keyed<Keys>::type, Handler>;
 }  // namespace detail
 
-/// What a watch ends with (`E` is the fetch's error type, `std::monostate` for a fetch that returns plain lists).
+/// What a watch ends with (`E` is the fetch's error type, `std::monostate` for a fetch that returns plain lists):
+/// the poller's account and, in `report`, the watch_summary.
 template <class E>
-using watch_outcome = outcome<watch_summary, E>;
+using watch_outcome = outcome<std::monostate, E, watch_summary>;
 
-/// Submits a watch to `runner`: `fetch` is polled on `schedule` (restarted after each poll that saw changes) until
-/// `stop` ends it, the fetch fails for good, or the handle cancels it; every event goes to `handler` on the runner's
-/// thread. The handle's `nudge()` verifies now (notify, then verify through the list call). `on_complete` receives
-/// the `watch_outcome`. `keys` is a key projection, or `keyed(key, same)`.
-template <class Clock, class Fetch, class Keys, class Handler, class Schedule, class Stop, class OnComplete>
-handle submit_watch(runner<Clock>& on, Fetch fetch, Keys keys, Handler handler, Schedule schedule, Stop stop,
-                    OnComplete on_complete, const watch_options& options = {}, const submit_options& submit = {}) {
-  using check_type = detail::watch_check_for<Fetch, Keys, Handler>;
-  check_type check(std::move(fetch), detail::as_keyed<Keys>::make(std::move(keys)), std::move(handler), options);
-  adaptive_schedule<Schedule> adaptive(std::move(schedule), check.changes(), options.adaptive);
-  return on.submit(std::move(check), std::move(adaptive), std::move(stop), std::move(on_complete), submit);
+/// The check of a watch, for any driver: `runner.submit(pollster::watching(fetch, keys, handler, options), schedule,
+/// stop, on_complete)` polls `fetch` on `schedule` (restarted after each poll that saw changes) and delivers every
+/// event to `handler` on the runner's thread; the handle's `nudge()` verifies now. `keys` is a key projection, or
+/// `keyed(key, same)`.
+template <class Fetch, class Keys, class Handler>
+detail::watch_check_for<Fetch, Keys, Handler> watching(Fetch fetch, Keys keys, Handler handler,
+                                                       const watch_options& options = {}) {
+  return {std::move(fetch), detail::as_keyed<Keys>::make(std::move(keys)), std::move(handler), options};
 }
 
 /// A blocking watch: `run(clock)` polls until the stop rule, a failed fetch or `cancel()` ends it, delivering
 /// events to the handler on the calling thread. `nudge()` and `cancel()` may be called from any thread (and from
-/// the handler or the fetch). The fetch and the handler stay in the watcher, so state they keep survives the run
-/// (`handler()` reads it); the schedule and the stop rule are prototypes, fresh for every run.
+/// the handler or the fetch) and wake the run at once, on any clock. The fetch and the handler stay in the watcher,
+/// so state they keep survives the run (`handler()` reads it); the schedule and the stop rule are prototypes, fresh
+/// for every run.
 template <class Fetch, class Keys, class Handler, class Schedule, class Stop = never>
 class watcher {
-  using check_type =
-      detail::watch_check_for<std::reference_wrapper<Fetch>, Keys, std::reference_wrapper<Handler>>;
+  // (std::ref of a std::reference_wrapper is the wrapper itself: a watcher of std::ref(api) holds one level.)
+  using check_type = detail::watch_check_for<decltype(std::ref(std::declval<Fetch&>())), Keys,
+                                             decltype(std::ref(std::declval<Handler&>()))>;
+  POLLSTER_CHECK_ARGUMENTS("pollster::watcher", check_type, Schedule, Stop);
 
  public:
   using error_type = typename check_type::error_type;
@@ -6031,47 +8342,29 @@ class watcher {
   watcher& operator=(const watcher&) = delete;
 
   /// Watches on `clock` (a manual_clock runs a simulated day in microseconds). A fetch or handler that throws ends
-  /// the run and the exception propagates unchanged. `poll.token` stops the run like `cancel()`.
+  /// the run and the exception propagates unchanged. `poll.cancel` cancels the run like `cancel()`. A `cancel()`
+  /// made while no run is in progress cancels the next run at once; either way it is spent when that run ends.
   template <class Clock>
   outcome_type run(Clock& clock) {
-    runner<Clock> driver(clock);
-    submit_options submit;
-    submit.poll = poll_;
-    submit.poll.token = stop_token{};  // the runner refuses tokens; ours is bridged to cancel() below
-    std::optional<outcome_type> result;
-    handle h = submit_watch(driver, std::ref(fetch_), keys_, std::ref(handler_), schedule_, stop_,
-                            [&result](outcome_type&& o) { result.emplace(std::move(o)); }, options_, submit);
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      current_ = h;
-      if (cancel_requested_) h.cancel();
-    }
-    struct unpublish {
-      watcher* self;
-      ~unpublish() {
-        std::lock_guard<std::mutex> lock(self->mutex_);
-        self->current_ = handle{};
-      }
-    } guard{this};
-    auto cancel_on_stop = [h] { h.cancel(); };
-    stop_callback<decltype(cancel_on_stop)> bridge(poll_.token, cancel_on_stop);
-    driver.run();
-    if (result->exception) std::rethrow_exception(result->exception);
-    return std::move(*result);
+    static_assert(is_clock_v<Clock>, "pollster::watcher::run: the argument must be a pollster clock");
+    using time_point = typename Clock::time_point;
+    poller<check_type, Schedule, Stop, time_point> p(
+        check_type(std::ref(fetch_), detail::as_keyed<Keys>::make(keys_), std::ref(handler_), options_), schedule_,
+        stop_, clock.now(), poll_);
+    control_.begin_run();
+    struct spend_requests {
+      detail::remote_control& control;
+      ~spend_requests() { control.end_run(); }
+    } spend{control_};
+    detail::run_blocking(p, clock, poll_.cancel, !poll_.wait_first, &control_);
+    return p.take_outcome();
   }
 
   /// Check now (a webhook or message said something changed); the list call, not the message, says what. Any
-  /// thread. Before or after a run it does nothing.
-  void nudge() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    current_.nudge();
-  }
+  /// thread; wakes the run at once. Before or after a run it does nothing.
+  void nudge() { control_.request_nudge(); }
   /// Ends the run with cause cancelled (or the next run at once, when none is in progress). Any thread.
-  void cancel() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    cancel_requested_ = true;
-    current_.cancel();
-  }
+  void cancel() { control_.request_cancel(); }
 
   Handler& handler() noexcept { return handler_; }
   const Handler& handler() const noexcept { return handler_; }
@@ -6084,9 +8377,7 @@ class watcher {
   Stop stop_;
   watch_options options_;
   poll_options poll_;
-  std::mutex mutex_;
-  handle current_;
-  bool cancel_requested_ = false;
+  detail::remote_control control_;
 };
 
 /// Builds a blocking watcher, deducing its types (C++17 class template argument deduction works too).
