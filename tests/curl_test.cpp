@@ -457,8 +457,9 @@ TEST_CASE("abort: the callback runs once with aborted, whenever the abort comes"
 }
 
 namespace {
-/// A stand-in for the asynchronous check's completion of API-DECISIONS item 5 (issue 10), with the members
-/// start_check uses: state().time_left / .timeout, on_abort(fn), and operator()(step). Move-only, as the real one.
+/// A stand-in for pollster::completion with the members start_check uses (state().time_left / .timeout,
+/// on_abort(fn), operator()(step)), move-only as the real one: it lets a test set the time left directly and call
+/// the registered abort itself. The tests below it use the real completion through poll_until and a runner.
 struct fake_state {
   duration time_left = duration::max();
   duration timeout = duration::max();
