@@ -36,6 +36,7 @@
 #include <cerrno>              // errno, ENOENT, EEXIST
 #include <chrono>              // steady_clock, system_clock
 #include <condition_variable>  // condition_variable
+#include <initializer_list>    // initializer_list (the bounds of an attempt)
 #include <cstddef>             // size_t
 #include <cstdint>             // uint64_t
 #include <map>                 // map (the client's queue, in order)
@@ -139,6 +140,18 @@ inline transport_error transport_error_of(CURLcode code) noexcept {
       return transport_error::aborted;
     default:
       return transport_error::other;
+  }
+}
+
+/// Cuts a request's timeout to an attempt's and to the time its run has left (a pollster `poll_state`), so that no
+/// request outlives them.
+template <class State>
+void bound_by_attempt(http_request& request, const State& state) {
+  for (const duration bound : {state.time_left, state.timeout}) {
+    if (bound > duration::zero() && bound != duration::max() &&
+        (request.timeout == duration::zero() || bound < request.timeout)) {
+      request.timeout = bound;
+    }
   }
 }
 
@@ -535,18 +548,22 @@ class curl_client {
   /// response completes `c` through `step_from_response(response, mapper, rules)`.
   template <class Completion, class Mapper>
   void start_check(Completion c, http_request request, Mapper mapper, http_rules rules = {}) {
-    for (const duration bound : {c.state().time_left, c.state().timeout}) {
-      if (bound > duration::zero() && bound != duration::max() &&
-          (request.timeout == duration::zero() || bound < request.timeout)) {
-        request.timeout = bound;
-      }
-    }
+    start_attempt(std::move(c), std::move(request),
+                  [mapper = std::move(mapper), rules = std::move(rules)](const http_response& r) mutable {
+                    return step_from_response(r, mapper, rules);
+                  });
+  }
+
+  /// The same with the whole response in the caller's hands: `read(response)` returns the step that completes `c`
+  /// (curl_poll.hpp's conditional requests remember the validators there).
+  template <class Completion, class Read>
+  void start_attempt(Completion c, http_request request, Read read) {
+    detail::bound_by_attempt(request, c.state());
     const curl_transfer handle = reserve();
     c.on_abort([handle] { handle.abort(); });
-    start(handle, std::move(request),
-          [c = std::move(c), mapper = std::move(mapper), rules = std::move(rules)](http_response&& r) mutable {
-            c(step_from_response(r, mapper, rules));
-          });
+    start(handle, std::move(request), [c = std::move(c), read = std::move(read)](http_response&& r) mutable {
+      c(read(static_cast<const http_response&>(r)));
+    });
   }
 
   curl_client_stats stats() const noexcept {

@@ -33,6 +33,13 @@
 //                                   under the limit, 429 with Retry-After over it
 //   GET  /collection                a JSON array with ETag "v<version>"; 304 when If-None-Match matches
 //   PUT  /collection                replaces the array (a JSON array body); the version goes up when it changed
+//   GET  /pages?per_page=N&page=P   the collection in pages of N (2 by default), P from 1: a JSON array, with
+//                                   Link: </pages?...page=1>; rel="first", <...page=P+1>; rel="next" but on the last
+//        fail_page=P&status=503       page P answers `status` instead (a list that fails half-way)
+//        loop=1                       the last page's next link leads back to page 1
+//   GET  /tokens?page_size=N&pageToken=T
+//                                   the collection in pages of N, Google style: {"items": [...], "nextPageToken": T}
+//                                   (no token on the last page)
 //   GET  /_/stats                   {"requests", "by_status", "per_second", "max_per_second",
 //                                    "limited": {"per_second", "max_per_second", "admitted_per_second",
 //                                    "max_admitted_per_second", "rejected"}, "in_flight", "peak_in_flight"}: the
@@ -404,6 +411,56 @@ int main(int argc, char** argv) {
               return;
             }
             res.set_content(collection.dump(), "application/json");
+          }));
+  svr.Get("/pages", counted([&](const httplib::Request& req, httplib::Response& res, bool&) {
+            const long long per_page = std::max(1LL, param_or(req, "per_page", 2));
+            const long long page = std::max(1LL, param_or(req, "page", 1));
+            if (param_or(req, "fail_page", 0) == page) {
+              res.status = static_cast<int>(param_or(req, "status", 503));
+              res.set_content(json{{"error", res.status}}.dump(), "application/json");
+              return;
+            }
+            std::lock_guard<std::mutex> lock(state_mutex);
+            const auto size = static_cast<long long>(collection.size());
+            json items = json::array();
+            for (long long i = (page - 1) * per_page; i < std::min(size, page * per_page); ++i) {
+              items.push_back(collection[static_cast<std::size_t>(i)]);
+            }
+            const auto link_to = [&](long long p) {
+              std::string target = "/pages?per_page=" + std::to_string(per_page) + "&page=" + std::to_string(p);
+              if (req.has_param("fail_page")) {
+                target += "&fail_page=" + req.get_param_value("fail_page") + "&status=" + std::to_string(param_or(req, "status", 503));
+              }
+              if (req.has_param("loop")) target += "&loop=1";
+              return "<" + target + ">";
+            };
+            std::string link = link_to(1) + "; rel=\"first\"";
+            if (page * per_page < size) {
+              link += ", " + link_to(page + 1) + "; rel=\"next\"";
+            } else if (param_or(req, "loop", 0) != 0) {
+              link += ", " + link_to(1) + "; rel=\"next\"";
+            }
+            res.set_header("Link", link);
+            res.set_content(items.dump(), "application/json");
+          }));
+  svr.Get("/tokens", counted([&](const httplib::Request& req, httplib::Response& res, bool&) {
+            const long long page_size = std::max(1LL, param_or(req, "page_size", 2));
+            // The token is opaque to clients; here it is "o" and an offset.
+            const std::string token = req.has_param("pageToken") ? req.get_param_value("pageToken") : "o0";
+            const long long offset = token.size() > 1 && token[0] == 'o' ? std::strtoll(token.c_str() + 1, nullptr, 10) : -1;
+            if (offset < 0) {
+              res.status = 400;
+              res.set_content(R"({"error": "bad pageToken"})", "application/json");
+              return;
+            }
+            std::lock_guard<std::mutex> lock(state_mutex);
+            const auto size = static_cast<long long>(collection.size());
+            json body{{"items", json::array()}};
+            for (long long i = offset; i < std::min(size, offset + page_size); ++i) {
+              body["items"].push_back(collection[static_cast<std::size_t>(i)]);
+            }
+            if (offset + page_size < size) body["nextPageToken"] = "o" + std::to_string(offset + page_size);
+            res.set_content(body.dump(), "application/json");
           }));
   svr.Put("/collection", [&](const httplib::Request& req, httplib::Response& res) {
     json next = json::parse(req.body, nullptr, false);
