@@ -265,6 +265,25 @@ TEST_CASE("paging: a paged list is one snapshot, read page after page on the cli
     CHECK(out.last_error->reason == "page 3: the next link leads back to a page this snapshot already read: " +
                                         server.url("/pages?per_page=2&page=1&loop=1"));
   }
+  SECTION("every page within the attempt's time: a hung second page is aborted when the attempt times out") {
+    pollster::poll_options options;
+    options.attempt_timeout = 300ms;
+    const auto started = std::chrono::steady_clock::now();
+    const auto out = pollster::poll_until(
+        pollster::paging(client, http_request(server.url("/pages?per_page=2&hang_page=2")), by_link),
+        pollster::constant{10ms}, pollster::after_attempts{1}, options);
+    const auto took = std::chrono::steady_clock::now() - started;
+    CHECK(out.cause == pollster::cause::exhausted);
+    CHECK(out.timeouts == 1);
+    CHECK_FALSE(out.last_value);
+    CHECK(took >= 290ms);
+    CHECK(took < 3s);
+    const auto until = std::chrono::steady_clock::now() + 5s;
+    while (client.in_flight() != 0 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(1ms);
+    CHECK(client.in_flight() == 0);
+    CHECK(client.stats().transport_errors == 1);  // page 2, aborted or timed out with the attempt
+    CHECK(server_stats(client, server).at("by_status").value("200", 0) == 1);  // page 1
+  }
   SECTION("more pages than max_pages fail the snapshot; max_pages 0 is refused") {
     pollster::http_poll_options two;
     two.max_pages = 2;

@@ -37,6 +37,7 @@
 //                                   Link: </pages?...page=1>; rel="first", <...page=P+1>; rel="next" but on the last
 //        fail_page=P&status=503       page P answers `status` instead (a list that fails half-way)
 //        loop=1                       the last page's next link leads back to page 1
+//        hang_page=P                  page P never answers (until shutdown, or 30 s)
 //   GET  /tokens?page_size=N&pageToken=T
 //                                   the collection in pages of N, Google style: {"items": [...], "nextPageToken": T}
 //                                   (no token on the last page)
@@ -415,6 +416,11 @@ int main(int argc, char** argv) {
   svr.Get("/pages", counted([&](const httplib::Request& req, httplib::Response& res, bool&) {
             const long long per_page = std::max(1LL, param_or(req, "per_page", 2));
             const long long page = std::max(1LL, param_or(req, "page", 1));
+            if (param_or(req, "hang_page", 0) == page) {
+              wait_unless_shutdown(30s);
+              res.status = 503;
+              return;
+            }
             if (param_or(req, "fail_page", 0) == page) {
               res.status = static_cast<int>(param_or(req, "status", 503));
               res.set_content(json{{"error", res.status}}.dump(), "application/json");
@@ -432,6 +438,7 @@ int main(int argc, char** argv) {
                 target += "&fail_page=" + req.get_param_value("fail_page") + "&status=" + std::to_string(param_or(req, "status", 503));
               }
               if (req.has_param("loop")) target += "&loop=1";
+              if (req.has_param("hang_page")) target += "&hang_page=" + req.get_param_value("hang_page");
               return "<" + target + ">";
             };
             std::string link = link_to(1) + "; rel=\"first\"";
