@@ -339,3 +339,29 @@ TEST_CASE("a watcher over fetch_pages diffs the whole paged list, never a page",
   CHECK(out.report.polls == 4);
   CHECK(out.report.size == 4);
 }
+
+TEST_CASE("100 paged lists on one runner thread: each attempt's pages in flight on the client's thread",
+          "[curl_poll][paging][runner]") {
+  server_process server = start_server();
+  pollster::curl_client client;  // declared first: it outlives the runner
+  put_collection(client, server, five_items());
+  REQUIRE(client.perform(http_request(server.url("/_/reset"), "POST")).status == 200);
+  auto by_link = [url = server.url("/")](const http_response& r) {
+    return pollster::http_page<item>{items_of(json::parse(r.body)), pollster::next_link(r, url)};
+  };
+  pollster::steady_clock clock;
+  pollster::runner<pollster::steady_clock> fleet(clock);
+  int finished = 0;
+  int whole_lists = 0;
+  for (int i = 0; i < 100; ++i) {
+    fleet.submit(pollster::paging(client, http_request(server.url("/pages?per_page=2")), by_link),
+                 pollster::constant{10ms}, pollster::after_attempts{2}, [&](const auto& out) {
+                   ++finished;
+                   if (out.last_value && ids_of(*out.last_value) == std::vector<int>{1, 2, 3, 4, 5}) ++whole_lists;
+                 });
+  }
+  fleet.run();
+  CHECK(finished == 100);
+  CHECK(whole_lists == 100);
+  CHECK(server_stats(client, server).at("by_status").value("200", 0) == 600);  // 100 pollers x 2 attempts x 3 pages
+}
