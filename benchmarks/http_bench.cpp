@@ -21,8 +21,8 @@
 //
 // Instructions per request in user space (the kernel's share is not counted): two callgrind runs that differ only
 // in the number of requests, the difference of their totals divided by the difference of the counts:
-//   valgrind --tool=callgrind --trace-children=no build-bench/benchmarks/http_bench --no-memory-sampling \
-//     --benchmark_filter='^curl_multi/0/64/0' --requests=2000   (then 4000; threads_reuse/0 likewise)
+//   valgrind --tool=callgrind --trace-children=no build-bench/benchmarks/http_bench --no-memory-sampling
+//     --benchmark_filter='^curl_multi/0/64/0' --requests=2000   (one command line; then 4000; threads_reuse/0 likewise)
 //
 // The table at the end compares the medians (each benchmark's repetitions are its own sample).
 

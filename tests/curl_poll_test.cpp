@@ -342,7 +342,8 @@ TEST_CASE("a watcher over fetch_pages diffs the whole paged list, never a page",
 
 TEST_CASE("100 paged lists on one runner thread: each attempt's pages in flight on the client's thread",
           "[curl_poll][paging][runner]") {
-  server_process server = start_server();
+  // 100 kept-alive connections at once, each holding one of the server's threads (cpp-httplib is thread per connection).
+  server_process server(POLLSTER_HTTP_FAULT_SERVER, {"--lifetime", "120", "--threads", "200"});
   pollster::curl_client client;  // declared first: it outlives the runner
   put_collection(client, server, five_items());
   REQUIRE(client.perform(http_request(server.url("/_/reset"), "POST")).status == 200);
