@@ -15,7 +15,8 @@ set(CPACK_PACKAGE_VENDOR "The pollster developers")
 set(CPACK_PACKAGE_CONTACT "${POLLSTER_PACKAGE_CONTACT}")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "header-only C++17 polling with backoff")
 string(CONCAT CPACK_PACKAGE_DESCRIPTION "${PROJECT_DESCRIPTION}. The headers, the CMake package "
-       "(pollster::pollster; pollster::fmt for the fmt formatters) and pollster.pc.")
+       "(pollster::pollster; pollster::fmt for the fmt formatters; pollster::curl for the libcurl transport) and "
+       "pollster.pc.")
 set(CPACK_RESOURCE_FILE_LICENSE "${PROJECT_SOURCE_DIR}/LICENSE")
 set(CPACK_GENERATOR TGZ)
 set(CPACK_SOURCE_GENERATOR TGZ)
@@ -27,9 +28,14 @@ set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_ARCHITECTURE all)
 set(CPACK_DEBIAN_PACKAGE_SECTION libdevel)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
-# pollster::fmt needs fmt, and only those who ask for the fmt component look for it.
+# pollster::fmt needs fmt and pollster::curl libcurl, and only those who ask for the component look for it.
+set(_pollster_suggests "")
 if(POLLSTER_CONFIG_WITH_FMT)
-  set(CPACK_DEBIAN_PACKAGE_SUGGESTS libfmt-dev)
+  list(APPEND _pollster_suggests libfmt-dev)
 endif()
+if(POLLSTER_CONFIG_WITH_CURL)
+  list(APPEND _pollster_suggests "libcurl4-openssl-dev | libcurl-dev")
+endif()
+list(JOIN _pollster_suggests ", " CPACK_DEBIAN_PACKAGE_SUGGESTS)
 
 include(CPack)

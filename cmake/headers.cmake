@@ -6,7 +6,7 @@ include_guard(GLOBAL)
 get_filename_component(POLLSTER_HEADERS_ROOT "${CMAKE_CURRENT_LIST_DIR}/.." ABSOLUTE)
 
 # Optional integrations: never in the umbrella nor the single header, and each needs its own dependency.
-set(POLLSTER_OPTIONAL_INTEGRATIONS fmt.hpp asio.hpp)
+set(POLLSTER_OPTIONAL_INTEGRATIONS fmt.hpp asio.hpp curl.hpp curl_poll.hpp)
 
 # pollster_public_headers(<var>): include/pollster/*.hpp, relative to include/pollster ("clock.hpp").
 function(pollster_public_headers out_var)

@@ -23,11 +23,16 @@ foreach(_pollster_dir POLLSTER_INSTALL_CMAKEDIR POLLSTER_INSTALL_PKGCONFIGDIR PO
   endif()
 endforeach()
 
-# Two export sets: pollsterTargets.cmake (pollster::pollster) and pollsterFmtTargets.cmake (pollster::fmt). The
-# config includes the second only when the fmt component is asked for, so fmt is looked for only then.
+# Three export sets: pollsterTargets.cmake (pollster::pollster), pollsterFmtTargets.cmake (pollster::fmt) and
+# pollsterCurlTargets.cmake (pollster::curl). The config includes a component's only when that component is asked
+# for, so fmt and libcurl are looked for only then.
 set(POLLSTER_CONFIG_WITH_FMT OFF)
 if(TARGET pollster_fmt)
   set(POLLSTER_CONFIG_WITH_FMT ON)
+endif()
+set(POLLSTER_CONFIG_WITH_CURL OFF)
+if(TARGET pollster_curl)
+  set(POLLSTER_CONFIG_WITH_CURL ON)
 endif()
 
 # Build tree: export(TARGETS) needs no install rules, so it also works for a parent that vendors pollster with
@@ -35,6 +40,9 @@ endif()
 export(TARGETS pollster NAMESPACE pollster:: FILE "${PROJECT_BINARY_DIR}/pollsterTargets.cmake")
 if(POLLSTER_CONFIG_WITH_FMT)
   export(TARGETS pollster_fmt NAMESPACE pollster:: FILE "${PROJECT_BINARY_DIR}/pollsterFmtTargets.cmake")
+endif()
+if(POLLSTER_CONFIG_WITH_CURL)
+  export(TARGETS pollster_curl NAMESPACE pollster:: FILE "${PROJECT_BINARY_DIR}/pollsterCurlTargets.cmake")
 endif()
 
 configure_package_config_file("${PROJECT_SOURCE_DIR}/cmake/pollsterConfig.cmake.in"
@@ -58,6 +66,10 @@ install(EXPORT pollsterTargets NAMESPACE pollster:: DESTINATION "${POLLSTER_INST
 if(POLLSTER_CONFIG_WITH_FMT)
   install(TARGETS pollster_fmt EXPORT pollsterFmtTargets)
   install(EXPORT pollsterFmtTargets NAMESPACE pollster:: DESTINATION "${POLLSTER_INSTALL_CMAKEDIR}")
+endif()
+if(POLLSTER_CONFIG_WITH_CURL)
+  install(TARGETS pollster_curl EXPORT pollsterCurlTargets)
+  install(EXPORT pollsterCurlTargets NAMESPACE pollster:: DESTINATION "${POLLSTER_INSTALL_CMAKEDIR}")
 endif()
 install(FILES "${PROJECT_BINARY_DIR}/pollsterConfig.cmake" "${PROJECT_BINARY_DIR}/pollsterConfigVersion.cmake"
         DESTINATION "${POLLSTER_INSTALL_CMAKEDIR}")

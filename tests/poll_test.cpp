@@ -98,6 +98,14 @@ TEST_CASE("factories build the steps a check returns", "[poll][step]") {
   CHECK(limited_error.kind == pollster::step_kind::transient);
   CHECK(limited_error.throttled);
 
+  const status_step unchanged = pollster::not_modified(pollster::retry_after(60s));
+  CHECK(unchanged.kind == pollster::step_kind::pending);
+  CHECK(unchanged.not_modified);
+  CHECK_FALSE(unchanged.value);
+  CHECK_FALSE(unchanged.error);
+  CHECK(unchanged.hint.value() == 60s);
+  CHECK_FALSE(waiting.not_modified);
+
   CHECK(pollster::retry_after(-5s).value() == 0s);                   // "come back in the past" is "now"
   CHECK_FALSE(pollster::retry_after(std::optional<duration>{}));     // a missing header is no hint
   CHECK_THROWS_WITH(pollster::poll_again_in(-1s), "pollster::poll_again_in: delay must be >= 0, got -1s");
@@ -338,6 +346,22 @@ TEST_CASE("exhaustion keeps the last value and error and invents nothing", "[pol
   CHECK(result.last_error == std::string("503 Service Unavailable"));
   CHECK_THROWS_AS(result.value(), pollster::bad_outcome_access);
   CHECK_THROWS_WITH(result.error(), "pollster::outcome: error() needs cause failed, got exhausted");
+}
+
+TEST_CASE("a not_modified step keeps the last value and obeys its hint", "[poll][step]") {
+  manual_clock clock;
+  int calls = 0;
+  auto check = [&]() -> status_step {
+    ++calls;
+    if (calls == 1) return pollster::pending("BUILD");
+    return pollster::not_modified(pollster::retry_after(60s));
+  };
+  const auto result = pollster::poll_until(clock, check, pollster::constant{1s}, pollster::after_attempts{3});
+  CHECK(result.cause == cause::exhausted);
+  CHECK(result.attempts == 3);
+  CHECK(result.elapsed == 1s + 60s);  // the first response had no hint; the 304 asked for 60 s
+  CHECK(result.last_value == std::string("BUILD"));
+  CHECK_FALSE(result.last_error);
 }
 
 TEST_CASE("a permanent failure ends the run at once with the error", "[poll]") {

@@ -333,6 +333,29 @@ TEST_CASE("a failed list call keeps the last list and retries; a permanent failu
   CHECK(since_start(clock) == 0s + 1s + 1s + 2s);  // the change at the third call restarted the schedule
 }
 
+TEST_CASE("a fetch answered not_modified (HTTP 304) is counted, not diffed: no events, the last list stands") {
+  manual_clock clock;
+  int call = 0;
+  // Calls 1 and 4 bring lists (the second one changed); 2, 3 and 5 are 304s.
+  auto fetch = [&call]() -> pollster::step<std::vector<server>, std::string> {
+    ++call;
+    if (call == 1) return pollster::pending(std::vector<server>{{"a", 1, "BUILD"}});
+    if (call == 4) return pollster::pending(std::vector<server>{{"a", 2, "ACTIVE"}});
+    return pollster::not_modified();
+  };
+  pollster::watcher w(fetch, pollster::keyed(&server::id, &server::version), event_log{&clock, {}}, one_two_eight,
+                      pollster::after_attempts{5});
+  const auto result = w.run(clock);
+  CHECK(result.cause == cause::exhausted);
+  CHECK(w.handler().lines == std::vector<std::string>{"0s initial a BUILD", "7s changed a BUILD -> ACTIVE"});
+  CHECK(result.report.polls == 2);  // lists received and diffed
+  CHECK(result.report.not_modified == 3);
+  CHECK(result.report.polls_with_changes == 2);
+  CHECK(result.report.size == 1);
+  // A 304 is a quiet poll: the schedule grows through it (0 1 3 7), and the change at 7 s restarts it (8).
+  CHECK(since_start(clock) == 8s);
+}
+
 TEST_CASE("cancelling a blocking watcher: from the handler, before the run, and through the stop token") {
   manual_clock clock;
   fleet_api api{&clock, {{0s, "a", "BUILD"}, {25s, "a", "ACTIVE"}}, {}};

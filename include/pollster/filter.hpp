@@ -92,14 +92,8 @@ std::string describe_value(const V& v) {
   }
 }
 
-inline char ascii_lower(char c) noexcept { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
 inline bool text_equal(std::string_view a, std::string_view b, letter_case how) noexcept {
-  if (how == letter_case::exact) return a == b;
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
-  }
-  return true;
+  return how == letter_case::exact ? a == b : iequals(a, b);
 }
 inline bool text_contains(std::string_view text, std::string_view part, letter_case how) noexcept {
   if (how == letter_case::exact) return text.find(part) != std::string_view::npos;

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-// The umbrella header: every layer of pollster, none of the optional integrations (fmt.hpp, asio.hpp), so
-// including it never pulls in a dependency beyond the standard library.
+// The umbrella header: every layer of pollster, none of the optional integrations (fmt.hpp, asio.hpp, curl.hpp), so
+// including it never pulls in a dependency beyond the standard library. http.hpp (the HTTP policy, no dependency)
+// is opt-in as well: most polling is not HTTP, and it is the integrations' vocabulary.
 
 #include "version.hpp"
 #include "clock.hpp"

@@ -3,8 +3,8 @@
 
 // What one check says: `step<T, E>` (pending, done, failed, transient; a server hint; the check's own next delay;
 // "rate limited"; "restart the schedule"), the factories that build one without naming its types
-// (`done(v)`, `pending(v)`, `failed(e)`, `transient(e)`, `poll_again_in(d)`, `throttled(...)`), the server hints
-// (`retry_after(d)`, `retry_at(time_point)`), and `at(time_point)`, which names a deadline.
+// (`done(v)`, `pending(v)`, `failed(e)`, `transient(e)`, `poll_again_in(d)`, `throttled(...)`, `not_modified()`),
+// the server hints (`retry_after(d)`, `retry_at(time_point)`), and `at(time_point)`, which names a deadline.
 
 #include "detail/config.hpp"
 #include "detail/saturate.hpp"
@@ -129,6 +129,7 @@ struct step_draft {
   duration directed{};
   bool has_directed = false;
   bool throttled = false;
+  bool not_modified = false;
 };
 
 template <class V>
@@ -154,11 +155,14 @@ struct step {
   std::optional<duration> directed;  ///< the check's own next delay (Heat's PollDelay), replacing the schedule's
   bool throttled = false;            ///< the server said "rate limited" (HTTP 429 or 413): a runner backs off
   bool restart_schedule = false;     ///< something changed: start the schedule again from its first delay
+  /// The server said nothing changed since the validators the check sent (HTTP 304): pending, with no value, so
+  /// the last value stands and a watcher skips the diff.
+  bool not_modified = false;
 
   step() = default;
   template <class V, class Er>
   step(detail::step_draft<V, Er> draft)  // NOLINT(google-explicit-constructor): the point of the factories
-      : kind(draft.kind), hint(draft.hint), throttled(draft.throttled) {
+      : kind(draft.kind), hint(draft.hint), throttled(draft.throttled), not_modified(draft.not_modified) {
     if constexpr (!std::is_same_v<V, detail::no_payload>) {
       static_assert(std::is_constructible_v<T, V&&>, "pollster::step: the value does not convert to the step's T");
       value.emplace(std::move(draft.value));
@@ -225,6 +229,13 @@ detail::step_draft<std::decay_t<V>> poll_again_in(duration delay, V&& value) {
 /// runner can back off the whole group that shares the budget.
 inline detail::step_draft<> throttled(retry_hint hint = {}) {
   return {step_kind::pending, {}, {}, hint, {}, false, true};
+}
+/// Nothing changed since the last look (HTTP 304 to a conditional request): pending, without a value, so the last
+/// value stands; a watcher counts it and skips the diff, reporting no events.
+inline detail::step_draft<> not_modified(retry_hint hint = {}) {
+  detail::step_draft<> draft{step_kind::pending, {}, {}, hint};
+  draft.not_modified = true;
+  return draft;
 }
 /// Rate limited, with the error to keep as the last error.
 template <class Er>

@@ -45,6 +45,7 @@ POLLSTER_NAMESPACE_BEGIN
 struct watch_summary {
   std::uint64_t polls = 0;               ///< lists received and diffed (failed list calls are not counted)
   std::uint64_t polls_with_changes = 0;  ///< of which: saw at least one addition, removal or change
+  std::uint64_t not_modified = 0;        ///< polls answered "not modified" (`not_modified()`: no list, no diff)
   std::uint64_t initial = 0;             ///< records of the first list (reported as added, with `initial` set)
   std::uint64_t added = 0;               ///< additions after the first list
   std::uint64_t removed = 0;
@@ -128,7 +129,8 @@ struct list_fetch_traits<step<L, E>> {
 /// The check of a watch: fetch the list, diff it against the last one, deliver events to `handler`, count them.
 /// `fetch` returns the list (any range of records, by value or by reference), or a `step<List, E>` to pass an error
 /// (`transient(e)`: retried on the schedule, the last list kept; `failed(e)`: the watch ends) or a server hint
-/// (`pending(list, retry_after(30s))`); it may take the `const poll_state&`. `handler` takes `const added<const T&>&`,
+/// (`pending(list, retry_after(30s))`), or `not_modified()` when the server answered 304 (counted; no diff, no
+/// events); it may take the `const poll_state&`. `handler` takes `const added<const T&>&`,
 /// `const removed<const T&, K>&`, `const changed<const T&>&` and, to receive resyncs, `const unchanged<const T&>&`
 /// (a struct with overloads, or a generic lambda). `Fetch` and `Handler` may be `std::reference_wrapper`s.
 template <class Fetch, class Keyed, class Handler>
@@ -177,6 +179,7 @@ class watch_check<Fetch, keyed_by<Key, Same>, Handler> {
       out.hint = result.hint;
       out.directed = result.directed;
       out.throttled = result.throttled;
+      if (result.not_modified) ++state_->summary.not_modified;
       if (result.error) out.error.emplace(std::move(*result.error));
       if (result.value) diff(std::move(*result.value), poll);
     } else {

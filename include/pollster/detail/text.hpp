@@ -7,17 +7,31 @@
 #include "saturate.hpp"
 
 #include <cmath>        // isnan, isinf
+#include <cstddef>      // size_t
 #include <cstdint>      // int64_t, uint64_t
 #include <cstdio>       // snprintf
 #include <cstdlib>      // strtod
 #include <ostream>      // ostream (is_ostreamable)
 #include <stdexcept>    // invalid_argument
 #include <string>       // string
+#include <string_view>  // string_view (iequals)
 #include <type_traits>  // false_type, true_type, void_t
 #include <utility>      // declval
 
 POLLSTER_NAMESPACE_BEGIN
 namespace detail {
+
+/// ASCII-only lower case: header names, tokens and filter text compare without the locale.
+constexpr char ascii_lower(char c) noexcept { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
+/// ASCII case-insensitive equality (HTTP header names, filter text).
+constexpr bool iequals(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
+  }
+  return true;
+}
 
 /// "1.1s", "250ms", "20s", "3us", "7ns"; the saturated ends read "max" and "min". Exact by default (error
 /// messages must not round a bad value into a good one); `decimals` rounds within the chosen unit for tables.
