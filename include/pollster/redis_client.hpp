@@ -92,16 +92,21 @@ struct redis_value {
     }
     throw redis_error(redis_error::kind::reply, "pollster: expected an integer from Redis, got " + describe());
   }
-  const std::string& as_string() const {
+  /// A string or status reply. (On a temporary, a copy: `c.command(...).as_string()` must not dangle.)
+  const std::string& as_string() const& {
     check();
     if (type == kind::string || type == kind::status) return text;
     throw redis_error(redis_error::kind::reply, "pollster: expected a string from Redis, got " + describe());
   }
-  const std::vector<redis_value>& as_array() const {
+  std::string as_string() && { return static_cast<const redis_value&>(*this).as_string(); }
+  /// An array reply. (On a temporary, a copy: `for (auto& v : c.command(...).as_array())` must not dangle.)
+  const std::vector<redis_value>& as_array() const& {
     check();
     if (type == kind::array) return elements;
     throw redis_error(redis_error::kind::reply, "pollster: expected an array from Redis, got " + describe());
   }
+  std::vector<redis_value> as_array() && { return std::move(const_cast<std::vector<redis_value>&>(
+      static_cast<const redis_value&>(*this).as_array())); }
   std::string describe() const {
     switch (type) {
       case kind::nil: return "nil";
