@@ -175,7 +175,7 @@ TEST_CASE("GCRA leases never let more than rate * W + burst tokens fall in any w
   // times (not grant times) are what a process sends at.
   pollster_test::redis_server server;
   pollster::redis_connection connection(server.options(1000ms));
-  for (const std::uint64_t burst : {1, 4}) {
+  for (const std::uint64_t burst : {std::uint64_t{1}, std::uint64_t{4}}) {
     const double rate = 20.0;
     pollster::redis_gcra script(limits(rate, burst), "test:window:" + std::to_string(burst));
     std::mt19937_64 random(burst);

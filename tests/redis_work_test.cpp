@@ -88,9 +88,9 @@ struct node {
     pollster::redis_work_options o = options;
     o.worker = name;
     runner.start();
-    worker = std::make_unique<worker_type>(runner, o, make_logging_check{&log, name, done_at}, pollster::constant{every},
-                                           pollster::never{}, pollster::text_codec{}, pollster::submit_options{},
-                                           std::move(on_done));
+    worker = std::make_unique<worker_type>(runner, o, make_logging_check{&log, name, done_at},
+                                           pollster::constant{every}, pollster::never{}, pollster::text_codec{},
+                                           pollster::submit_options{}, std::move(on_done));
   }
   ~node() {
     worker.reset();  // the worker first: it lets its keys go while the runner still runs

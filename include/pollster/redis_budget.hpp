@@ -212,7 +212,11 @@ inline std::int64_t to_micros(duration d) noexcept {
   return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
 }
 inline duration from_micros(std::int64_t us) noexcept {
-  return sat_mul(duration{std::chrono::microseconds{1}}, us);
+  const duration unit{std::chrono::microseconds{1}};
+  if (us >= 0) return sat_mul(unit, static_cast<std::uint64_t>(us));
+  // Negative: the same magnitude, saturating at duration::min() (-(us + 1) cannot overflow).
+  const duration magnitude = sat_mul(unit, static_cast<std::uint64_t>(-(us + 1)));
+  return magnitude == duration::max() ? duration::min() : sat_sub(-magnitude, unit);
 }
 inline std::string default_member() {
   char host[128] = {};

@@ -234,7 +234,9 @@ class redis_work_set {
       : connection_(std::move(redis)), keys_(name), name_(std::move(name)) {}
 
   /// Adds a key to poll, with its spec (overwrites the spec of a key already there; its holder keeps it).
-  void add(const std::string& key, const std::string& spec = {}) { connection_.command({"HSET", keys_.keys(), key, spec}).check(); }
+  void add(const std::string& key, const std::string& spec = {}) {
+    connection_.command({"HSET", keys_.keys(), key, spec}).check();
+  }
   /// Adds many at once (one command).
   void add(const std::vector<std::pair<std::string, std::string>>& items) {
     if (items.empty()) return;
@@ -268,7 +270,8 @@ class redis_work_set {
   }
   /// Live workers.
   std::size_t workers() {
-    return static_cast<std::size_t>(connection_.command({"ZCOUNT", keys_.workers(), "(" + now_ms(), "+inf"}).as_integer());
+    const redis_value live = connection_.command({"ZCOUNT", keys_.workers(), "(" + now_ms(), "+inf"});
+    return static_cast<std::size_t>(live.as_integer());
   }
   /// Deletes the whole set: keys, leases, progress, workers, fence and events.
   void clear() {
