@@ -511,7 +511,7 @@ class redis_budget final : public budget_group {
         if (wanting) until = std::min(until, std::max(next_try, now + options_.hold));
         if (throttle_pending_) until = std::min(until, next_try);
         asked_ = false;
-        const auto wait = std::min(std::max(until - now, duration{std::chrono::milliseconds(1)}),
+        const auto wait = std::min(std::max(detail::sat_sub(until, now), duration{std::chrono::milliseconds(1)}),
                                    duration{std::chrono::seconds(1)});
         signal_.wait_for(lock, wait, [this] { return asked_ || stopping_; });
         continue;

@@ -578,7 +578,7 @@ class redis_worker {
       std::unique_lock<std::mutex> lock(inbox_->mutex);
       duration until = next_round;
       for (const auto& entry : cells_) until = std::min(until, entry.second->valid_until);
-      const duration wait = std::max(until - now(), duration{std::chrono::milliseconds(1)});
+      const duration wait = std::max(detail::sat_sub(until, now()), duration{std::chrono::milliseconds(1)});
       inbox_->signal.wait_for(lock, wait, [this] { return stopping_ || !inbox_->ends.empty(); });
     }
     try {
