@@ -369,6 +369,71 @@ TEST_CASE("a key's end is recorded once: it leaves the set and a finished event 
   CHECK(reader.acknowledged() == 10);
 }
 
+namespace {
+/// A check that remembers an ETag (the attempt that sent it) and saves it with the progress, as conditional_request.
+struct etag_check {
+  poll_log* log;
+  std::string key;
+  std::string worker;
+  std::shared_ptr<std::vector<std::string>> restored;  // what restore_state was given, in order
+  std::string etag = "(none)";
+  step_type operator()(const pollster::poll_state& s) {
+    log->add(key, worker + " sent " + etag, s.attempt);
+    etag = "etag-" + std::to_string(s.attempt);
+    return pollster::pending(static_cast<int>(s.attempt));
+  }
+  std::string save_state() const { return etag; }
+  void restore_state(const std::string& state) {
+    etag = state;
+    restored->push_back(state);
+  }
+};
+struct make_etag_check {
+  poll_log* log;
+  std::string worker;
+  std::shared_ptr<std::vector<std::string>> restored;
+  etag_check operator()(const pollster::redis_work_item& item) const { return {log, item.key, worker, restored}; }
+};
+}  // namespace
+
+TEST_CASE("a key's remembered ETag goes with its progress to the next worker", "[redis][work]") {
+  pollster_test::redis_server server;
+  const pollster::redis_work_options options = work_options(server, "etag", 600ms);
+  pollster::redis_work_set set(server.options(), "etag");
+  set.add("collection");
+  poll_log log;
+  auto restored_a = std::make_shared<std::vector<std::string>>();
+  auto restored_b = std::make_shared<std::vector<std::string>>();
+  const auto run_worker = [&](const std::string& name, std::shared_ptr<std::vector<std::string>> restored,
+                              std::size_t polls) {
+    pollster::steady_clock clock;
+    pollster::runner<pollster::steady_clock> runner{clock};
+    runner.start();
+    pollster::redis_work_options o = options;
+    o.worker = name;
+    {
+      pollster::redis_worker worker(runner, o, make_etag_check{&log, name, restored}, pollster::constant{30ms},
+                                    pollster::never{});
+      CHECK(eventually([&] { return log.by_key()["collection"].size() >= polls; }, 3000ms));
+    }  // stopped: the key is let go with its progress, ETag included
+    runner.stop();
+  };
+  run_worker("a", restored_a, 4);
+  const std::uint64_t a_last = log.by_key()["collection"].back().attempt;
+  run_worker("b", restored_b, log.by_key()["collection"].size() + 2);
+  CHECK(restored_a->empty());  // a started the poll: nothing to restore
+  REQUIRE(restored_b->size() == 1);
+  CHECK(restored_b->front() == "etag-" + std::to_string(a_last));
+  // b's first request carries a's last ETag (a 304 if nothing changed), and counts on from a's attempts.
+  std::vector<poll_log::entry> polls = log.by_key()["collection"];
+  std::sort(polls.begin(), polls.end(), [](const auto& x, const auto& y) { return x.at < y.at; });
+  const auto first_b = std::find_if(polls.begin(), polls.end(),
+                                    [](const poll_log::entry& e) { return e.worker.compare(0, 1, "b") == 0; });
+  REQUIRE(first_b != polls.end());
+  CHECK(first_b->worker == "b sent etag-" + std::to_string(a_last));
+  CHECK(first_b->attempt == a_last + 1);
+}
+
 TEST_CASE("a worker refuses options that cannot work, naming them", "[redis][work]") {
   pollster::steady_clock clock;
   pollster::runner<pollster::steady_clock> runner{clock};

@@ -773,7 +773,10 @@ class redis_worker {
     std::vector<ended> released;
     try {
       while (!ends.empty()) {
-        cell_type& c = *ends.front().cell;
+        // Our own reference, declared before the lock: popping the end may drop the last other one (the runner
+        // frees its poller's callback on its own thread), and the cell's mutex must outlive the lock.
+        const cell_ptr keep = ends.front().cell;
+        cell_type& c = *keep;
         std::unique_lock<std::mutex> cell_lock(c.mutex);
         const bool cancelled = ends.front().outcome.cause == cause::cancelled;
         if (c.st == cell_type::state::lost || (cancelled && c.st == cell_type::state::polling)) {
