@@ -92,7 +92,6 @@ std::string describe_value(const V& v) {
   }
 }
 
-inline char ascii_lower(char c) noexcept { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
 inline bool text_equal(std::string_view a, std::string_view b, letter_case how) noexcept {
   if (how == letter_case::exact) return a == b;
   if (a.size() != b.size()) return false;

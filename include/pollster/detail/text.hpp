@@ -19,6 +19,9 @@
 POLLSTER_NAMESPACE_BEGIN
 namespace detail {
 
+/// ASCII lower case (no locale): for header names and case-insensitive filters alike.
+constexpr char ascii_lower(char c) noexcept { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
 /// "1.1s", "250ms", "20s", "3us", "7ns"; the saturated ends read "max" and "min". Exact by default (error
 /// messages must not round a bad value into a good one); `decimals` rounds within the chosen unit for tables.
 inline std::string duration_text(duration d, int decimals = -1) {
