@@ -6,7 +6,8 @@ include_guard(GLOBAL)
 get_filename_component(POLLSTER_HEADERS_ROOT "${CMAKE_CURRENT_LIST_DIR}/.." ABSOLUTE)
 
 # Optional integrations: never in the umbrella nor the single header, and each needs its own dependency.
-set(POLLSTER_OPTIONAL_INTEGRATIONS fmt.hpp asio.hpp curl.hpp curl_poll.hpp)
+set(POLLSTER_OPTIONAL_INTEGRATIONS fmt.hpp asio.hpp curl.hpp curl_poll.hpp redis.hpp redis_client.hpp redis_budget.hpp
+    redis_work.hpp redis_stream.hpp)
 
 # pollster_public_headers(<var>): include/pollster/*.hpp, relative to include/pollster ("clock.hpp").
 function(pollster_public_headers out_var)

@@ -23,9 +23,9 @@ foreach(_pollster_dir POLLSTER_INSTALL_CMAKEDIR POLLSTER_INSTALL_PKGCONFIGDIR PO
   endif()
 endforeach()
 
-# Three export sets: pollsterTargets.cmake (pollster::pollster), pollsterFmtTargets.cmake (pollster::fmt) and
-# pollsterCurlTargets.cmake (pollster::curl). The config includes a component's only when that component is asked
-# for, so fmt and libcurl are looked for only then.
+# Four export sets: pollsterTargets.cmake (pollster::pollster), pollsterFmtTargets.cmake (pollster::fmt),
+# pollsterCurlTargets.cmake (pollster::curl) and pollsterRedisTargets.cmake (pollster::redis). The config includes a
+# component's only when that component is asked for, so fmt, libcurl and hiredis are looked for only then.
 set(POLLSTER_CONFIG_WITH_FMT OFF)
 if(TARGET pollster_fmt)
   set(POLLSTER_CONFIG_WITH_FMT ON)
@@ -33,6 +33,10 @@ endif()
 set(POLLSTER_CONFIG_WITH_CURL OFF)
 if(TARGET pollster_curl)
   set(POLLSTER_CONFIG_WITH_CURL ON)
+endif()
+set(POLLSTER_CONFIG_WITH_REDIS OFF)
+if(TARGET pollster_redis)
+  set(POLLSTER_CONFIG_WITH_REDIS ON)
 endif()
 
 # Build tree: export(TARGETS) needs no install rules, so it also works for a parent that vendors pollster with
@@ -43,6 +47,12 @@ if(POLLSTER_CONFIG_WITH_FMT)
 endif()
 if(POLLSTER_CONFIG_WITH_CURL)
   export(TARGETS pollster_curl NAMESPACE pollster:: FILE "${PROJECT_BINARY_DIR}/pollsterCurlTargets.cmake")
+endif()
+if(POLLSTER_CONFIG_WITH_REDIS)
+  export(TARGETS pollster_redis NAMESPACE pollster:: FILE "${PROJECT_BINARY_DIR}/pollsterRedisTargets.cmake")
+  # The build-tree config finds hiredis with the same file the install ships.
+  configure_file("${PROJECT_SOURCE_DIR}/cmake/pollster_hiredis.cmake" "${PROJECT_BINARY_DIR}/pollster_hiredis.cmake"
+                 COPYONLY)
 endif()
 
 configure_package_config_file("${PROJECT_SOURCE_DIR}/cmake/pollsterConfig.cmake.in"
@@ -70,6 +80,11 @@ endif()
 if(POLLSTER_CONFIG_WITH_CURL)
   install(TARGETS pollster_curl EXPORT pollsterCurlTargets)
   install(EXPORT pollsterCurlTargets NAMESPACE pollster:: DESTINATION "${POLLSTER_INSTALL_CMAKEDIR}")
+endif()
+if(POLLSTER_CONFIG_WITH_REDIS)
+  install(TARGETS pollster_redis EXPORT pollsterRedisTargets)
+  install(EXPORT pollsterRedisTargets NAMESPACE pollster:: DESTINATION "${POLLSTER_INSTALL_CMAKEDIR}")
+  install(FILES "${PROJECT_SOURCE_DIR}/cmake/pollster_hiredis.cmake" DESTINATION "${POLLSTER_INSTALL_CMAKEDIR}")
 endif()
 install(FILES "${PROJECT_BINARY_DIR}/pollsterConfig.cmake" "${PROJECT_BINARY_DIR}/pollsterConfigVersion.cmake"
         DESTINATION "${POLLSTER_INSTALL_CMAKEDIR}")

@@ -179,6 +179,99 @@ TEST_CASE("pollers waiting for a budget are served in due-time order, so none st
   CHECK(served == expected);
 }
 
+namespace {
+/// A budget group whose tokens arrive from another thread (as a lease from a remote store does): it has none to
+/// give until `grant` is called, answers next_available with "not before I wake you", and wakes the runner then.
+class background_group final : public pollster::budget_group {
+ public:
+  bool try_acquire(pollster::duration) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (tokens_ == 0) {
+      ++refusals_;
+      return false;
+    }
+    --tokens_;
+    ++granted_;
+    return true;
+  }
+  pollster::duration next_available(pollster::duration now) const override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return tokens_ != 0 ? now : pollster::duration::max();
+  }
+  void throttled(pollster::duration) override {}
+  void on_wake(std::function<void()> wake) override { wake_ = std::move(wake); }
+  std::uint64_t granted() const noexcept override { return granted_; }
+  std::uint64_t throttles() const noexcept override { return 0; }
+  double rate_at(pollster::duration) const override { return 0.0; }
+
+  /// Any thread: `n` tokens arrive.
+  void grant(int n) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      tokens_ += n;
+    }
+    wake_();
+  }
+  bool attached() const { return static_cast<bool>(wake_); }
+  int refusals() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return refusals_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  int tokens_ = 0;
+  int refusals_ = 0;
+  std::uint64_t granted_ = 0;
+  std::function<void()> wake_;
+};
+}  // namespace
+
+TEST_CASE("a budget group whose tokens arrive from another thread wakes the runner when they do", "[runner][budget]") {
+  // Virtual time stands still while the runner waits for the group: nothing else is due, so it sleeps until woken
+  // (a bounded real-time wait here), and the tokens granted by the other thread are spent at the same virtual time.
+  manual_clock clock;
+  runner<manual_clock> fleet{clock};
+  auto owned = std::make_unique<background_group>();
+  background_group& group = *owned;
+  pollster::submit_options options;
+  options.budget = fleet.add_budget("remote", std::move(owned));
+  REQUIRE(group.attached());
+  std::vector<pollster::duration> checks;
+  std::vector<outcome_type> outcomes;
+  std::vector<pollster::handle> handles;
+  for (int i = 0; i < 3; ++i) {
+    handles.push_back(fleet.submit(
+        [&]() -> step_type {
+          checks.push_back(since_start(clock));
+          return pollster::done(1);
+        },
+        pollster::constant{1s}, pollster::never{}, [&](outcome_type o) { outcomes.push_back(std::move(o)); },
+        options));
+  }
+  std::atomic<bool> finished{false};
+  std::thread lender([&] {
+    // Grant only once the runner has asked (and been refused): the wake is what must end its sleep.
+    const auto until = std::chrono::steady_clock::now() + 5s;
+    while (group.refusals() == 0 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(1ms);
+    group.grant(2);
+    std::this_thread::sleep_for(20ms);
+    group.grant(1);
+    // A watchdog: a runner that never woke is cancelled after 3 s, so the test fails instead of hanging.
+    const auto give_up = std::chrono::steady_clock::now() + 3s;
+    while (!finished.load() && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(1ms);
+    for (const pollster::handle& h : handles) h.cancel();
+  });
+  fleet.run();
+  finished.store(true);
+  lender.join();
+  REQUIRE(outcomes.size() == 3);
+  for (const outcome_type& o : outcomes) CHECK(o.cause == cause::done);
+  CHECK(checks == std::vector<pollster::duration>{0s, 0s, 0s});
+  CHECK(group.granted() == 3);
+  CHECK(group.refusals() >= 2);  // once before the first grant, once more before the second
+}
+
 TEST_CASE("a throttled answer slows the whole budget down, and it recovers", "[runner][budget]") {
   manual_clock clock;
   runner<manual_clock> fleet{clock};

@@ -674,6 +674,28 @@ class conditional_request {
   const std::string& last_modified() const noexcept { return last_modified_; }
   bool empty() const noexcept { return etag_.empty() && last_modified_.empty(); }
 
+  /// The validators as one string, and back: a check that holds a conditional_request forwards these as its own
+  /// `save_state()` / `restore_state()`, so a poll resumed elsewhere (progress.hpp) still asks for a 304.
+  std::string save_state() const { return std::to_string(etag_.size()) + ":" + etag_ + last_modified_; }
+  void restore_state(const std::string& state) {
+    const std::size_t colon = state.find(':');
+    std::size_t length = 0;
+    bool ok = colon != std::string::npos && colon > 0 && colon <= 6;
+    for (std::size_t i = 0; ok && i < colon; ++i) {
+      ok = state[i] >= '0' && state[i] <= '9';
+      length = length * 10 + static_cast<std::size_t>(state[i] - '0');
+    }
+    if (state.empty()) {
+      forget();
+      return;
+    }
+    if (!ok || length > state.size() - colon - 1) {
+      detail::throw_invalid("conditional_request", "state", "what save_state() returned", "\"" + state + "\"");
+    }
+    etag_ = state.substr(colon + 1, length);
+    last_modified_ = state.substr(colon + 1 + length);
+  }
+
  private:
   std::string etag_;
   std::string last_modified_;

@@ -12,6 +12,8 @@
 //   time_out(now)   the in-flight attempt passed its timeout: its abort action runs, and it counts as a transient
 //                   failure (outcome::timeouts); at the deadline the run ends there, cause deadline.
 //   cancel(now), nudge(now), capture(exception, now), restart(start).
+//   progress(), resume(progress, now, since_saved): where the run stands, as a value another poller (in another
+//                   process, after a restart) continues from (progress.hpp).
 //
 // The delay before the next check is decided in this order (DESIGN.md):
 //   schedule value -> jitter -> clamp to the schedule's [floor, cap]   (inside schedule.next())
@@ -27,6 +29,7 @@
 #include "detail/saturate.hpp"
 #include "detail/text.hpp"
 #include "outcome.hpp"
+#include "progress.hpp"
 #include "step.hpp"
 #include "stop.hpp"
 
@@ -334,6 +337,88 @@ class poller : private detail::compressed<Check, 0>,
   /// Begins a fresh run at `start` with the same check, schedule (reset), stop rule (reset) and options. An attempt
   /// still in flight is aborted.
   void restart(time_point start) {
+    begin_run(start);
+    if (done_) return;
+    if (cold_.get() != nullptr && cold_.get()->wait_first) plan_next(start, duration::zero(), step_type{});
+  }
+
+  /// Where the run stands, as of the end of its last concluded attempt (progress.hpp): a value another poller built
+  /// the same way continues from with `resume`. An attempt in flight is left out (whoever resumes makes it again).
+  /// Needs a schedule that says where it stands: `resumable{...}` gives any schedule that.
+  poll_progress<value_type, error_type> progress() const {
+    static_assert(detail::has_position<Schedule>::value,
+                  "pollster::poller::progress: the schedule must say where it stands (position() and seek()): "
+                  "wrap it in pollster::resumable{...}");
+    poll_progress<value_type, error_type> p;
+    time_point due = next_due_;
+    p.attempts = outcome_.attempts;
+    if constexpr (is_async) {
+      if (async().in_flight) {
+        --p.attempts;
+        due = async().previous_due;
+      }
+      p.timeouts = async().timeouts;
+      p.abandoned = async().abandoned;
+    }
+    const time_point last_end = last_end_time();
+    p.elapsed = outcome_.elapsed;
+    p.slept = outcome_.slept;
+    p.next_wait = due > last_end ? to_duration(due - last_end) : duration::zero();
+    p.last_delay = last_delay_;
+    p.schedule = schedule_.position();
+    if (const cold_state* c = cold_.get()) p.nudges = c->nudges;
+    p.last_value = outcome_.last_value;
+    p.last_error = outcome_.last_error;
+    if constexpr (detail::saves_state<Check>::value) p.check_state = check().save_state();
+    return p;
+  }
+
+  /// Continues a run from `p` (taken elsewhere, `since_saved` ago: the time nobody polled, which counts as elapsed
+  /// and idle): the attempt count, elapsed time, last value and error, the schedule's position and the check's state
+  /// go on, and the next check is due when the first owner's was, or at `now` if that has passed (never past the
+  /// time the stop rule or the deadline leaves). An attempt in flight is aborted first. A position the schedule
+  /// refuses, or a state the check refuses, throws with the poller unchanged.
+  void resume(const poll_progress<value_type, error_type>& p, time_point now, duration since_saved = duration::zero()) {
+    static_assert(detail::has_position<Schedule>::value,
+                  "pollster::poller::resume: the schedule must say where it stands (position() and seek()): "
+                  "wrap it in pollster::resumable{...}");
+    const auto require_non_negative = [](const char* name, duration d) {
+      if (d < duration::zero()) detail::throw_invalid("poller::resume", name, ">= 0", detail::duration_text(d));
+    };
+    require_non_negative("since_saved", since_saved);
+    require_non_negative("progress.elapsed", p.elapsed);
+    require_non_negative("progress.slept", p.slept);
+    require_non_negative("progress.next_wait", p.next_wait);
+    // What may throw comes first, with nothing changed yet: the position (on a copy) and the check's state.
+    Schedule sought = schedule_;
+    sought.seek(p.schedule);
+    if constexpr (detail::saves_state<Check>::value) check_mutable().restore_state(p.check_state);
+    const duration last_end = detail::sat_sub(to_duration(now.time_since_epoch()), since_saved);
+    const duration start = detail::sat_sub(last_end, p.elapsed);
+    begin_run(time_point{std::chrono::duration_cast<typename time_point::duration>(start)});
+    schedule_ = std::move(sought);
+    if (done_) return;  // a deadline already past
+    outcome_.attempts = p.attempts;
+    outcome_.elapsed = p.elapsed;
+    outcome_.slept = p.slept;
+    outcome_.last_value = p.last_value;
+    outcome_.last_error = p.last_error;
+    last_delay_ = p.last_delay;
+    if (p.nudges != 0) cold_.make().nudges = p.nudges;
+    if constexpr (is_async) {
+      async().timeouts = p.timeouts;
+      async().abandoned = p.abandoned;
+      if (p.attempts != 0) async().last_end = attempt_end::reported;
+    }
+    const time_point end = last_end_time();
+    const duration wait = std::min(p.next_wait, time_left(end, outcome_.elapsed));
+    next_due_ = std::max(now, later(end, wait));
+    if (has_deadline_ && cold_.get()->deadline < now) finish(pollster::cause::deadline, stop_reason::deadline, now);
+  }
+
+ private:
+  /// A fresh run at `start`: everything back to its first state, the first check due at `start`.
+  void begin_run(time_point start) {
     if constexpr (is_async) {
       abort_in_flight();
       async().last_end = attempt_end::none;
@@ -364,11 +449,10 @@ class poller : private detail::compressed<Check, 0>,
     nudged_ = false;
     if (has_deadline_ && cold_.get()->deadline <= start) {
       finish(pollster::cause::deadline, stop_reason::deadline, start);  // nothing to do: already past it
-      return;
     }
-    if (cold_.get() != nullptr && cold_.get()->wait_first) plan_next(start, duration::zero(), step_type{});
   }
 
+ public:
   /// When the next check is due (while an attempt is in flight: its timeout); `time_point::max()` once done.
   time_point next_due() const noexcept { return done_ ? time_point::max() : next_due_; }
   bool done() const noexcept { return done_; }
@@ -503,8 +587,13 @@ class poller : private detail::compressed<Check, 0>,
   }
 
  private:
-  /// Everything after a check that ended at `end`: the account, the hooks, and whether and when to check again.
+  /// Everything after a check that ended at `end`: the account, the hooks, and whether and when to check again. A
+  /// hooks type with `on_progress(const poller&)` hears of every concluded attempt (to save the progress as it goes).
   POLLSTER_ALWAYS_INLINE void conclude(step_type& result, time_point end) {
+    conclude_attempt(result, end);
+    if constexpr (detail::has_on_progress<Hooks, poller>::value) hooks().on_progress(static_cast<const poller&>(*this));
+  }
+  POLLSTER_ALWAYS_INLINE void conclude_attempt(step_type& result, time_point end) {
     nudged_ = false;
     outcome_.elapsed = to_duration(end - start_);
     last_kind_ = result.kind;
@@ -702,6 +791,7 @@ class poller : private detail::compressed<Check, 0>,
   }
 
   Stop& stop_rule_mutable() noexcept { return static_cast<stop_holder&>(*this).get(); }
+  Check& check_mutable() noexcept { return static_cast<check_holder&>(*this).get(); }
   Hooks& hooks() noexcept { return static_cast<hooks_holder&>(*this).get(); }
   async_type& async() noexcept { return static_cast<async_holder&>(*this).get(); }
   const async_type& async() const noexcept { return static_cast<const async_holder&>(*this).get(); }

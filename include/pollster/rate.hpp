@@ -15,17 +15,19 @@
 // A runner's budget group is an extension point (`budget_group`): the runner asks it for a token before each check
 // of its pollers, tells it when a check said "rate limited", and asks how many of its checks may be in flight at
 // once. `local_budget` (a token bucket and an in-flight limit) is the default; a budget shared by many processes (a
-// GCRA in Redis, say) implements the same interface.
+// GCRA in Redis: redis_budget.hpp) implements the same interface, and uses `on_wake` to wake the runner when tokens
+// it fetched in the background arrive.
 
 #include "detail/config.hpp"
 #include "detail/saturate.hpp"
 #include "detail/text.hpp"
 
-#include <algorithm>  // max, min
-#include <chrono>     // seconds
-#include <cmath>      // isfinite
-#include <cstdint>    // uint64_t
-#include <string>     // to_string
+#include <algorithm>   // max, min
+#include <chrono>      // seconds
+#include <cmath>       // isfinite
+#include <cstdint>     // uint64_t
+#include <functional>  // function
+#include <string>      // to_string
 
 POLLSTER_NAMESPACE_BEGIN
 
@@ -122,7 +124,12 @@ class token_bucket {
 ///   next_available(now)   the earliest time at or after `now` when try_acquire may succeed;
 ///   throttled(now)        a check of the group said "rate limited" (HTTP 429): slow the group down;
 ///   in_flight_limit()     how many asynchronous checks of the group may be out at once (0: no limit); the runner
-///                         counts them and queues the rest, granted, until one ends.
+///                         counts them and queues the rest, granted, until one ends;
+///   on_wake(wake)         called once, when the group is added to a runner: `wake()` (from any thread, at any time
+///                         while the runner lives) makes the runner ask the group again at once. A group whose tokens
+///                         arrive from elsewhere (a lease from Redis) calls it when they arrive, and meanwhile answers
+///                         next_available(now) with duration::max() ("not before I wake you"); a group that only
+///                         counts time needs none of it.
 /// Times are durations since the runner's clock's epoch.
 class budget_group {
  public:
@@ -135,6 +142,7 @@ class budget_group {
   virtual duration next_available(duration now) const = 0;
   virtual void throttled(duration now) = 0;
   virtual std::size_t in_flight_limit() const noexcept { return 0; }
+  virtual void on_wake(std::function<void()> wake) { (void)wake; }
   /// For budget_stats: tokens granted, throttle signals received, and the rate in force (requests per second).
   virtual std::uint64_t granted() const noexcept = 0;
   virtual std::uint64_t throttles() const noexcept = 0;

@@ -312,6 +312,9 @@ class runner {
       detail::throw_invalid("runner", "budget count", "< 65535", std::to_string(budgets_.size()));
     }
     if (group->in_flight_limit() != 0) slots_limited_ = true;
+    // The group may wake the driving thread (tokens fetched in the background); the shared state outlives the runner
+    // for as long as the group keeps this function.
+    group->on_wake([shared = shared_] { shared->wake.wake(); });
     budgets_.push_back(budget_group_entry{std::move(name), std::move(group), {}, {}, duration::zero(), 0});
     budget_count_.store(budgets_.size(), std::memory_order_release);
     return budget_id{static_cast<std::uint32_t>(budgets_.size() - 1)};
