@@ -344,20 +344,22 @@ TEST_CASE("keys whose hashes all collide are told apart by comparing them") {
                       Catch::Matchers::ContainsSubstring("duplicate key 7 in the after snapshot"));
 }
 
-TEST_CASE("snapshots too large for a core's cache take the prefetching hash path and report the same") {
+TEST_CASE("snapshots too large for a core's cache take the prefetching hash paths and report the same") {
   struct row {
     std::uint64_t id;
     std::uint64_t version;
   };
-  // 20 000 rows of 16 bytes a side: 640 KB, past pollster::detail::prefetch_from_bytes.
-  constexpr std::uint64_t rows = 20000;
-  static_assert(2 * rows * sizeof(row) >= pollster::detail::prefetch_from_bytes, "the test must take that path");
+  // 20 000 rows of 16 bytes a side (640 KB, past pollster::detail::prefetch_from_bytes) go through the key-and-version
+  // index; 40 000, past pollster::detail::index_path_max_records, through the flat index of handles.
+  const std::uint64_t rows = GENERATE(std::uint64_t{20000}, std::uint64_t{40000});
+  const bool indexed = rows <= pollster::detail::index_path_max_records;
+  REQUIRE(2 * rows * sizeof(row) >= pollster::detail::prefetch_from_bytes);
   std::vector<row> before;
   std::vector<row> after;
   for (std::uint64_t n = 0; n < rows; ++n) before.push_back({n * 7919, 1});  // 7919 is prime: no two ids clash
   // In a scrambled order: every 100th row removed, every 50th (not removed) changed, 100 new rows at the end.
   for (std::uint64_t n = 0; n < rows; ++n) {
-    const std::uint64_t at = (n * 7U) % rows;  // 7 is coprime with 20 000: a permutation
+    const std::uint64_t at = (n * 7U) % rows;  // 7 is coprime with 20 000 and 40 000: a permutation
     if (at % 100 == 0) continue;
     after.push_back({at * 7919, at % 50 == 0 ? std::uint64_t{2} : std::uint64_t{1}});
   }
@@ -366,8 +368,10 @@ TEST_CASE("snapshots too large for a core's cache take the prefetching hash path
   pollster::diff_options options;
   options.order = GENERATE(pollster::key_order::unknown, pollster::key_order::unsorted);
   const auto result = pollster::diff(before, after, &row::id, &row::version, options);
-  REQUIRE(result.removals.size() == 200);
-  REQUIRE(result.changes.size() == 200);
+  CHECK(pollster::detail::last_diff.path ==
+        (indexed ? pollster::detail::diff_path::index : pollster::detail::diff_path::hash));
+  REQUIRE(result.removals.size() == rows / 100);
+  REQUIRE(result.changes.size() == rows / 100);
   REQUIRE(result.additions.size() == 100);
   for (std::size_t n = 0; n < result.removals.size(); ++n) {
     CHECK(result.removals[n].key == n * 100 * 7919);  // in the old order

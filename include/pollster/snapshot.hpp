@@ -82,7 +82,7 @@ class snapshot {
     elements_.swap(kept);
     has_baseline_ = true;
     if constexpr (uses_index) {
-      generation_ ^= index_type::generation_bit;
+      generation_ = static_cast<std::uint8_t>(generation_ ^ index_type::generation_bit);
       index_valid_ = indexed;
     }
     release_excess();
@@ -127,8 +127,8 @@ class snapshot {
   /// throws (copying a record whose move may throw), the snapshot is as before.
   void shrink_to_fit() {
     std::vector<T>().swap(spare_);
-    std::vector<std::uint8_t>().swap(matched_);
-    std::vector<std::uint32_t>().swap(match_);
+    removed_.release();
+    found_.release();
     if constexpr (uses_index) {
       index_.release();
       index_valid_ = false;
@@ -139,8 +139,8 @@ class snapshot {
   /// Heap bytes held by the snapshot's own buffers (the last list, the list before last, the index, the scratch),
   /// counted by capacity; memory the records themselves own (their strings, say) is not included.
   std::size_t memory_bytes() const noexcept {
-    std::size_t bytes = (elements_.capacity() + spare_.capacity()) * sizeof(T) + matched_.capacity() +
-                        match_.capacity() * sizeof(std::uint32_t);
+    std::size_t bytes = (elements_.capacity() + spare_.capacity()) * sizeof(T) + removed_.capacity_bytes() +
+                        found_.capacity_bytes();
     if constexpr (uses_index) bytes += index_.bytes();
     return bytes;
   }
@@ -168,13 +168,6 @@ class snapshot {
   struct no_index {};
   using index_type = std::conditional_t<uses_index, detail::version_index<key_type, version_type>, no_index>;
 
-  static constexpr std::uint32_t no_match = 0xFFFFFFFFU;          // added
-  static constexpr std::uint32_t superseded_match = 0xFFFFFFFEU;  // a later duplicate wins
-  static constexpr std::uint32_t changed_bit = 0x80000000U;       // the match differs by `same`
-  static std::uint32_t match(std::size_t before_index, bool same) noexcept {
-    return static_cast<std::uint32_t>(before_index) | (same ? 0U : changed_bit);
-  }
-
   /// Reports the events from the last list to `next`. Returns true when the index now maps the keys of `next` (once
   /// the caller keeps it and flips the generation); false when the next update must rebuild it.
   template <class View, class Visitor>
@@ -189,7 +182,7 @@ class snapshot {
       }
       const detail::emitter<T, key_type, Visitor> emit{visit, options_.report_unchanged, !has_baseline_};
       // Sorted lists are merged, as by diff(): that needs no index at all.
-      if (options_.order != key_order::unsorted && detail::merge_if_sorted(last, next, key_, same_, options_, emit)) {
+      if (options_.order != key_order::unsorted && detail::diff_if_sorted(last, next, key_, same_, options_, emit, found_)) {
         return false;
       }
       if (flooded_ || (!index_valid_ && !rebuild_index(last))) {
@@ -199,94 +192,43 @@ class snapshot {
         return false;
       }
       index_valid_ = false;  // from here until the caller keeps `next`, the index is half old, half new
-      const std::uint32_t old_generation = generation_;
-      const std::uint32_t new_generation = generation_ ^ index_type::generation_bit;
-      const std::size_t last_size = last.size();
-      const std::size_t next_size = next.size();
-      index_.reserve(next_size);
-      matched_.assign(last_size, 0U);
-      match_.resize(next_size);
-      const bool last_wins = options_.duplicates == duplicate_keys::last_wins;
-      bool superseded = false;
-      index_.reset_probes();
-      const std::size_t budget = detail::probe_budget(last_size + next_size);
-
-      // Each lookup costs a cache miss on its entry; hash `ahead` records early and prefetch their entries.
-      constexpr std::size_t ahead = 16;
-      std::uint64_t hashes[ahead] = {};
-      for (std::size_t a = 0; a < next_size && a < ahead; ++a) {
-        hashes[a] = index_.hash(std::invoke(key_, next[a]));
-        index_.prefetch(hashes[a]);
+      index_.reserve(next.size());
+      found_.clear();
+      const std::size_t budget = detail::probe_budget(last.size() + next.size());
+      const bool prefetching = index_.bytes() >= detail::prefetch_from_bytes;
+      const bool unchanged = emit.delivers_unchanged();
+      std::size_t probes = 0;
+      std::size_t hits = 0;
+      std::size_t stopped_at = 0;
+      const detail::index_end end =
+          prefetching ? detail::match_list<true, true>(index_, generation_, last, next, key_, same_, unchanged, budget, probes,
+                                                 hits, found_, stopped_at)
+                      : detail::match_list<false, true>(index_, generation_, last, next, key_, same_, unchanged, budget, probes,
+                                                  hits, found_, stopped_at);
+      if (end != detail::index_end::done) {
+        if (end == detail::index_end::repeated && options_.duplicates == duplicate_keys::error) {
+          detail::throw_duplicate_key(std::invoke(key_, next[stopped_at]), "after");
+        }
+        // A key `next` repeats under last_wins (the one-shot diff knows which record wins), or keys that collide in
+        // the index despite its seed (the one-shot diff bounds its probes and sorts instead, for this update and the
+        // ones after it). Nothing is reported yet.
+        if (end == detail::index_end::flooded) flooded_ = true;
+        detail::diff_views(last, next, key_, same_, options_, visit, !has_baseline_);
+        return false;
       }
-      for (std::size_t a = 0; a < next_size; ++a) {
-        const std::uint64_t hash = hashes[a % ahead];
-        if (a + ahead < next_size) {
-          hashes[a % ahead] = index_.hash(std::invoke(key_, next[a + ahead]));
-          index_.prefetch(hashes[a % ahead]);
-        }
-        const key_type& k = std::invoke(key_, next[a]);
-        const version_type version = std::invoke(same_, next[a]);
-        auto* entry = index_.find(hash, k);
-        if (index_.probes() > budget) {
-          // Keys that collide in the index despite its seed: nothing is reported yet, so the one-shot diff (which
-          // bounds its own probes and sorts instead) takes over, for this update and the ones after it.
-          flooded_ = true;
-          detail::diff_views(last, next, key_, same_, options_, visit, !has_baseline_);
-          return false;
-        }
-        const std::uint32_t handle = index_type::handle_of(a, new_generation);
-        const std::uint32_t found = entry->handle;
-        if (found == 0U) {
-          match_[a] = no_match;
-          index_.occupy(entry, k, version, handle);
-          continue;
-        }
-        const bool same_version = static_cast<bool>(entry->version == version);
-        entry->handle = handle;  // the key now stands for the new record
-        entry->version = version;
-        const std::size_t at = index_type::position(found);
-        if ((found & index_type::generation_bit) == old_generation) {
-          matched_[at] = 1U;
-          match_[a] = match(at, same_version);
-          continue;
-        }
-        // `k` occurred earlier in `next`: the later record wins, compared with the old record, if any.
-        if (!last_wins) detail::throw_duplicate_key(k, "after");
-        superseded = true;
-        const std::uint32_t inherited = match_[at];
-        match_[at] = superseded_match;
-        if (inherited == no_match) {
-          match_[a] = no_match;
-        } else {
-          const std::size_t b = inherited & ~changed_bit;
-          match_[a] = match(b, detail::same_record(same_, last[b], next[a]));
-        }
-      }
-
-      // Removals in the old order, then additions and changes in the new order.
-      for (std::size_t b = 0; b < last_size; ++b) {
-        if (matched_[b] == 0U) emit.on_removed(std::invoke(key_, last[b]), last[b]);
-      }
-      for (std::size_t a = 0; a < next_size; ++a) {
-        const std::uint32_t m = match_[a];
-        if (m == superseded_match) continue;
-        if (m == no_match) {
-          emit.on_added(next[a]);
-        } else if ((m & changed_bit) != 0U) {
-          emit.on_changed(last[m & ~changed_bit], next[a]);
-        } else {
-          emit.on_unchanged(next[a]);
-        }
-      }
-
+      detail::last_diff = {detail::diff_path::index, probes};
+      // The old entries left are the removals: marked by position, reported in the old order.
+      removed_.reset(hits == last.size() ? 0 : last.size());
+      if (hits != last.size()) index_.for_each_of_generation(generation_, [this](std::size_t b) { removed_.set(b); });
+      detail::report_found(
+          key_, found_,
+          [&](const auto& use) { removed_.for_each_set([&](std::size_t b) { use(last[b]); }); }, emit);
       // The keys that went away leave the index.
-      for (std::size_t b = 0; b < last_size; ++b) {
-        if (matched_[b] != 0U) continue;
-        const key_type& k = std::invoke(key_, last[b]);
+      removed_.for_each_set([&](std::size_t b) {
+        const key_type k = std::invoke(key_, last[b]);
         index_.erase(index_.find(index_.hash(k), k));
-      }
-      detail::last_diff = {detail::diff_path::index, index_.probes()};
-      return !superseded;
+      });
+      return true;
     }
   }
 
@@ -298,8 +240,8 @@ class snapshot {
   void release_excess() noexcept {
     const std::size_t size = elements_.size();
     if (excessive(spare_.capacity(), size)) std::vector<T>().swap(spare_);
-    if (excessive(matched_.capacity(), size)) std::vector<std::uint8_t>().swap(matched_);
-    if (excessive(match_.capacity(), size)) std::vector<std::uint32_t>().swap(match_);
+    if (excessive(removed_.capacity_bytes() * 8, size)) removed_.release();
+    if (excessive(found_.capacity(), size)) found_.release();
     if constexpr (uses_index) {
       if (index_.capacity() / 4 > index_type::capacity_for(size)) {
         index_.release();
@@ -315,20 +257,19 @@ class snapshot {
   }
 
   /// Indexes the last list afresh (before the first update, and after a merge, an exception or duplicates). False
-  /// when the last list holds a key twice: only the one-shot diff knows which of its records are superseded.
+  /// when the last list holds a key twice (only the one-shot diff knows which of its records are superseded) or its
+  /// keys flood the index.
   bool rebuild_index(const last_view& last) {
     index_.clear(last.size());
     const std::size_t budget = detail::probe_budget(last.size());
-    for (std::size_t b = 0; b < last.size(); ++b) {
-      const key_type& k = std::invoke(key_, last[b]);
-      auto* entry = index_.find(index_.hash(k), k);
-      if (entry->handle != 0U) return false;
-      if (index_.probes() > budget) {
-        flooded_ = true;
-        return false;
-      }
-      index_.occupy(entry, k, std::invoke(same_, last[b]), index_type::handle_of(b, generation_));
-    }
+    std::size_t probes = 0;
+    std::size_t stopped_at = 0;
+    const detail::index_end end =
+        index_.bytes() >= detail::prefetch_from_bytes
+            ? detail::index_list<true>(index_, generation_, last, key_, same_, budget, probes, stopped_at)
+            : detail::index_list<false>(index_, generation_, last, key_, same_, budget, probes, stopped_at);
+    if (end == detail::index_end::flooded) flooded_ = true;
+    if (end != detail::index_end::done) return false;
     index_valid_ = true;
     return true;
   }
@@ -341,12 +282,12 @@ class snapshot {
   // The list before last, kept only for its storage: the next update copies into it, reusing its capacity and
   // each element's own buffers, instead of allocating a fresh list per poll. The price is a second list at rest.
   std::vector<T> spare_;
-  // With `uses_index`: the index of `elements_` (valid only when `index_valid_`), and per update which old records
-  // were matched and what each new record matched, kept between updates so that a poll allocates nothing.
+  // With `uses_index`: the index of `elements_` (valid only when `index_valid_`); and per update which old records
+  // were matched and the events found, kept between updates so that a poll allocates nothing.
   index_type index_;
-  std::vector<std::uint8_t> matched_;
-  std::vector<std::uint32_t> match_;
-  std::uint32_t generation_ = 0;  // the generation bit of the handles of `elements_`
+  detail::match_bits removed_;  // the old records no new record matched
+  detail::found_events<T> found_;
+  std::uint8_t generation_ = 0;  // the generation of the index entries of `elements_` (0 or the generation bit)
   bool index_valid_ = false;
   bool flooded_ = false;  // the index met keys that collide despite its seed: the one-shot diff from now on
   bool has_baseline_ = false;
