@@ -21,7 +21,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include <algorithm>   // stable_sort
+#include <algorithm>   // stable_sort, max
 #include <chrono>      // literals, system_clock
 #include <cinttypes>   // PRIu64
 #include <cmath>       // log
@@ -267,6 +267,7 @@ struct week_run {
   std::uint64_t restored_delivered = 0;     // saved events delivered by the new process (attempt > 1)
   duration end{};                           // when the watch ended
   bool same_ids_after_restart = false;      // the ids that failed before it are the ones delivered after it
+  bool restored_on_time = true;             // each at the retry it waited for (at once if that passed while down)
 };
 
 week_run run_week(const fleet_model& model, std::uint64_t fail_event, bool restart, bool print) {
@@ -275,7 +276,8 @@ week_run run_week(const fleet_model& model, std::uint64_t fail_event, bool resta
   pollster::subscriptions_options options;
   options.source.source = "https://compute.example.com/v2/tenant-42/servers";
   options.source.type_prefix = "com.example.compute.server";
-  options.wall_clock = pollster::wall_clock_of(clock, std::chrono::system_clock::time_point{} + 20513 * 24h);  // 2026-03-01
+  const auto origin = std::chrono::system_clock::time_point{} + 20513 * 24h;  // 2026-03-01, the wall time at 0
+  options.wall_clock = pollster::wall_clock_of(clock, origin);
 
   // (restart) The load balancer is down from the third-last removal of day 3 until the process stops.
   constexpr int restart_after_day = 3;
@@ -289,6 +291,7 @@ week_run run_week(const fleet_model& model, std::uint64_t fail_event, bool resta
   bool restarted = false;
   duration resumed_at = duration::max();
   std::set<std::string> failed_before_restart, delivered_after_restart;  // deregistration ids
+  std::map<std::string, duration> expected_after_restart;  // key -> when its saved event is due in the new process
 
   week_run result;
   std::set<std::string> provision_ids, deregister_ids;
@@ -340,6 +343,7 @@ week_run run_week(const fleet_model& model, std::uint64_t fail_event, bool resta
       if (restarted && d.attempt > 1) {
         ++result.restored_delivered;
         delivered_after_restart.insert(e.id());
+        if (expected_after_restart[e.subject()] != now) result.restored_on_time = false;
       }
       deregister_ids.insert(e.id());
       ++result.deregistered;
@@ -351,7 +355,13 @@ week_run run_week(const fleet_model& model, std::uint64_t fail_event, bool resta
     pollster::watcher watch(std::ref(api), pollster::keyed(&server::id, &server::version),
                             counting_handler{subs.handler(clock), &clock, resumed_at, &result.changes_after_restart},
                             pollster::geometric{5s, 2.0, 1min}, pollster::before_deadline{24h});
-    if (saved != nullptr) pollster::resume(watch, subs, from_json_text(*saved), clock.now());
+    if (saved != nullptr) {
+      saved_state state = from_json_text(*saved);
+      for (const auto& u : state.delivery.undelivered) {  // the retry it waited for, or at once if that passed
+        if (u.due) expected_after_restart[u.key] = std::max(clock.now().time_since_epoch(), *u.due - origin);
+      }
+      pollster::resume(watch, subs, std::move(state), clock.now());
+    }
     std::uint64_t day_calls = api.calls, day_provisioned = result.provisioned,
                   day_deregistered = result.deregistered;
     for (int day = first; day < last; ++day) {
@@ -458,6 +468,7 @@ int main() {
   check(restarted.saved_undelivered == 3, "restart: three undelivered deregistrations saved");
   check(restarted.restored_delivered == 3 && restarted.same_ids_after_restart,
         "restart: the new process delivered the three saved events, with their ids");
+  check(restarted.restored_on_time, "restart: each saved event came at the retry it waited for, or at once");
   check(restarted.initial_after_restart == 0, "restart: no initial list after the restart");
   check(restarted.dead_letters == 0, "restart: no dead letter");
   std::printf("%s\n", ok ? "all checks hold" : "some checks failed");
