@@ -153,3 +153,44 @@ TEST_CASE("a callback that throws on the runner's thread is handed over by stop(
   CHECK_THROWS_WITH(fleet.stop(), "callback failed");
   CHECK_NOTHROW(fleet.stop());
 }
+
+TEST_CASE("four threads nudging one handle 100 times each on a started runner", "[runner][threads]") {
+  // Issue 12, bug 1: a burst of nudges from several threads must neither overflow the node's reference count nor
+  // free it under its timer entries. Every nudge arrives before the cancel, so the outcome counts all 400.
+  pollster::steady_clock clock;
+  pollster::runner<> fleet{clock};
+  std::atomic<int> callbacks{0};
+  std::atomic<std::uint32_t> nudges_seen{0};
+  std::atomic<std::uint64_t> attempts_seen{0};
+  std::atomic<int> checks{0};
+  pollster::handle h = fleet.submit(
+      [&checks]() -> step_type {
+        checks.fetch_add(1, std::memory_order_relaxed);
+        return pollster::pending(1);
+      },
+      pollster::constant{1h}, pollster::never{},
+      [&](outcome_type o) {
+        nudges_seen.store(o.nudges);
+        attempts_seen.store(o.attempts);
+        callbacks.fetch_add(1);
+      });
+  fleet.start();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([h] {
+      for (int i = 0; i < 100; ++i) h.nudge();
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  h.cancel();
+  const bool ended = wait_for([&] { return callbacks.load() == 1; });
+  fleet.stop();
+  REQUIRE(ended);
+  CHECK(callbacks.load() == 1);
+  CHECK(nudges_seen.load() == 400);
+  CHECK(attempts_seen.load() == static_cast<std::uint64_t>(checks.load()));
+  CHECK(checks.load() >= 1);
+  CHECK(checks.load() <= 401);
+  CHECK(fleet.empty());
+  CHECK(h.finished());
+}

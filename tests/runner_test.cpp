@@ -614,3 +614,120 @@ TEST_CASE("throttles and recoveries never let a budget exceed rate x window + bu
     CHECK(static_cast<double>(log.most_in_window(window)) <= bound);
   }
 }
+
+namespace {
+/// A check that counts its live copies (so a test sees when the runner destroys the node that holds it) and its
+/// calls, and says done on call `done_at` (0: never).
+struct tracked_check {
+  int* alive;
+  int* calls;
+  int done_at = 0;
+  tracked_check(int* a, int* c, int d = 0) : alive(a), calls(c), done_at(d) { ++*alive; }
+  tracked_check(const tracked_check& o) : alive(o.alive), calls(o.calls), done_at(o.done_at) { ++*alive; }
+  tracked_check& operator=(const tracked_check&) = delete;
+  ~tracked_check() { --*alive; }
+  step_type operator()() const {
+    ++*calls;
+    if (*calls == done_at) return pollster::done(*calls);
+    return pollster::pending(*calls);
+  }
+};
+}  // namespace
+
+TEST_CASE("257 nudges of a due poller add no timer entries, and its check ending it frees it once", "[runner]") {
+  // Issue 12, bug 1: every nudge pushed an entry at the node's due key, which the stale sweep could not tell from
+  // the live one, and the node's 8-bit reference count wrapped: a use after free (AddressSanitizer) in dispatch.
+  manual_clock clock;
+  int alive = 0;
+  int calls = 0;
+  std::vector<outcome_type> outcomes;
+  {
+    runner<manual_clock> fleet{clock};
+    auto h = fleet.submit(tracked_check{&alive, &calls, 2}, pollster::constant{1s}, pollster::never{},
+                          [&](outcome_type o) { outcomes.push_back(std::move(o)); });
+    CHECK(fleet.poll() == 1);
+    for (int i = 0; i < 257; ++i) h.nudge();
+    CHECK(fleet.poll() == 1);  // the check says done
+    REQUIRE(outcomes.size() == 1);
+    CHECK(outcomes[0].cause == cause::done);
+    CHECK(outcomes[0].attempts == 2);
+    CHECK(outcomes[0].nudges == 257);
+    CHECK(fleet.empty());
+    CHECK(fleet.run() == 0);  // the one stale entry (due at 1 s) comes out and frees the node
+    CHECK(alive == 0);
+    CHECK(calls == 2);
+  }
+  CHECK(alive == 0);
+}
+
+TEST_CASE("256 nudges then cancel end a poller once, cancelled, and free it", "[runner]") {
+  manual_clock clock;
+  int alive = 0;
+  int calls = 0;
+  std::vector<outcome_type> outcomes;
+  {
+    runner<manual_clock> fleet{clock};
+    auto h = fleet.submit(tracked_check{&alive, &calls}, pollster::constant{1s}, pollster::never{},
+                          [&](outcome_type o) { outcomes.push_back(std::move(o)); });
+    CHECK(fleet.poll() == 1);
+    for (int i = 0; i < 256; ++i) h.nudge();
+    h.cancel();
+    CHECK(fleet.poll() == 0);  // the cancel comes before any dispatch
+    REQUIRE(outcomes.size() == 1);
+    CHECK(outcomes[0].cause == cause::cancelled);
+    CHECK(outcomes[0].attempts == 1);
+    CHECK(outcomes[0].nudges == 256);
+    CHECK(h.finished());
+    CHECK(fleet.run() == 0);
+    CHECK(alive == 0);
+  }
+  CHECK(alive == 0);
+  CHECK(calls == 1);
+}
+
+TEST_CASE("stale timer entries at the live entry's own key are swept too (a nudge storm under a retry-at hint)",
+          "[runner]") {
+  // The server says "come back at 10 min" on every answer, and a webhook storm nudges between checks: every cycle
+  // leaves an entry at exactly the 10-minute key, the live one's. Sweeps must still drop all but one, or 255
+  // cycles bring the node's references to 256 and a cancel frees it under them.
+  manual_clock clock;
+  const auto come_back = clock.now() + std::chrono::minutes(10);
+  const int cycles = GENERATE(255, 600);
+  INFO(cycles << " nudge cycles");
+  int alive = 0;
+  int calls = 0;
+  std::vector<pollster::duration> checked_at;
+  std::vector<outcome_type> outcomes;
+  {
+    runner<manual_clock> fleet{clock};
+    auto h = fleet.submit(
+        [&, tracked = tracked_check{&alive, &calls}]() -> step_type {
+          (void)tracked();
+          checked_at.push_back(since_start(clock));
+          return pollster::pending(calls, pollster::at(come_back));
+        },
+        pollster::constant{1ms}, pollster::never{}, [&](outcome_type o) { outcomes.push_back(std::move(o)); });
+    CHECK(fleet.poll() == 1);
+    for (int i = 0; i < cycles; ++i) {
+      clock.advance(1ms);
+      h.nudge();
+      REQUIRE(fleet.poll() == 1);
+    }
+    CHECK(calls == cycles + 1);
+    int expected_attempts = cycles + 1;
+    if (cycles == 600) {
+      CHECK(fleet.run_until(come_back) == 1);  // one check at 10 min, whatever number of entries carried its key
+      CHECK(checked_at.back() == std::chrono::minutes(10));
+      ++expected_attempts;
+    }
+    h.cancel();
+    CHECK(fleet.poll() == 0);
+    REQUIRE(outcomes.size() == 1);
+    CHECK(outcomes[0].cause == cause::cancelled);
+    CHECK(outcomes[0].nudges == static_cast<std::uint32_t>(cycles));
+    CHECK(outcomes[0].attempts == static_cast<std::uint64_t>(expected_attempts));
+    CHECK(fleet.run() == 0);
+    CHECK(alive == 0);
+  }
+  CHECK(alive == 0);
+}

@@ -111,7 +111,8 @@ inline std::uint64_t key_of(duration since_epoch) noexcept {
 inline duration duration_of(std::uint64_t key) noexcept { return duration{static_cast<std::int64_t>(key ^ key_bias)}; }
 constexpr std::uint64_t finished_key = std::numeric_limits<std::uint64_t>::max();
 
-enum class node_state : std::uint8_t { armed, waiting, running, finished };
+// `kept` lives only inside a sweep: an armed node whose live entry the sweep has already kept.
+enum class node_state : std::uint8_t { armed, waiting, running, finished, kept };
 constexpr std::uint16_t no_budget = std::numeric_limits<std::uint16_t>::max();
 
 /// What one step told the runner.
@@ -148,14 +149,16 @@ class runner_node {
   virtual void destroy(node_arena& arena) noexcept = 0;
 
   // 24 bytes with the vtable pointer: every byte here is paid a million times over.
-  std::uint64_t due_key = 0;  // the key of the one live heap entry when armed; the due time when waiting
+  std::uint64_t due_key = 0;  // the key of the live heap entry when armed; the due time when waiting
   std::uint32_t slot = 0;     // the handle's slot
   std::uint16_t budget = no_budget;
-  std::uint8_t refs = 0;  // heap entries + wait-list membership that still point here (kept below max_refs)
+  std::uint8_t refs = 0;  // heap entries + wait-list membership that still point here (at most max_refs)
   node_state state = node_state::armed;
 };
 
-/// A node's stale heap entries come from nudges; before they could overflow its 8-bit count, a sweep drops them.
+/// A node's stale heap entries come from nudges that brought it forward (a nudge of a node already due adds
+/// none); a nudge that finds max_refs of them sweeps first, which leaves one entry per armed node, so the 8-bit
+/// count never passes max_refs.
 constexpr std::uint8_t max_refs = 250;
 
 struct command {
@@ -751,10 +754,14 @@ class runner {
       detail::runner_node* node = c.node;
       if (c.kind == detail::command::nudge) {
         if (node->state == detail::node_state::armed) {
-          if (node->refs >= detail::max_refs) sweep_stale();  // drops this node's stale entries too
-          const std::uint64_t key = node->nudge(now_key);
-          ++stale_;  // the entry it had stays behind, stale
-          arm(node, key);
+          std::uint64_t key = node->nudge(now_key);  // counts the nudge even when it changes no time
+          if (key < timers_.last_key()) key = timers_.last_key();
+          // A node already due by then keeps its entry: a burst of nudges adds one entry at most.
+          if (key < node->due_key) {
+            if (node->refs >= detail::max_refs) sweep_stale();  // drops this node's stale entries too
+            ++stale_;  // the entry it had stays behind, stale
+            arm(node, key);
+          }
         }
       } else if (node->state == detail::node_state::armed || node->state == detail::node_state::waiting) {
         if (node->state == detail::node_state::armed) ++stale_;
@@ -929,13 +936,22 @@ class runner {
     if (node->refs == 0 && node->state == detail::node_state::finished) node->destroy(arena_);
   }
 
-  void sweep_stale() {
-    const std::size_t removed = timers_.remove_if([this](const auto& entry) {
+  // Drops every stale entry. An entry is live when it is the first of an armed node's entries at the node's due
+  // key: a node re-armed at the key of an entry that a nudge left behind (a "retry at" hint, say) has several
+  // there, the same in time, and the first stands for them all. Allocates nothing.
+  void sweep_stale() noexcept {
+    const std::size_t removed = timers_.remove_if([this](const auto& entry) noexcept {
       detail::runner_node* node = entry.item;
-      if (node->state == detail::node_state::armed && node->due_key == entry.key) return false;
+      if (node->state == detail::node_state::armed && node->due_key == entry.key) {
+        node->state = detail::node_state::kept;  // later entries of this node are stale, whatever their key
+        return false;
+      }
       --node->refs;
       release_ref(node, false);
       return true;
+    });
+    timers_.for_each([](const auto& entry) noexcept {
+      if (entry.item->state == detail::node_state::kept) entry.item->state = detail::node_state::armed;
     });
     stale_ -= removed;
   }

@@ -104,27 +104,54 @@ class radix_heap {
   }
 
   /// Drops every entry for which `stale(entry)` is true, keeping the order of the others; returns how many.
+  /// Compacts each bucket in place, so it allocates nothing and cannot fail half-way. `stale` sees the entries
+  /// of a bucket in the order they come out.
   template <class Predicate>
-  std::size_t remove_if(Predicate stale) {
+  std::size_t remove_if(Predicate stale) noexcept {
     std::size_t removed = 0;
     for (bucket& b : buckets_) {
-      bucket kept;
-      chunk* old = b.head;
-      for (chunk* c = old; c != nullptr; c = c->next) {
-        for (std::uint32_t i = (c == old ? b.read : 0); i < c->count; ++i) {
+      if (b.size == 0) continue;
+      chunk* write_chunk = b.head;  // the writer never passes the reader: it can write where the reader has been
+      std::uint32_t write = b.read;
+      std::size_t kept = 0;
+      for (chunk* c = b.head; c != nullptr; c = c->next) {
+        for (std::uint32_t i = (c == b.head ? b.read : 0); i < c->count; ++i) {
           if (stale(c->entries[i])) {
             ++removed;
-          } else {
-            append(kept, c->entries[i]);
+            continue;
           }
+          if (write == chunk_entries) {
+            write_chunk = write_chunk->next;
+            write = 0;
+          }
+          write_chunk->entries[write++] = c->entries[i];
+          ++kept;
         }
       }
-      release_chain(old);
-      b = kept;
+      if (kept == 0) {
+        release_chain(b.head);
+        b = bucket{};
+        continue;
+      }
+      release_chain(write_chunk->next);
+      write_chunk->next = nullptr;
+      write_chunk->count = write;
+      b.tail = write_chunk;
+      b.size = kept;
     }
     size_ -= removed;
     min_cache_ = no_min;
     return removed;
+  }
+
+  /// Calls `f(entry)` for every entry, bucket by bucket, each in the order its entries come out.
+  template <class F>
+  void for_each(F f) const {
+    for (const bucket& b : buckets_) {
+      for (const chunk* c = b.head; c != nullptr; c = c->next) {
+        for (std::uint32_t i = (c == b.head ? b.read : 0); i < c->count; ++i) f(c->entries[i]);
+      }
+    }
   }
 
   /// Calls `f(entry)` for every entry, then empties the heap.
