@@ -731,3 +731,33 @@ TEST_CASE("stale timer entries at the live entry's own key are swept too (a nudg
   }
   CHECK(alive == 0);
 }
+
+TEST_CASE("a poller first due at time_point::max() waits; it is not taken for finished", "[runner]") {
+  // Issue 12, bug 5: its due key equalled the runner's "finished" key, so it completed at once, cause running.
+  manual_clock clock;
+  runner<manual_clock> fleet{clock};
+  int calls = 0;
+  std::vector<outcome_type> outcomes;
+  pollster::submit_options options;
+  options.poll.wait_first = true;
+  auto h = fleet.submit(
+      [&calls]() -> step_type {
+        ++calls;
+        return pollster::pending(calls);
+      },
+      pollster::constant{pollster::duration::max()}, pollster::never{},
+      [&](outcome_type o) { outcomes.push_back(std::move(o)); }, options);
+  CHECK(fleet.run_for(std::chrono::hours(24 * 365)) == 0);
+  CHECK(outcomes.empty());
+  CHECK(fleet.size() == 1);
+  CHECK(h.status() == poll_status::scheduled);
+  h.nudge();  // a nudge still brings it forward
+  CHECK(fleet.poll() == 1);
+  CHECK(calls == 1);
+  h.cancel();
+  fleet.poll();
+  REQUIRE(outcomes.size() == 1);
+  CHECK(outcomes[0].cause == cause::cancelled);
+  CHECK(outcomes[0].attempts == 1);
+  CHECK(fleet.empty());
+}

@@ -109,7 +109,6 @@ inline std::uint64_t key_of(duration since_epoch) noexcept {
   return static_cast<std::uint64_t>(since_epoch.count()) ^ key_bias;
 }
 inline duration duration_of(std::uint64_t key) noexcept { return duration{static_cast<std::int64_t>(key ^ key_bias)}; }
-constexpr std::uint64_t finished_key = std::numeric_limits<std::uint64_t>::max();
 
 // `kept` lives only inside a sweep: an armed node whose live entry the sweep has already kept.
 enum class node_state : std::uint8_t { armed, waiting, running, finished, kept };
@@ -141,8 +140,9 @@ class runner_node {
   virtual void cancel(std::uint64_t now_key) noexcept = 0;
   /// Adds time spent waiting for a rate budget to the outcome (may allocate, as nudge does).
   virtual void add_budget_wait(duration waited) = 0;
-  /// The key of the first check (or finished_key when the poller is over before it starts).
-  virtual std::uint64_t first_key() noexcept = 0;
+  /// When the first check is due, or that the poller is over before it starts (a deadline already past). Told
+  /// apart by a flag, not by a key: a poller may well be first due at time_point::max().
+  virtual step_report first() noexcept = 0;
   /// Hands the outcome to the completion callback (which may throw; the runner stays consistent).
   virtual void complete() = 0;
   /// Destroys the node and gives its block back to the arena it came from.
@@ -582,8 +582,11 @@ class runner {
     }
     void cancel(std::uint64_t now_key) noexcept override { poller_.cancel(point_of(now_key)); }
     void add_budget_wait(duration waited) override { poller_.add_budget_wait(waited); }
-    std::uint64_t first_key() noexcept override {
-      return poller_.done() ? detail::finished_key : key_of(poller_.next_due());
+    detail::step_report first() noexcept override {
+      detail::step_report report;
+      report.finished = poller_.done();
+      if (!report.finished) report.next_key = key_of(poller_.next_due());
+      return report;
     }
     void complete() override { callback::get()(poller_.take_outcome()); }
     void destroy(detail::node_arena& arena) noexcept override {
@@ -778,11 +781,11 @@ class runner {
   void insert(detail::runner_node* node, std::uint64_t now_key) {
     (void)now_key;
     ++live_;
-    const std::uint64_t first = node->first_key();
-    if (first == detail::finished_key) {
+    const detail::step_report first = node->first();
+    if (first.finished) {
       finish(node);  // e.g. a deadline already past at submit
     } else {
-      arm(node, first);
+      arm(node, first.next_key);
     }
   }
 
