@@ -657,8 +657,8 @@ class poller : private detail::compressed<Check, 0>,
     const time_point last_end = last_end_time();
     if (now > last_end) {
       // Idle intervals never overlap and all lie within [start, now], so their sum cannot overflow.
-      outcome_.slept += to_duration(now - last_end);
-      outcome_.elapsed = to_duration(now - start_);
+      outcome_.slept = detail::sat_add(outcome_.slept, between(last_end, now));
+      outcome_.elapsed = between(start_, now);
     }
     ++outcome_.attempts;
     if constexpr (detail::has_before_attempt<Hooks>::value) hooks().before_attempt(state_at(now));
@@ -670,7 +670,7 @@ class poller : private detail::compressed<Check, 0>,
   /// Everything after a check that ended at `end`: the account, the hooks, and whether and when to check again.
   POLLSTER_ALWAYS_INLINE void conclude(step_type& result, time_point end) {
     nudged_ = false;
-    outcome_.elapsed = to_duration(end - start_);
+    outcome_.elapsed = between(start_, end);
     last_kind_ = result.kind;
     last_throttled_ = result.throttled;
     if (result.hint.kind() == retry_hint::form::at && result.hint.clock() != my_clock()) {
@@ -772,13 +772,13 @@ class poller : private detail::compressed<Check, 0>,
       // unwritten: the exception leaves poll_until, and this poller with it.)
       // A steady clock's readings never go back, so the tests that guard against it are only for the others.
       constexpr bool steady = detail::is_steady_clock<Clock>::value;
-      if (steady || now > last_end) slept += to_duration(now - last_end);
+      if (steady || now > last_end) slept = detail::sat_add(slept, between(last_end, now));
       ++attempts;
       step_type result = invoke_check_at(now, attempts, last_delay_);
       last = clock.now();
       const time_point end = steady || last > now ? last : now;
       last_end = end;
-      elapsed = to_duration(end - start);
+      elapsed = between(start, end);
       if (result.hint || result.directed || result.throttled) {
         write_back(working_schedule, working_stop, attempts, elapsed, slept, due);
         hand_over(std::move(result), end, clock, token, last);
@@ -809,7 +809,8 @@ class poller : private detail::compressed<Check, 0>,
       duration delay = working_schedule.get().next();
       duration left = working_stop.get().time_left(elapsed);
       if constexpr (HasDeadline) {
-        if (deadline - end < left) left = to_duration(deadline - end);
+        const duration to_deadline = between(end, deadline);
+        if (to_deadline < left) left = to_deadline;
       }
       last_reason_ = delay_reason::schedule;
       if (delay < duration::zero() || delay > left) {
@@ -844,7 +845,7 @@ class poller : private detail::compressed<Check, 0>,
     if (done_) return;
     time_point end = last_end_time();
     if (now > end) {
-      outcome_.slept += to_duration(now - end);
+      outcome_.slept = detail::sat_add(outcome_.slept, between(end, now));
       end = now;
     }
     finish(pollster::cause::cancelled, stop_reason::none, end);
@@ -890,6 +891,9 @@ class poller : private detail::compressed<Check, 0>,
   static duration to_duration(typename time_point::duration d) noexcept {
     return std::chrono::duration_cast<duration>(d);
   }
+  /// `to - from`, clamped: a deadline, a hint or a manual clock may stand anywhere in the clock's range.
+  static duration between(time_point from, time_point to) noexcept { return detail::sat_between(from, to); }
+  static duration since_epoch(time_point t) noexcept { return to_duration(t.time_since_epoch()); }
   static const void* my_clock() noexcept { return &detail::clock_identity<typename time_point::clock>; }
 
   static time_point to_time_point(const clock_time& t, const char* what) {
@@ -916,7 +920,7 @@ class poller : private detail::compressed<Check, 0>,
 
   /// The end of the last check (or the start): idle time counts from here.
   time_point last_end_time() const noexcept {
-    return start_ + std::chrono::duration_cast<typename time_point::duration>(outcome_.elapsed);
+    return detail::sat_add(start_, outcome_.elapsed);
   }
 
   Stop& stop_rule_mutable() noexcept { return static_cast<stop_holder&>(*this).get(); }
@@ -924,7 +928,7 @@ class poller : private detail::compressed<Check, 0>,
 
   /// What the check and the hooks see; built on demand so the poller stores none of it twice.
   poll_state state_at(time_point t) const noexcept {
-    return state_of(outcome_.attempts, to_duration(t - start_), last_delay_);
+    return state_of(outcome_.attempts, between(start_, t), last_delay_);
   }
   poll_state state_of(std::uint64_t attempt, duration elapsed, duration last_delay) const noexcept {
     poll_state s;
@@ -939,7 +943,7 @@ class poller : private detail::compressed<Check, 0>,
   step_type invoke_check_at(time_point now, std::uint64_t attempt, duration last_delay) {
     Check& check = static_cast<check_holder&>(*this).get();
     if constexpr (std::is_invocable_v<Check&, const poll_state&>) {
-      return check(static_cast<const poll_state&>(state_of(attempt, to_duration(now - start_), last_delay)));
+      return check(static_cast<const poll_state&>(state_of(attempt, between(start_, now), last_delay)));
     } else {
       (void)now;
       (void)attempt;
@@ -960,13 +964,13 @@ class poller : private detail::compressed<Check, 0>,
       c->remembered_at = end;
     } else if (c == nullptr || c->remembered == retry_hint::form::none) {
       return duration::zero();  // the common case: no hint now, none remembered
-    } else if (to_duration(end - c->remembered_at) >= c->hint_lifetime) {
+    } else if (between(c->remembered_at, end) >= c->hint_lifetime) {
       c->remembered = retry_hint::form::none;
       return duration::zero();
     }
     duration d = c->remembered_value;
     if (c->remembered == retry_hint::form::at) {
-      d = std::max(duration::zero(), to_duration(detail::sat_add(time_point{}, c->remembered_value) - end));
+      d = std::max(duration::zero(), detail::sat_sub(c->remembered_value, since_epoch(end)));
     }
     return std::min(d, c->max_hint);
   }
@@ -1023,14 +1027,14 @@ class poller : private detail::compressed<Check, 0>,
   /// How long the next sleep may last after a check that ended at `end`: the stop rule's and the option's deadline.
   duration time_left(time_point end, duration elapsed) const {
     const duration left = stop_rule().time_left(elapsed);
-    return has_deadline_ ? std::min(left, to_duration(cold_.get()->deadline - end)) : left;
+    return has_deadline_ ? std::min(left, between(end, cold_.get()->deadline)) : left;
   }
 
   void finish(pollster::cause why, stop_reason reason, time_point end) noexcept {
     done_ = true;
     cause_ = why;
     stop_ = static_cast<std::uint8_t>(reason);  // (stop_reason is an int-sized enum: one byte suffices)
-    outcome_.elapsed = to_duration(end - start_);
+    outcome_.elapsed = between(start_, end);
   }
 
   // What most runs never use, out of line, so that a poller pays one pointer for it until it does: the options
