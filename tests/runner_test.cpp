@@ -410,7 +410,10 @@ TEST_CASE("one poller nudged a thousand times between far-apart checks stays exa
   CHECK(outcomes[0].attempts == 1001);
   CHECK(outcomes[0].last_value == 1001);
   CHECK(fleet.empty());
-  CHECK(fleet.run() == 0);  // the stale entries come out over the next hours of virtual time, and nothing runs
+  const auto before = clock.now();
+  CHECK(fleet.run() == 0);  // no poller is left: run() returns without waiting for the stale entries' time
+  CHECK(clock.now() == before);
+  CHECK(fleet.run_for(2h) == 0);  // they come out over the next hour of virtual time, and nothing runs
   CHECK(checks == 1001);
 }
 
@@ -653,7 +656,7 @@ TEST_CASE("257 nudges of a due poller add no timer entries, and its check ending
     CHECK(outcomes[0].attempts == 2);
     CHECK(outcomes[0].nudges == 257);
     CHECK(fleet.empty());
-    CHECK(fleet.run() == 0);  // the one stale entry (due at 1 s) comes out and frees the node
+    CHECK(fleet.run_for(1s) == 0);  // the one stale entry (due at 1 s) comes out and frees the node
     CHECK(alive == 0);
     CHECK(calls == 2);
   }
@@ -678,7 +681,7 @@ TEST_CASE("256 nudges then cancel end a poller once, cancelled, and free it", "[
     CHECK(outcomes[0].attempts == 1);
     CHECK(outcomes[0].nudges == 256);
     CHECK(h.finished());
-    CHECK(fleet.run() == 0);
+    CHECK(fleet.run_for(1s) == 0);  // the stale entry at 1 s comes out and frees the node
     CHECK(alive == 0);
   }
   CHECK(alive == 0);
@@ -726,7 +729,7 @@ TEST_CASE("stale timer entries at the live entry's own key are swept too (a nudg
     CHECK(outcomes[0].cause == cause::cancelled);
     CHECK(outcomes[0].nudges == static_cast<std::uint32_t>(cycles));
     CHECK(outcomes[0].attempts == static_cast<std::uint64_t>(expected_attempts));
-    CHECK(fleet.run() == 0);
+    CHECK(fleet.run_for(1h) == 0);  // the stale entries come out and the last one frees the node
     CHECK(alive == 0);
   }
   CHECK(alive == 0);

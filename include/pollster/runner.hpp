@@ -698,6 +698,9 @@ class runner {
       checks += dispatch_due(now_key, max_checks - checks);
       if (checks >= max_checks || at_end) break;
       if (shared_->has_commands.load(std::memory_order_acquire)) continue;
+      // No poller left: stop now, not at the time of a stale timer entry (a cancelled poller's), whose wait would
+      // move a manual clock on for nothing.
+      if (until_empty && live_ == 0) break;
       const std::optional<std::uint64_t> next = next_wake(now_key);
       if (!next && until_empty) break;
       if (!wait) break;

@@ -371,13 +371,15 @@ class watcher {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       current_ = h;
-      if (cancel_requested_) h.cancel();
+      if (cancel_next_) h.cancel();  // a cancel() that came between runs is this run's
+      cancel_next_ = false;
     }
     struct unpublish {
       watcher* self;
       ~unpublish() {
         std::lock_guard<std::mutex> lock(self->mutex_);
         self->current_ = handle{};
+        self->cancel_next_ = false;  // a run that ended owes nothing to the next one
       }
     } guard{this};
     auto cancel_on_stop = [h] { h.cancel(); };
@@ -393,11 +395,15 @@ class watcher {
     std::lock_guard<std::mutex> lock(mutex_);
     current_.nudge();
   }
-  /// Ends the run with cause cancelled (or the next run at once, when none is in progress). Any thread.
+  /// Ends the run in progress with cause cancelled, or, when none is in progress, the next run to start (before
+  /// its first list call), once: the run after that goes on. Any thread.
   void cancel() {
     std::lock_guard<std::mutex> lock(mutex_);
-    cancel_requested_ = true;
-    current_.cancel();
+    if (current_) {
+      current_.cancel();
+    } else {
+      cancel_next_ = true;
+    }
   }
 
   Handler& handler() noexcept { return handler_; }
@@ -413,7 +419,7 @@ class watcher {
   poll_options poll_;
   std::mutex mutex_;
   handle current_;
-  bool cancel_requested_ = false;
+  bool cancel_next_ = false;  // cancel() found no run in progress: the next run starts cancelled
 };
 
 /// Builds a blocking watcher, deducing its types (C++17 class template argument deduction works too).
