@@ -764,3 +764,60 @@ TEST_CASE("a poller first due at time_point::max() waits; it is not taken for fi
   CHECK(outcomes[0].attempts == 1);
   CHECK(fleet.empty());
 }
+
+// What a test needs to reach the end of a slot's generations without 2^30 real reuses (minutes of work): the
+// slot behind a handle. Declared a friend by pollster::handle for tests only.
+POLLSTER_NAMESPACE_BEGIN
+namespace detail {
+struct handle_test_access {
+  static std::uint32_t slot(const handle& h) { return h.slot_; }
+  static slot_entry& word(const handle& h) { return h.shared_->slots[h.slot_]; }
+};
+}  // namespace detail
+POLLSTER_NAMESPACE_END
+
+TEST_CASE("a slot at its last generation is retired for good: a dead handle never reads or acts on a newcomer",
+          "[runner]") {
+  // Issue 12, bug 2: generations are 30 bits and slots are reused last in, first out. After 2^30 reuses a dead
+  // handle read "not finished" again, and its cancel() cancelled the slot's new, innocent occupant.
+  using access = pollster::detail::handle_test_access;
+  constexpr std::uint32_t last_generation = (1U << 30) - 1;
+  manual_clock clock;
+  runner<manual_clock> fleet{clock};
+  std::vector<std::string> ended;
+  auto quick = []() -> step_type { return pollster::done(1); };
+  int slow_calls = 0;
+  auto slow = [&slow_calls]() -> step_type { return pollster::pending(++slow_calls); };
+  auto record = [&ended](const char* name) {
+    return [&ended, name](outcome_type o) { ended.push_back(std::string(name) + " " + pollster::to_string(o.cause)); };
+  };
+
+  pollster::handle first = fleet.submit(quick, pollster::constant{1s}, pollster::never{}, record("first"));
+  fleet.poll();
+  REQUIRE(first.finished());
+  // As if the slot had been reused 2^30 - 2 times since: the next occupant gets the last generation.
+  access::word(first).store(pollster::detail::slot_word(last_generation - 1, poll_status::finished));
+  pollster::handle second = fleet.submit(quick, pollster::constant{1s}, pollster::never{}, record("second"));
+  REQUIRE(access::slot(second) == access::slot(first));
+  fleet.poll();
+  pollster::handle last = fleet.submit(quick, pollster::constant{1s}, pollster::never{}, record("last"));
+  REQUIRE(access::slot(last) == access::slot(first));
+  REQUIRE(pollster::detail::generation_of(access::word(last).load()) == last_generation);
+  fleet.poll();
+  CHECK(last.finished());
+
+  pollster::handle newcomer = fleet.submit(slow, pollster::constant{1s}, pollster::never{}, record("newcomer"));
+  fleet.poll();
+  CHECK(access::slot(newcomer) != access::slot(first));  // the worn-out slot is not handed out again
+  for (const pollster::handle* dead : {&first, &second, &last}) {
+    CHECK(dead->finished());
+    dead->cancel();
+    dead->nudge();
+  }
+  fleet.poll();
+  CHECK(newcomer.status() == poll_status::scheduled);
+  CHECK(slow_calls == 1);
+  newcomer.cancel();
+  fleet.poll();
+  CHECK(ended == std::vector<std::string>{"first done", "second done", "last done", "newcomer cancelled"});
+}

@@ -205,17 +205,38 @@ class slot_table {
     }
     if (used_ == std::numeric_limits<std::uint32_t>::max())
       throw std::length_error("pollster::runner: too many pollers");
-    const std::uint32_t index = used_++;
+    const std::uint32_t index = used_;
     std::atomic<page*>& middle = directory_[index >> 22];
     if (middle.load(std::memory_order_relaxed) == nullptr) middle.store(new page[fanout]{}, std::memory_order_release);
     page& entries = middle.load(std::memory_order_relaxed)[(index >> 12) & (fanout - 1)];
     if (entries.load(std::memory_order_relaxed) == nullptr) {
       entries.store(new slot_entry[page_slots](), std::memory_order_release);
     }
+    ++used_;  // only now: std::bad_alloc above leaves the table as it was (a page it made is kept for the next)
     return index;
   }
-  /// Caller holds the shared mutex.
-  void release(std::uint32_t index) { free_.push_back(index); }
+  /// The slot's poller is over: handles to it read finished from now on. The slot is reused unless its
+  /// generation is the last one (2^30 - 1 occupants, last in first out, could take it there): then it is retired
+  /// for good, and keeps that generation with status finished, so no handle ever matches a newcomer. It is retired
+  /// for good too when the free list cannot grow (std::bad_alloc): 4 bytes lost, never a poller. Caller holds the
+  /// shared mutex.
+  void retire(std::uint32_t index) noexcept {
+    slot_entry& entry = (*this)[index];
+    const std::uint32_t generation = generation_of(entry.load(std::memory_order_relaxed));
+    if (generation == last_generation) {
+      entry.store(slot_word(generation, poll_status::finished), std::memory_order_release);
+      ++retired_;
+      return;
+    }
+    entry.store(slot_word(generation + 1, poll_status::finished), std::memory_order_release);
+    try {
+      free_.push_back(index);
+    } catch (...) {
+      ++retired_;
+    }
+  }
+  /// Slots never to be reused (see retire).
+  std::uint32_t retired() const noexcept { return retired_; }
 
   /// Any thread, for an index that was allocated (pages are never freed before the table).
   slot_entry& operator[](std::uint32_t index) const noexcept {
@@ -232,11 +253,13 @@ class slot_table {
  private:
   static constexpr std::size_t page_slots = 4096;
   static constexpr std::size_t fanout = 1024;
+  static constexpr std::uint32_t last_generation = (1U << 30) - 1;  // 30 bits beside the 2-bit status
   using page = std::atomic<slot_entry*>;
 
   std::atomic<page*> directory_[fanout] = {};
   std::vector<std::uint32_t> free_;
   std::uint32_t used_ = 0;
+  std::uint32_t retired_ = 0;
 };
 
 /// Blocks for the runner's nodes, carved from 16 KiB slabs with one free list per size: a node costs its own
@@ -383,6 +406,10 @@ struct has_reseed<T, std::void_t<decltype(std::declval<T&>().reseed(std::uint64_
 
 }  // namespace detail
 
+namespace detail {
+struct handle_test_access;  // defined by tests only: reaches a handle's slot without 2^30 real reuses
+}  // namespace detail
+
 /// Refers to one submitted poller. Copyable, cheap, usable from any thread; every operation on a finished poller
 /// (or an empty handle, or after the runner is gone) does nothing.
 class handle {
@@ -407,6 +434,7 @@ class handle {
  private:
   template <class Clock>
   friend class runner;
+  friend struct detail::handle_test_access;
   handle(std::shared_ptr<detail::runner_shared> shared, detail::runner_node* node, std::uint32_t slot,
          std::uint32_t generation) noexcept
       : shared_(std::move(shared)), node_(node), slot_(slot), generation_(generation) {}
@@ -756,7 +784,8 @@ class runner {
         continue;
       }
       const std::uint32_t word = shared_->slots[c.slot].load(std::memory_order_relaxed);
-      if (detail::generation_of(word) != c.generation) continue;  // finished long ago
+      // Finished long ago (the generation moved on), or just now, in a slot retired for good (it did not).
+      if (detail::generation_of(word) != c.generation || detail::status_of(word) == poll_status::finished) continue;
       detail::runner_node* node = c.node;
       if (c.kind == detail::command::nudge) {
         if (node->state == detail::node_state::armed) {
@@ -921,12 +950,9 @@ class runner {
                 std::memory_order_release);
   }
 
-  void retire_slot(std::uint32_t slot) {
-    detail::slot_entry& entry = shared_->slots[slot];
-    const std::uint32_t generation = detail::generation_of(entry.load(std::memory_order_relaxed));
-    entry.store(detail::slot_word(generation + 1, poll_status::finished), std::memory_order_release);
+  void retire_slot(std::uint32_t slot) noexcept {
     std::lock_guard<std::mutex> lock(shared_->mutex);
-    shared_->slots.release(slot);
+    shared_->slots.retire(slot);
   }
 
   // Frees a node nothing points to any more. `dropping`: the runner is being destroyed (no callbacks).

@@ -39,7 +39,9 @@ constexpr duration sat_add(duration a, duration b) noexcept {
 constexpr duration sat_sub(duration a, duration b) noexcept {
 #if defined(__GNUC__) || defined(__clang__)
   std::int64_t difference = 0;
-  if (__builtin_sub_overflow(a.count(), b.count(), &difference)) return b.count() < 0 ? duration::max() : duration::min();
+  if (__builtin_sub_overflow(a.count(), b.count(), &difference)) {
+    return b.count() < 0 ? duration::max() : duration::min();
+  }
   return duration{difference};
 #else
   const std::int64_t y = b.count();
