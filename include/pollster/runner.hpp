@@ -15,6 +15,13 @@
 // the driving thread drains between batches, and they carry the node's address checked against a generation in
 // its slot, so a handle to a finished (or recycled) poller is harmless. Completion callbacks run on the driving
 // thread; they may submit.
+//
+// Out of memory, no poller is lost: a call that needs memory and cannot get it throws std::bad_alloc and leaves
+// every poller where it was (submit: nothing submitted; a handle's nudge or cancel: not sent; a driving call
+// while it applies a command, re-arms a timer or queues a poller for its budget: that step is not taken, and the
+// next driving call takes it). Call again when memory is back. Memory a poller needs inside its own step (its
+// first server hint) ends that poller with cause exception holding the std::bad_alloc; its callback runs and the
+// others go on. Ending a poller never needs memory (tests/runner_alloc_test.cpp fails every allocation in turn).
 
 #include "clock.hpp"
 #include "detail/config.hpp"
@@ -416,9 +423,11 @@ class handle {
  public:
   handle() noexcept = default;
 
-  /// Check now: a callback or event said something changed (notify, then verify through the real API).
+  /// Check now: a callback or event said something changed (notify, then verify through the real API). May throw
+  /// std::bad_alloc (the command queue is full and cannot grow): then nothing was sent.
   void nudge() const { send(detail::command::nudge); }
-  /// Stop polling; the completion callback gets an outcome that says cancelled, with the last value seen.
+  /// Stop polling; the completion callback gets an outcome that says cancelled, with the last value seen. May
+  /// throw std::bad_alloc as nudge() does.
   void cancel() const { send(detail::command::cancel); }
   /// Where the poller is. Commands are asynchronous: right after cancel(), this may still say scheduled.
   poll_status status() const noexcept {
@@ -473,13 +482,14 @@ class runner {
       shared_->closed = true;
       orphans.swap(shared_->commands);
     }
-    for (std::size_t i = drain_next_; i < pending_commands_.size(); ++i) orphans.push_back(pending_commands_[i]);
-    for (const detail::command& c : orphans) {
+    const auto drop = [this](const detail::command& c) noexcept {
       if (c.kind == detail::command::insert) {
         retire_slot(c.node->slot);
         c.node->destroy(arena_);
       }
-    }
+    };
+    for (std::size_t i = drain_next_; i < pending_commands_.size(); ++i) drop(pending_commands_[i]);
+    for (const detail::command& c : orphans) drop(c);
     timers_.drain([this](const auto& entry) { release_ref(entry.item, true); });
     for (budget_group& group : budgets_) {
       while (detail::runner_node* node = pop_waiting(group)) release_ref(node, true);
@@ -685,7 +695,12 @@ class runner {
       generation = detail::generation_of(entry.load(std::memory_order_relaxed));
       entry.store(detail::slot_word(generation, poll_status::scheduled), std::memory_order_release);
       node->slot = slot;
-      shared_->commands.push_back(detail::command{detail::command::insert, slot, generation, node.get()});
+      try {
+        shared_->commands.push_back(detail::command{detail::command::insert, slot, generation, node.get()});
+      } catch (...) {  // std::bad_alloc: the slot goes back, the node with node_owner; nothing was submitted
+        shared_->slots.retire(slot);
+        throw;
+      }
       shared_->has_commands.store(true, std::memory_order_release);
       node.release();
     }
@@ -777,19 +792,28 @@ class runner {
       shared_->has_commands.store(false, std::memory_order_relaxed);
     }
     const std::uint64_t now_key = detail::key_of(since_epoch(clock_.now()));
+    // A command is taken (drain_next_ moves on) only once what may throw std::bad_alloc has been done: a command
+    // that could not get memory stays, and the next drive applies it.
     while (drain_next_ < pending_commands_.size()) {
-      const detail::command c = pending_commands_[drain_next_++];
+      const detail::command c = pending_commands_[drain_next_];
       if (c.kind == detail::command::insert) {
+        timers_.reserve_push();
+        ++drain_next_;
         insert(c.node, now_key);
         continue;
       }
       const std::uint32_t word = shared_->slots[c.slot].load(std::memory_order_relaxed);
       // Finished long ago (the generation moved on), or just now, in a slot retired for good (it did not).
-      if (detail::generation_of(word) != c.generation || detail::status_of(word) == poll_status::finished) continue;
+      if (detail::generation_of(word) != c.generation || detail::status_of(word) == poll_status::finished) {
+        ++drain_next_;
+        continue;
+      }
       detail::runner_node* node = c.node;
       if (c.kind == detail::command::nudge) {
         if (node->state == detail::node_state::armed) {
+          timers_.reserve_push();
           std::uint64_t key = node->nudge(now_key);  // counts the nudge even when it changes no time
+          ++drain_next_;
           if (key < timers_.last_key()) key = timers_.last_key();
           // A node already due by then keeps its entry: a burst of nudges adds one entry at most.
           if (key < node->due_key) {
@@ -797,8 +821,13 @@ class runner {
             ++stale_;  // the entry it had stays behind, stale
             arm(node, key);
           }
+        } else {
+          ++drain_next_;
         }
-      } else if (node->state == detail::node_state::armed || node->state == detail::node_state::waiting) {
+        continue;
+      }
+      ++drain_next_;
+      if (node->state == detail::node_state::armed || node->state == detail::node_state::waiting) {
         if (node->state == detail::node_state::armed) ++stale_;
         node->cancel(now_key);
         finish(node);
@@ -821,7 +850,8 @@ class runner {
     }
   }
 
-  void arm(detail::runner_node* node, std::uint64_t key) {
+  // Cannot fail: every caller made a timer entry's room sure first (timers_.reserve_push()).
+  void arm(detail::runner_node* node, std::uint64_t key) noexcept {
     if (key < timers_.last_key()) key = timers_.last_key();
     node->state = detail::node_state::armed;
     node->due_key = key;
@@ -834,6 +864,7 @@ class runner {
     std::size_t checks = 0;
     if (waiting_total_ != 0) checks += serve_budgets(now_key, max_checks);
     while (checks < max_checks && !timers_.empty() && timers_.min_key() <= now_key) {
+      timers_.reserve_push();  // the re-arm below cannot fail then: std::bad_alloc leaves here, nothing changed
       if (const auto* ahead = timers_.peek_ahead(8)) {
         detail::prefetch(ahead->item);  // the node's first two cache lines: the header and the poller's start
         detail::prefetch(reinterpret_cast<const char*>(ahead->item) + 64);
@@ -849,7 +880,13 @@ class runner {
       if (node->budget != detail::no_budget) {
         budget_group& group = budgets_[node->budget];
         if (!group.waiting.empty() || !group.bucket.try_acquire(detail::duration_of(now_key))) {
-          push_waiting(group, node);
+          try {
+            push_waiting(group, node);
+          } catch (...) {  // std::bad_alloc from the wait list: the timer goes back where it was
+            ++node->refs;
+            timers_.unpop(entry);
+            throw;
+          }
           continue;
         }
       }
@@ -872,9 +909,16 @@ class runner {
           release_ref(node, false);
           continue;
         }
+        timers_.reserve_push();  // for the re-arm after the check
+        const token_bucket before = group.bucket;
         if (!group.bucket.try_acquire(now)) break;
         const duration waited = detail::sat_sub(now, detail::duration_of(node->due_key));
-        node->add_budget_wait(waited);  // first: it may throw (its first wait allocates), with nothing else changed
+        try {
+          node->add_budget_wait(waited);  // its first wait allocates: std::bad_alloc gives the token back
+        } catch (...) {
+          group.bucket = before;
+          throw;
+        }
         pop_waiting(group);
         --node->refs;
         group.total_wait = detail::sat_add(group.total_wait, waited);
@@ -900,9 +944,9 @@ class runner {
   }
 
   void push_waiting(budget_group& group, detail::runner_node* node) {
+    group.waiting.push_back(node);  // first: std::bad_alloc leaves the node as it was
     node->state = detail::node_state::waiting;
     ++node->refs;
-    group.waiting.push_back(node);
     ++waiting_total_;
     set_status(node, poll_status::waiting_for_budget);
   }
