@@ -772,13 +772,24 @@ class poller : private detail::compressed<Check, 0>,
       // unwritten: the exception leaves poll_until, and this poller with it.)
       // A steady clock's readings never go back, so the tests that guard against it are only for the others.
       constexpr bool steady = detail::is_steady_clock<Clock>::value;
-      if (steady || now > last_end) slept = detail::sat_add(slept, between(last_end, now));
+      if (!steady && now > last_end) slept = detail::sat_add(slept, between(last_end, now));
       ++attempts;
       step_type result = invoke_check_at(now, attempts, last_delay_);
       last = clock.now();
       const time_point end = steady || last > now ? last : now;
+      if constexpr (steady) {
+        // start <= last_end <= now <= end: when end - start fits in a duration, so do this idle time and the
+        // sum of all of them (one overflow test per attempt instead of three).
+        if (detail::checked_sub(since_epoch(end), since_epoch(start), elapsed)) {
+          slept += since_epoch(now) - since_epoch(last_end);
+        } else {
+          elapsed = duration::max();
+          slept = detail::sat_add(slept, between(last_end, now));
+        }
+      } else {
+        elapsed = between(start, end);
+      }
       last_end = end;
-      elapsed = between(start, end);
       if (result.hint || result.directed || result.throttled) {
         write_back(working_schedule, working_stop, attempts, elapsed, slept, due);
         hand_over(std::move(result), end, clock, token, last);
@@ -956,14 +967,21 @@ class poller : private detail::compressed<Check, 0>,
   /// while it lives (`hint_lifetime` after the response that carried it). The first hint of a poller creates its
   /// cold part (one allocation per poller at most, never one per check).
   duration hint_delay(const retry_hint& fresh, time_point end) {
+    const cold_state* c = cold_.get();
+    if (!fresh && (c == nullptr || c->remembered == retry_hint::form::none)) {
+      return duration::zero();  // the common case: no hint now, none remembered
+    }
+    return hint_delay_slow(fresh, end);
+  }
+  /// The rest of hint_delay, out of line: the check's step stays in registers when there is no hint (the hint is
+  /// passed by value so that its address is never taken).
+  POLLSTER_NOINLINE duration hint_delay_slow(retry_hint fresh, time_point end) {
     cold_state* c = cold_.get();
     if (fresh) {
       c = &cold_.make();
       c->remembered = fresh.kind();
       c->remembered_value = fresh.value();
       c->remembered_at = end;
-    } else if (c == nullptr || c->remembered == retry_hint::form::none) {
-      return duration::zero();  // the common case: no hint now, none remembered
     } else if (between(c->remembered_at, end) >= c->hint_lifetime) {
       c->remembered = retry_hint::form::none;
       return duration::zero();

@@ -601,7 +601,7 @@ class runner {
    public:
     poller_node(Poller poller, OnComplete on_complete) : callback(std::move(on_complete)), poller_(std::move(poller)) {}
 
-    detail::step_report step(std::uint64_t now_key) noexcept override {
+    POLLSTER_FLATTEN detail::step_report step(std::uint64_t now_key) noexcept override {
       const time_point now = point_of(now_key);
       detail::step_report report;
       try {

@@ -50,6 +50,22 @@ constexpr duration sat_sub(duration a, duration b) noexcept {
 #endif
 }
 
+/// a - b into `difference`, unless it overflows: then false, and `difference` is unspecified.
+constexpr bool checked_sub(duration a, duration b, duration& difference) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+  std::int64_t d = 0;
+  const bool overflow = __builtin_sub_overflow(a.count(), b.count(), &d);
+  difference = duration{d};
+  return !overflow;
+#else
+  const std::int64_t x = a.count();
+  const std::int64_t y = b.count();
+  if ((y < 0 && x > max_ns + y) || (y > 0 && x < min_ns + y)) return false;
+  difference = duration{x - y};
+  return true;
+#endif
+}
+
 /// a * n for a non-negative count, clamped.
 constexpr duration sat_mul(duration a, std::uint64_t n) noexcept {
   const std::int64_t x = a.count();
