@@ -3,6 +3,7 @@
 #include <pollster/runner.hpp>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -14,6 +15,10 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#if defined(__GLIBC__)
+#include <malloc.h>  // mallinfo2
+#endif
 
 using namespace std::chrono_literals;
 using pollster::cause;
@@ -820,4 +825,86 @@ TEST_CASE("a slot at its last generation is retired for good: a dead handle neve
   newcomer.cancel();
   fleet.poll();
   CHECK(ended == std::vector<std::string>{"first done", "second done", "last done", "newcomer cancelled"});
+}
+
+namespace {
+/// Heap bytes in use from glibc's allocator (0 where it cannot tell: another C library, or a sanitizer's
+/// allocator, which mallinfo2 does not see).
+std::size_t heap_in_use() {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+  const struct mallinfo2 info = mallinfo2();
+  return info.uordblks + info.hblkhd;
+#else
+  return 0;
+#endif
+}
+
+/// A check whose node is too big for the small size classes (its block is about 700 bytes).
+struct large_check {
+  std::array<char, 600> payload{};
+  int calls = 0;
+  step_type operator()() {
+    payload[static_cast<std::size_t>(calls)] = 'x';
+    return ++calls >= 2 ? step_type{pollster::done(calls)} : step_type{pollster::pending(calls)};
+  }
+};
+}  // namespace
+
+TEST_CASE("a drained fleet gives its memory back: on its own past a threshold, and all of it on shrink()",
+          "[runner][memory]") {
+  // Issue 12, bug 11: after a fleet had finished, the runner kept every node slab until it was destroyed.
+  constexpr int small = 100000;
+  constexpr int large = 10000;
+  manual_clock clock;
+  const std::size_t heap_before = heap_in_use();
+  runner<manual_clock> fleet{clock};
+  std::vector<pollster::handle> handles;
+  handles.reserve(small + large);
+  int ended = 0;
+  auto count = [&ended](outcome_type) { ++ended; };
+  for (int i = 0; i < small; ++i) {
+    handles.push_back(fleet.submit(
+        [n = 0]() mutable -> step_type { return ++n >= 3 ? step_type{pollster::done(n)} : step_type{}; },
+        pollster::constant{1s}, pollster::never{}, count));
+  }
+  for (int i = 0; i < large; ++i) {
+    handles.push_back(fleet.submit(large_check{}, pollster::constant{2s}, pollster::never{}, count));
+  }
+  CHECK(fleet.poll() == small + large);
+  clock.advance(500ms);
+  for (std::size_t i = 0; i < handles.size(); i += 10) handles[i].nudge();  // their entries at 1 s or 2 s go stale
+  CHECK(fleet.poll() == (small + large) / 10);
+  const std::size_t peak = fleet.memory_bytes();
+  const std::size_t heap_peak = heap_in_use();
+  fleet.run();
+  REQUIRE(ended == small + large);
+  REQUIRE(fleet.empty());
+
+  // Handles of finished pollers may read their slot at any time: the slots stay (4 bytes each, 4 more on the
+  // free list). Node slabs: at most node_arena::auto_trim_bytes of empty ones, plus one being carved per size.
+  // (Slot pages hold 4096 slots of 4 bytes; the free list's capacity is at most twice the slots it holds.)
+  const std::size_t slots = (small + large + 4095) / 4096 * 16384 + 2 * 4 * static_cast<std::size_t>(small + large);
+  constexpr std::size_t slab = 16 * 1024;
+  const std::size_t drained = fleet.memory_bytes();
+  INFO("bytes held: " << peak << " at the peak, " << drained << " once drained");
+  CHECK(peak > 15 * 1000 * 1000);
+  CHECK(drained <= slots + 64 * 1024 + pollster::detail::node_arena::auto_trim_bytes + 2 * slab + 4 * 4096);
+
+  const std::size_t freed = fleet.shrink();
+  const std::size_t shrunk = fleet.memory_bytes();
+  INFO("shrink() freed " << freed << " bytes; " << shrunk << " held after");
+  CHECK(freed == drained - shrunk);
+  CHECK(shrunk <= slots + 64 * 1024 + 2 * slab);
+  const std::size_t heap_after = heap_in_use();
+  if (heap_before != 0) {  // glibc without a sanitizer: what malloc says agrees
+    INFO("heap in use: " << heap_before << " before, " << heap_peak << " at the peak, " << heap_after << " after");
+    CHECK(heap_peak - heap_before > 15 * 1000 * 1000);
+    CHECK(heap_after - heap_before <= shrunk + handles.capacity() * sizeof(pollster::handle) + 128 * 1024);
+  }
+  // The runner still works after shrink().
+  int late = 0;
+  fleet.submit([]() -> step_type { return pollster::done(1); }, pollster::constant{1s}, pollster::never{},
+               [&late](outcome_type) { ++late; });
+  CHECK(fleet.run() == 1);
+  CHECK(late == 1);
 }

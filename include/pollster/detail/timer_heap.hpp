@@ -211,6 +211,16 @@ class radix_heap {
   /// Bytes held for entries, including the spare chunks kept for reuse.
   std::size_t memory_bytes() const noexcept { return chunks_allocated_ * sizeof(chunk); }
 
+  /// Gives the spare chunks back (the chunks that hold entries stay); returns the bytes freed.
+  std::size_t shrink() noexcept {
+    const std::size_t spare = pooled_;
+    free_chain(pool_);
+    pool_ = nullptr;
+    pooled_ = 0;
+    chunks_allocated_ -= spare;
+    return spare * sizeof(chunk);
+  }
+
  private:
   static constexpr std::size_t bucket_count = 65;
   // Entries live in 4 KiB chunks, chained per bucket and recycled through a pool: memory follows the number of
