@@ -194,3 +194,49 @@ TEST_CASE("four threads nudging one handle 100 times each on a started runner", 
   CHECK(fleet.empty());
   CHECK(h.finished());
 }
+
+TEST_CASE("add_budget, stats, memory_bytes and shrink refuse another thread while the runner is driven",
+          "[runner][threads]") {
+  // Issue 12: they read or change what only the driving thread may touch. From the driving thread (a completion
+  // callback) and from any thread while nothing drives the runner they work; from another thread while it is
+  // driven they throw std::logic_error instead of racing. size() and empty() may be read from any thread.
+  pollster::steady_clock clock;
+  pollster::runner<> fleet{clock};
+  const auto api = fleet.add_budget("api", pollster::budget_options{1000.0, 10});  // not driven: fine
+  CHECK(fleet.stats(api).granted == 0);
+
+  std::atomic<bool> in_callback{false};
+  std::atomic<bool> callback_done{false};
+  std::atomic<bool> callback_ok{false};
+  pollster::submit_options options;
+  options.budget = api;
+  fleet.submit([]() -> step_type { return pollster::done(1); }, pollster::constant{1ms}, pollster::never{},
+               [&](outcome_type) {
+                 in_callback.store(true);
+                 // On the driving thread: all of them work, and a second budget can be added.
+                 const auto more = fleet.add_budget("more", pollster::budget_options{5.0, 1});
+                 callback_ok.store(fleet.stats(api).granted == 1 && fleet.stats(more).granted == 0 &&
+                                   fleet.memory_bytes() > 0);
+                 (void)fleet.shrink();
+                 callback_done.store(true);
+               },
+               options);
+  fleet.start();
+  REQUIRE(wait_for([&] { return callback_done.load(); }));
+  CHECK(in_callback.load());
+  CHECK(callback_ok.load());
+  // From this thread while the runner's own thread drives it: refused, every time.
+  for (int i = 0; i < 50; ++i) {
+    CHECK_THROWS_AS(fleet.add_budget("late", pollster::budget_options{}), std::logic_error);
+    CHECK_THROWS_AS(fleet.stats(api), std::logic_error);
+    CHECK_THROWS_AS(fleet.memory_bytes(), std::logic_error);
+    CHECK_THROWS_AS(fleet.shrink(), std::logic_error);
+    CHECK(fleet.size() == 0);
+    CHECK(fleet.empty());
+  }
+  fleet.stop();
+  // Not driven any more: fine again, from this thread.
+  CHECK(fleet.stats(api).granted == 1);
+  CHECK(fleet.memory_bytes() > 0);
+  CHECK(fleet.add_budget("after", pollster::budget_options{}).value == 2);
+}

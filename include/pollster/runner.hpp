@@ -586,7 +586,12 @@ class runner {
 
   /// A named request budget that pollers join through submit_options::budget (one per API endpoint, say).
   /// Add budgets before pollers are submitted from other threads (at most 65535 per runner).
+  ///
+  /// add_budget, stats, memory_bytes and shrink touch what belongs to the driving thread: call them from it (a
+  /// completion callback), or from any thread while nothing drives the runner (before start(), after stop(),
+  /// between poll() calls). From another thread while it is driven they throw std::logic_error, never race.
   budget_id add_budget(std::string name, const budget_options& options) {
+    const exclusive_access access(*this, "add_budget");
     if (budgets_.size() >= detail::no_budget) {
       detail::throw_invalid("runner", "budget count", "< 65535", std::to_string(budgets_.size()));
     }
@@ -594,7 +599,9 @@ class runner {
     budget_count_.store(budgets_.size(), std::memory_order_release);
     return budget_id{static_cast<std::uint32_t>(budgets_.size() - 1)};
   }
+  /// What a budget has done so far (driving thread, or while not driven: see add_budget).
   budget_stats stats(budget_id id) const {
+    const exclusive_access access(*this, "stats");
     const budget_group& group = budget_at(id);
     const duration now = since_epoch(clock_.now());
     return budget_stats{group.bucket.granted(), group.bucket.throttles(), group.waiting.size(), group.total_wait,
@@ -661,12 +668,14 @@ class runner {
     if (std::exception_ptr error = stop_thread()) std::rethrow_exception(error);
   }
 
-  /// Pollers submitted and not finished (driving thread; commands not yet drained are not counted).
-  std::size_t size() const noexcept { return live_; }
-  bool empty() const noexcept { return live_ == 0; }
-  /// Bytes the runner holds for its pollers' nodes (their slabs), timers and slots: for memory accounting.
-  std::size_t memory_bytes() const noexcept {
-    return arena_.memory_bytes() + timers_.memory_bytes() + shared_->slots.memory_bytes();
+  /// Pollers submitted and not finished (any thread; commands not yet drained are not counted).
+  std::size_t size() const noexcept { return live_.load(std::memory_order_relaxed); }
+  bool empty() const noexcept { return size() == 0; }
+  /// Bytes the runner holds for its pollers' nodes (their slabs), timers and slots: for memory accounting
+  /// (driving thread, or while not driven: see add_budget).
+  std::size_t memory_bytes() const {
+    const exclusive_access access(*this, "memory_bytes");
+    return held_bytes();
   }
 
   /// Gives back what a drained fleet left behind: the timer entries of finished pollers (a nudge's or a cancel's,
@@ -677,7 +686,8 @@ class runner {
   /// slabs back on its own (node_arena::auto_trim_bytes), and drops stale timer entries whenever no poller is
   /// left; shrink() is for the rest, and for right now.
   std::size_t shrink() {
-    const std::size_t before = memory_bytes();
+    const exclusive_access access(*this, "shrink");
+    const std::size_t before = held_bytes();
     if (stale_ != 0) sweep_stale();
     (void)timers_.shrink();
     (void)arena_.trim();
@@ -691,13 +701,51 @@ class runner {
       shared_->commands.shrink_to_fit();
     }
     for (budget_group& group : budgets_) group.waiting.shrink_to_fit();
-    const std::size_t after = memory_bytes();
+    const std::size_t after = held_bytes();
     return before > after ? before - after : 0;
   }
   Clock& clock() const noexcept { return clock_; }
 
  private:
   static constexpr std::size_t unlimited = std::numeric_limits<std::size_t>::max();
+
+  // Holds the driving thread's structures for one call from a thread that does not drive the runner (and lets the
+  // driving thread itself through): see add_budget.
+  class exclusive_access {
+   public:
+    exclusive_access(const runner& r, const char* what) : runner_(r) {
+      if (r.driver_.load(std::memory_order_relaxed) == std::this_thread::get_id()) return;  // a callback
+      for (;;) {
+        int expected = idle;
+        if (r.access_.compare_exchange_weak(expected, accessor, std::memory_order_acquire)) break;
+        if (expected == driven) {
+          throw std::logic_error(std::string("pollster::runner: ") + what +
+                                 "() from another thread while the runner is driven (call it from a completion "
+                                 "callback, or while nothing drives the runner)");
+        }
+        std::this_thread::yield();  // another accessor: a moment
+      }
+      owned_ = true;
+    }
+    exclusive_access(const exclusive_access&) = delete;
+    exclusive_access& operator=(const exclusive_access&) = delete;
+    ~exclusive_access() {
+      if (owned_) runner_.access_.store(idle, std::memory_order_release);
+    }
+
+   private:
+    const runner& runner_;
+    bool owned_ = false;
+  };
+
+  std::size_t held_bytes() const {
+    std::size_t slots = 0;
+    {
+      std::lock_guard<std::mutex> lock(shared_->mutex);  // submit() grows the slot table from any thread
+      slots = shared_->slots.memory_bytes();
+    }
+    return arena_.memory_bytes() + timers_.memory_bytes() + slots;
+  }
   static constexpr bool waits_on_condition = std::is_same_v<time_point, std::chrono::steady_clock::time_point>;
 
   struct budget_group {
@@ -839,14 +887,20 @@ class runner {
   // The driving loop. `until`: stop there (time moved to it); `until_empty`: stop when no poller is left;
   // `wait`: sleep for the next due check (else only what is due now).
   std::size_t drive(std::optional<time_point> until, bool until_empty, std::size_t max_checks, bool wait) {
-    bool expected = false;
-    if (!driving_.compare_exchange_strong(expected, true)) {
-      throw std::logic_error("pollster::runner: driven from two places at once");
+    for (;;) {
+      int expected = idle;
+      if (access_.compare_exchange_weak(expected, driven, std::memory_order_acquire)) break;
+      if (expected == driven) throw std::logic_error("pollster::runner: driven from two places at once");
+      std::this_thread::yield();  // another thread is in add_budget, stats, ...: a moment
     }
+    driver_.store(std::this_thread::get_id(), std::memory_order_relaxed);
     struct release_flag {
-      std::atomic<bool>& flag;
-      ~release_flag() { flag.store(false); }
-    } guard{driving_};
+      runner* self;
+      ~release_flag() {
+        self->driver_.store(std::thread::id{}, std::memory_order_relaxed);
+        self->access_.store(idle, std::memory_order_release);
+      }
+    } guard{this};
     const bool own_thread = !until_empty && !until;
     std::size_t checks = 0;
     for (;;) {
@@ -857,10 +911,11 @@ class runner {
       checks += dispatch_due(now_key, max_checks - checks);
       if (checks >= max_checks || at_end) break;
       if (shared_->has_commands.load(std::memory_order_acquire)) continue;
-      if (live_ == 0 && stale_ != 0) sweep_stale();  // what is left in the timers only holds finished nodes
+      const bool none_left = live_.load(std::memory_order_relaxed) == 0;
+      if (none_left && stale_ != 0) sweep_stale();  // what is left in the timers only holds finished nodes
       // No poller left: stop now, not at the time of a stale timer entry (a cancelled poller's), whose wait would
       // move a manual clock on for nothing.
-      if (until_empty && live_ == 0) break;
+      if (until_empty && none_left) break;
       const std::optional<std::uint64_t> next = next_wake(now_key);
       if (!next && until_empty) break;
       if (!wait) break;
@@ -958,7 +1013,7 @@ class runner {
 
   void insert(detail::runner_node* node, std::uint64_t now_key) {
     (void)now_key;
-    ++live_;
+    live_.store(live_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     const detail::step_report first = node->first();
     if (first.finished) {
       finish(node);  // e.g. a deadline already past at submit
@@ -1094,7 +1149,7 @@ class runner {
   // The poller is over: retire its slot (handles now read finished), call back, free it when nothing points here.
   void finish(detail::runner_node* node) {
     node->state = detail::node_state::finished;
-    --live_;
+    live_.store(live_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
     retire_slot(node->slot);
     struct release_after {
       runner* self;
@@ -1122,7 +1177,7 @@ class runner {
       --node->refs;
       if (node->state != detail::node_state::finished) {
         node->state = detail::node_state::finished;
-        --live_;
+        live_.store(live_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
         retire_slot(node->slot);
       }
     }
@@ -1159,10 +1214,16 @@ class runner {
   detail::radix_heap<detail::runner_node*> timers_;
   std::vector<budget_group> budgets_;
   std::vector<detail::command> pending_commands_;
-  std::size_t live_ = 0;
+  std::atomic<std::size_t> live_{0};  // written by the driving thread only; size() reads it from anywhere
   std::size_t stale_ = 0;
   std::size_t waiting_total_ = 0;
-  std::atomic<bool> driving_{false};
+  // Who may touch the driving thread's structures: nobody (idle), the driving call (driven, on driver_'s thread),
+  // or one call of add_budget, stats, memory_bytes or shrink from a thread that does not drive (accessor).
+  static constexpr int idle = 0;
+  static constexpr int driven = 1;
+  static constexpr int accessor = 2;
+  mutable std::atomic<int> access_{idle};
+  std::atomic<std::thread::id> driver_{};
   std::thread thread_;
   std::exception_ptr thread_error_;
 };
