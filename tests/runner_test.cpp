@@ -908,3 +908,27 @@ TEST_CASE("a drained fleet gives its memory back: on its own past a threshold, a
   CHECK(fleet.run() == 1);
   CHECK(late == 1);
 }
+
+TEST_CASE("a completion callback may add budgets while the runner serves a budget's queue", "[runner][budget]") {
+  // The queue of a budget was walked through a reference into the list of budgets, which a callback's add_budget
+  // could move (AddressSanitizer: heap-use-after-free).
+  manual_clock clock;
+  runner<manual_clock> fleet{clock};
+  pollster::budget_options one_per_second;
+  one_per_second.rate = 1.0;
+  const auto api = fleet.add_budget("api", one_per_second);
+  pollster::submit_options options;
+  options.budget = api;
+  std::vector<std::string> ended;
+  for (int i = 0; i < 3; ++i) {
+    fleet.submit([]() -> step_type { return pollster::done(1); }, pollster::constant{1s}, pollster::never{},
+                 [&, i](outcome_type o) {
+                   for (int b = 0; b < 40; ++b) (void)fleet.add_budget("more", one_per_second);
+                   ended.push_back(std::to_string(i) + " after " + pollster::detail::duration_text(o.budget_wait));
+                 },
+                 options);
+  }
+  CHECK(fleet.run() == 3);  // the first at once; the others from the budget's queue, one per second
+  CHECK(ended == std::vector<std::string>{"0 after 0s", "1 after 1s", "2 after 2s"});
+  CHECK(fleet.stats(api).granted == 3);
+}

@@ -1072,8 +1072,11 @@ class runner {
   std::size_t serve_budgets(std::uint64_t now_key, std::size_t max_checks) {
     std::size_t checks = 0;
     const duration now = detail::duration_of(now_key);
-    for (budget_group& group : budgets_) {
-      while (checks < max_checks && !group.waiting.empty()) {
+    // By index, and no reference to a budget kept across check(): a completion callback may add a budget and move
+    // them all.
+    for (std::size_t i = 0; i < budgets_.size(); ++i) {
+      while (checks < max_checks && !budgets_[i].waiting.empty()) {
+        budget_group& group = budgets_[i];
         detail::runner_node* node = group.waiting.front();
         if (node->state != detail::node_state::waiting) {  // cancelled while it waited
           pop_waiting(group);
