@@ -76,6 +76,24 @@ void polly_v2(benchmark::State& state) {
 void chain_fast_then_heat(benchmark::State& state) {
   run_schedule(state, pollster::chain{pollster::constant{500ms}, 5, pollster::presets::heat()});
 }
+// What tenacity users write, and the references' own policies (issue 13).
+void incrementing_1s(benchmark::State& state) { run_schedule(state, pollster::incrementing{1s, 1s, 20s}); }
+void fixed_plus_random(benchmark::State& state) {
+  run_schedule(state, pollster::constant{3s} + pollster::random_between{0s, 2s, pollster::splitmix64{1}});
+}
+void chain_by_attempt_tenacity(benchmark::State& state) {
+  run_schedule(state, pollster::chain_by_attempt{pollster::constant{500ms}, 5, pollster::presets::heat()});
+}
+void grpc_connect(benchmark::State& state) { run_schedule(state, pollster::presets::grpc_connect(pollster::splitmix64{1})); }
+void kubernetes_jittered(benchmark::State& state) {
+  pollster::kubernetes_backoff_options o;
+  o.factor = 1.1;
+  o.jitter = 0.1;
+  o.steps = 100;
+  o.cap = 20s;
+  run_schedule(state, pollster::kubernetes_backoff{o, pollster::splitmix64{1}});
+}
+void google_cloud(benchmark::State& state) { run_schedule(state, pollster::presets::google_cloud(pollster::splitmix64{1})); }
 
 }  // namespace
 
@@ -87,6 +105,12 @@ BENCHMARK(exponential_full_jitter);
 BENCHMARK(exponential_decorrelated);
 BENCHMARK(polly_v2);
 BENCHMARK(chain_fast_then_heat);
+BENCHMARK(incrementing_1s);
+BENCHMARK(fixed_plus_random);
+BENCHMARK(chain_by_attempt_tenacity);
+BENCHMARK(grpc_connect);
+BENCHMARK(kubernetes_jittered);
+BENCHMARK(google_cloud);
 
 int main(int argc, char** argv) {
   return pollster_bench::run_and_print_ratios(argc, argv,
@@ -96,5 +120,11 @@ int main(int argc, char** argv) {
                                                {"exponential_full_jitter", "hand_written_loop"},
                                                {"exponential_decorrelated", "hand_written_loop"},
                                                {"polly_v2", "hand_written_loop"},
-                                               {"chain_fast_then_heat", "hand_written_loop"}});
+                                               {"chain_fast_then_heat", "hand_written_loop"},
+                                               {"incrementing_1s", "hand_written_loop"},
+                                               {"fixed_plus_random", "hand_written_loop"},
+                                               {"chain_by_attempt_tenacity", "hand_written_loop"},
+                                               {"grpc_connect", "hand_written_loop"},
+                                               {"kubernetes_jittered", "hand_written_loop"},
+                                               {"google_cloud", "hand_written_loop"}});
 }

@@ -3,9 +3,11 @@
 #                            every header compiles on its own, under the leg's flags, and survives a second include;
 #   odr_test                 (registered in tests/CMakeLists.txt) gets every public header through a generated
 #                            pollster_odr_all_headers.hpp in both of its translation units;
-#   packaging_consumers      a CTest test running cmake/check_consumers.cmake (install + find_package with
-#                            pollster::fmt, relocated pkg-config, add_subdirectory with a build-tree export,
-#                            FetchContent from a local path), when POLLSTER_TEST_CONSUMERS is on.
+#   catch_names              a CTest test running cmake/check_catch_names.cmake: the tests use only the Catch2 names
+#                            tests/pollster_catch.hpp lists, which work in both v2 and v3;
+#   packaging_consumers      a CTest test running cmake/check_consumers.cmake (the README's install, find_package,
+#                            pkg-config, add_subdirectory and FetchContent lines; a relocated install; a consumer
+#                            without fmt), when POLLSTER_TEST_CONSUMERS is on.
 # Headers are globbed (CONFIGURE_DEPENDS), so a new header is checked without editing anything here.
 include("${CMAKE_CURRENT_LIST_DIR}/headers.cmake")
 
@@ -85,6 +87,10 @@ if(TARGET odr_test)
     target_include_directories(odr_test SYSTEM PRIVATE "${POLLSTER_ASIO_INCLUDE_DIR}")
   endif()
 endif()
+
+# The tests use only Catch2 names that work in v2 and v3 (tests/pollster_catch.hpp lists them).
+add_test(NAME catch_names COMMAND "${CMAKE_COMMAND}" -P "${PROJECT_SOURCE_DIR}/cmake/check_catch_names.cmake")
+set_tests_properties(catch_names PROPERTIES LABELS packaging)
 
 if(POLLSTER_TEST_CONSUMERS)
   add_test(NAME packaging_consumers

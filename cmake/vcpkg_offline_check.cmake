@@ -1,38 +1,44 @@
-# The offline check of the vcpkg port in cmake/ports/pollster/ (vcpkg itself is not available here).
+# The offline check of the two vcpkg ports (vcpkg itself is not available here):
+#   cmake/ports/pollster/        the release from GitHub (REF and SHA512 written by cmake/release.cmake);
+#   cmake/ports-local/pollster/  this checkout, offline.
 #
-#   cmake [-DWORK_DIR=dir] [-DCXX_COMPILER=c++] [-DGENERATOR=Ninja] [-DSOURCE_FROM=git|worktree]
-#         -P cmake/vcpkg_offline_check.cmake
+#   cmake [-DWORK_DIR=dir] [-DCXX_COMPILER=c++] [-DGENERATOR=Ninja] -P cmake/vcpkg_offline_check.cmake
+#   cmake -DPOST_BUILD_SELF_TEST=ON [-DWORK_DIR=dir] -P cmake/vcpkg_offline_check.cmake  # each rule can fail
 #
-# For the port without features and with the "fmt" feature, it runs the UNMODIFIED portfile.cmake in a fresh
+# For each port, without features and with the "fmt" feature, it runs the UNMODIFIED portfile.cmake in a fresh
 # `cmake -P` process, the way vcpkg runs a portfile, after defining shims for the vcpkg helpers it calls:
-#   vcpkg_from_github        checks REPO/REF/SHA512/HEAD_REF are given and REF is "v${VERSION}", then provides the
-#                            source as GitHub would: `git archive HEAD` of this checkout (committed files only;
-#                            SOURCE_FROM=worktree uses the working tree instead), extracted under buildtrees/;
+#   vcpkg_from_github        REF must be a commit of this clone and SHA512 the hash of the archive GitHub serves for
+#                            it, recomputed here exactly as GitHub makes it (cmake/github_archive.cmake: git archive |
+#                            gzip -n, top directory <name>-<REF>); the source is that archive, extracted;
 #   vcpkg_check_features     the documented FEATURES/INVERTED_FEATURES/PREFIX semantics;
-#   vcpkg_cmake_configure    a real configure (Ninja, Release, CMAKE_INSTALL_PREFIX=${CURRENT_PACKAGES_DIR},
-#                            CMAKE_INSTALL_LIBDIR=lib, FETCHCONTENT_FULLY_DISCONNECTED=ON like vcpkg) that fails
-#                            if the project ignores one of the port's -D options (a misspelt option);
+#   vcpkg_cmake_configure    a real configure (Release, CMAKE_INSTALL_PREFIX=${CURRENT_PACKAGES_DIR},
+#                            CMAKE_INSTALL_LIBDIR=lib, FETCHCONTENT_FULLY_DISCONNECTED=ON like vcpkg) that fails if
+#                            the project ignores one of the port's -D options (a misspelt or stale option);
 #   vcpkg_cmake_install      a real build of the install target;
 #   vcpkg_cmake_config_fixup checks the config landed in share/<PACKAGE_NAME> (the port's CONFIG_PATH default);
-#   vcpkg_fixup_pkgconfig    rewrites the packages dir in .pc files to ${pcfiledir}-relative, as vcpkg does, and
-#                            validates them with pkg-config;
+#   vcpkg_fixup_pkgconfig    what vcpkg's does to a release .pc (scripts/cmake/vcpkg_fixup_pkgconfig.cmake): prefix
+#                            from ${pcfiledir}, packages/installed paths to ${prefix}, Libs/Requires/Cflags fused with
+#                            their .private lines for the static x64-linux triplet, -I${...} quoted; then
+#                            `pkg-config --print-errors --exists` on it;
 #   vcpkg_install_copyright  as vcpkg's: share/<port>/copyright.
-# Then it applies the post-build checks that matter for a header-only port (copyright and usage present, headers
-# installed, no debug/ or lib/, no empty directory, no absolute path of the build machine in any file), copies the
-# package to an "installed" tree, and builds tests/consumers/find_package against it with find_package(pollster
-# CONFIG REQUIRED) (with COMPONENTS fmt and pollster::fmt for the fmt feature). It also checks vcpkg.json itself.
+# Then vcpkg-tool's post-build checks (src/vcpkg/postbuildlint.cpp) that apply to a header-only port on Linux, each
+# reproduced from its source (cmake/README.md lists them and the ones left out); copies the package to an
+# "installed" tree; builds and runs tests/consumers/find_package against it (COMPONENTS fmt and pollster::fmt for
+# the fmt feature) and a pkg-config consumer through lib/pkgconfig. It also checks both manifests, that the two
+# ports differ only in how they get the source, and that the usage text says `--recurse`.
 #
-# It does NOT prove: that the GitHub download works or the SHA512 is right (the port carries a placeholder until a
-# release exists), that vcpkg's own tool accepts the manifest, that vcpkg's fmt port (rather than Debian's fmt)
-# works, or anything about other triplets (Windows, macOS, static/dynamic).
+# It does NOT prove: that the GitHub download works (no network; the archive's bytes are recomputed, and that
+# recomputation was checked against vcpkg's recorded hashes, see cmake/github_archive.cmake), that vcpkg's own tool
+# accepts the manifests, that vcpkg's fmt port (rather than Debian's fmt) works, or anything about other triplets.
 cmake_minimum_required(VERSION 3.19)  # string(JSON)
 
 get_filename_component(_source "${CMAKE_CURRENT_LIST_DIR}/.." ABSOLUTE)
-set(_port_dir "${_source}/cmake/ports/pollster")
+include("${CMAKE_CURRENT_LIST_DIR}/github_archive.cmake")
 
 if(POLLSTER_VCPKG_SHIM_RUN)
   # ---------------------------------------------------------------------------------------------------------------
   # Inner run: one portfile execution, with vcpkg's variables and the helper shims.
+  set(_port_dir "${POLLSTER_VCPKG_PORT_DIR}")
   set(PORT pollster)
   set(TARGET_TRIPLET x64-linux)
   set(VCPKG_TARGET_EXECUTABLE_SUFFIX "")
@@ -68,32 +74,35 @@ if(POLLSTER_VCPKG_SHIM_RUN)
         message(FATAL_ERROR "vcpkg_from_github: ${required} is required by this port's idiom")
       endif()
     endforeach()
-    if(NOT arg_REPO MATCHES "^[^/]+/[^/]+$")
+    if(NOT arg_REPO MATCHES "^[^/]+/([^/]+)$")
       message(FATAL_ERROR "vcpkg_from_github: REPO must be owner/name, got '${arg_REPO}'")
     endif()
-    if(NOT arg_REF STREQUAL "v${VERSION}")
-      message(FATAL_ERROR "vcpkg_from_github: REF '${arg_REF}' does not follow the manifest version v${VERSION}")
-    endif()
+    set(name "${CMAKE_MATCH_1}")
     if(arg_PATCHES)
       message(FATAL_ERROR "vcpkg_from_github shim: PATCHES are not applied offline; add patch support here")
     endif()
-    set(source "${CURRENT_BUILDTREES_DIR}/src/${arg_REF}")
-    file(REMOVE_RECURSE "${source}")
-    file(MAKE_DIRECTORY "${source}")
-    if(POLLSTER_VCPKG_SOURCE_FROM STREQUAL "git")
-      # What GitHub serves for a tag is `git archive` of it: committed files only.
-      set(archive "${DOWNLOADS}/pollster-${arg_REF}.tar.gz")
-      _shim_run("git archive" git -C "${_source}" archive --format=tar.gz "--prefix=pollster-${VERSION}/"
-                -o "${archive}" HEAD)
-      file(ARCHIVE_EXTRACT INPUT "${archive}" DESTINATION "${source}")
-      set(source "${source}/pollster-${VERSION}")
-    else()
-      file(COPY "${_source}/CMakeLists.txt" "${_source}/LICENSE" "${_source}/cmake" "${_source}/include"
-           DESTINATION "${source}")
+    if(NOT arg_REF MATCHES "^[0-9a-f]+$" OR NOT arg_SHA512 MATCHES "^[0-9a-f]+$")
+      message(FATAL_ERROR "vcpkg_from_github: REF '${arg_REF}' and SHA512 '${arg_SHA512}' should be a commit and "
+                          "its archive's hash, as cmake/release.cmake writes them")
     endif()
-    message(STATUS "vcpkg_from_github(${arg_REPO} ${arg_REF}, HEAD_REF ${arg_HEAD_REF}): offline source from "
-                   "${POLLSTER_VCPKG_SOURCE_FROM}, SHA512 not checked")
-    set(${arg_OUT_SOURCE_PATH} "${source}" PARENT_SCOPE)
+    execute_process(COMMAND git -C "${_source}" cat-file -e "${arg_REF}^{commit}" RESULT_VARIABLE missing
+                    OUTPUT_QUIET ERROR_QUIET)
+    if(NOT missing EQUAL 0)
+      message(FATAL_ERROR "vcpkg_from_github: REF ${arg_REF} is not a commit of ${_source} (a shallow clone, or a "
+                          "release commit that was rewritten: run cmake/release.cmake again)")
+    endif()
+    set(archive "${DOWNLOADS}/${name}-${arg_REF}.tar.gz")
+    pollster_github_archive(REPO_DIR "${_source}" REF "${arg_REF}" PREFIX "${name}-${arg_REF}" OUTPUT "${archive}"
+                            SHA512 actual)
+    if(NOT actual STREQUAL arg_SHA512)
+      message(FATAL_ERROR "vcpkg_from_github: the archive GitHub serves for ${arg_REF} has\n  SHA512 ${actual}\n"
+                          "but the port says\n  SHA512 ${arg_SHA512}\n(run cmake/release.cmake again)")
+    endif()
+    set(source "${CURRENT_BUILDTREES_DIR}/src")
+    file(REMOVE_RECURSE "${source}")
+    file(ARCHIVE_EXTRACT INPUT "${archive}" DESTINATION "${source}")
+    message(STATUS "vcpkg_from_github(${arg_REPO} ${arg_REF}): SHA512 matches the archive of that commit")
+    set(${arg_OUT_SOURCE_PATH} "${source}/${name}-${arg_REF}" PARENT_SCOPE)
   endfunction()
 
   function(vcpkg_check_features)
@@ -222,32 +231,55 @@ if(POLLSTER_VCPKG_SHIM_RUN)
   endfunction()
 
   function(vcpkg_fixup_pkgconfig)
-    cmake_parse_arguments(PARSE_ARGV 0 arg "SKIP_CHECK" "" "RELEASE_FILES;DEBUG_FILES;SYSTEM_LIBRARIES")
+    cmake_parse_arguments(PARSE_ARGV 0 arg "SKIP_CHECK" ""
+                          "RELEASE_FILES;DEBUG_FILES;SYSTEM_LIBRARIES;SYSTEM_PACKAGES;IGNORE_FLAGS")
     if(DEFINED arg_UNPARSED_ARGUMENTS)
       message(FATAL_ERROR "vcpkg_fixup_pkgconfig was passed extra arguments: ${arg_UNPARSED_ARGUMENTS}")
     endif()
-    if(NOT arg_RELEASE_FILES)
-      file(GLOB_RECURSE arg_RELEASE_FILES "${CURRENT_PACKAGES_DIR}/lib/pkgconfig/*.pc"
-           "${CURRENT_PACKAGES_DIR}/share/pkgconfig/*.pc")
+    if(NOT DEFINED arg_RELEASE_FILES)
+      file(GLOB_RECURSE arg_RELEASE_FILES "${CURRENT_PACKAGES_DIR}/*.pc")
+      list(FILTER arg_RELEASE_FILES EXCLUDE REGEX "^${CURRENT_PACKAGES_DIR}/debug/")
     endif()
-    find_program(pkg_config pkg-config)
     foreach(pc IN LISTS arg_RELEASE_FILES)
-      file(READ "${pc}" text)
       get_filename_component(pc_dir "${pc}" DIRECTORY)
       file(RELATIVE_PATH relative "${pc_dir}" "${CURRENT_PACKAGES_DIR}")
       string(REGEX REPLACE "/$" "" relative "${relative}")
-      string(REPLACE "${CURRENT_PACKAGES_DIR}" "\${prefix}" fixed "${text}")
-      string(REGEX REPLACE "(^|\n)prefix=[^\n]*" "\\1prefix=\${pcfiledir}/${relative}" fixed "${fixed}")
-      if(NOT fixed STREQUAL text)
-        message(STATUS "vcpkg_fixup_pkgconfig: rewrote ${pc}")
-        file(WRITE "${pc}" "${fixed}")
+      file(READ "${pc}" text)
+      string(REPLACE "\r\n" "\n" text "\n${text}\n")
+      string(REPLACE [[${pc_sysrootdir}]] "" text "${text}")
+      string(REPLACE "${CURRENT_PACKAGES_DIR}" [[${prefix}]] text "${text}")
+      string(REPLACE "${CURRENT_INSTALLED_DIR}" [[${prefix}]] text "${text}")
+      string(REGEX REPLACE "\n[\t ]*prefix[\t ]*=[^\n]*" "" text "prefix=\${pcfiledir}/${relative}${text}")
+      string(REGEX REPLACE "[ \t]*\\\\\n[ \t]*" " " text "${text}")
+      # The static triplet: each of Libs, Requires, Cflags is fused with its .private line and moved to the end.
+      foreach(item Libs Requires Cflags)
+        set(line "")
+        if(text MATCHES "\n${item}: *([^\n]*)")
+          string(APPEND line " ${CMAKE_MATCH_1}")
+        endif()
+        if(text MATCHES "\n${item}\\.private: *([^\n]*)")
+          string(APPEND line " ${CMAKE_MATCH_1}")
+        endif()
+        string(REGEX REPLACE "\n${item}(\\.private)?:[^\n]*" "" text "${text}")
+        if(NOT line STREQUAL "")
+          string(APPEND text "${item}:${line}\n")
+        endif()
+      endforeach()
+      if(text MATCHES "\nLibs: *([^\n]*)" AND CMAKE_MATCH_1 MATCHES "(-NOTFOUND|::)")
+        message(FATAL_ERROR "vcpkg_fixup_pkgconfig: ${pc}: Libs names a missing library or a CMake target")
       endif()
-      if(pkg_config AND NOT arg_SKIP_CHECK)
-        _shim_run("pkg-config --validate ${pc}" "${pkg_config}" --validate "${pc}")
-      endif()
+      string(REGEX REPLACE "([ =])(-[LIl]\\\${[^}]*}[^ ;\n\t]*)" [[\1"\2"]] text "${text}")
+      file(WRITE "${pc}" "${text}")
+      message(STATUS "vcpkg_fixup_pkgconfig: ${pc}")
     endforeach()
-    list(LENGTH arg_RELEASE_FILES count)
-    message(STATUS "vcpkg_fixup_pkgconfig: ${count} .pc file(s)")
+    if(NOT arg_SKIP_CHECK)
+      find_program(pkg_config pkg-config REQUIRED)
+      set(ENV{PKG_CONFIG_PATH} "${CURRENT_PACKAGES_DIR}/lib/pkgconfig:${CURRENT_PACKAGES_DIR}/share/pkgconfig:${CURRENT_INSTALLED_DIR}/lib/pkgconfig:${CURRENT_INSTALLED_DIR}/share/pkgconfig")
+      foreach(pc IN LISTS arg_RELEASE_FILES)
+        get_filename_component(package "${pc}" NAME_WLE)
+        _shim_run("pkg-config --exists ${package}" "${pkg_config}" --print-errors --exists "${package}")
+      endforeach()
+    endif()
   endfunction()
 
   function(vcpkg_install_copyright)
@@ -285,16 +317,9 @@ if(POLLSTER_VCPKG_SHIM_RUN)
 endif()
 
 # -----------------------------------------------------------------------------------------------------------------
-# Outer run: check the manifest, run the portfile per feature set, post-build checks, consumers.
+# Outer run: check the manifests, run each portfile per feature set, post-build checks, consumers.
 if(NOT WORK_DIR)
   set(WORK_DIR "${_source}/build-vcpkg-offline")
-endif()
-if(NOT SOURCE_FROM)
-  if(EXISTS "${_source}/.git")
-    set(SOURCE_FROM git)
-  else()
-    set(SOURCE_FROM worktree)
-  endif()
 endif()
 set(_common_args "")
 if(NOT GENERATOR)
@@ -308,6 +333,8 @@ if(GENERATOR)
 endif()
 if(CXX_COMPILER)
   list(APPEND _common_args "-DCMAKE_CXX_COMPILER=${CXX_COMPILER}")
+else()
+  set(CXX_COMPILER c++)
 endif()
 
 function(_fail what)
@@ -322,8 +349,11 @@ function(_run what)
   set(_run_output "${out}" PARENT_SCOPE)
 endfunction()
 
-# The manifest: name, version = version.hpp, licence, host dependencies, an optional non-default fmt feature.
-file(READ "${_port_dir}/vcpkg.json" _manifest)
+set(_github_port "${_source}/cmake/ports/pollster")
+set(_local_port "${_source}/cmake/ports-local/pollster")
+
+# 1. The manifest: name, version = version.hpp, licence, host dependencies, an optional non-default fmt feature.
+file(READ "${_github_port}/vcpkg.json" _manifest)
 string(JSON _name GET "${_manifest}" name)
 string(JSON _version GET "${_manifest}" version)
 string(JSON _license GET "${_manifest}" license)
@@ -362,75 +392,281 @@ string(JSON _defaults ERROR_VARIABLE _err GET "${_manifest}" default-features)
 if(NOT _err)
   _fail("vcpkg.json: fmt must not be a default feature (default-features: ${_defaults})")
 endif()
-message(STATUS "ok   vcpkg.json: pollster ${_version} (= version.hpp), MIT, host deps ${_host_deps}, optional fmt")
+file(READ "${_github_port}/usage" _usage)
+if(NOT _usage MATCHES "vcpkg install pollster\\[fmt\\] --recurse")
+  _fail("the usage text should say that adding the fmt feature to an installed pollster needs --recurse")
+endif()
+message(STATUS "ok   vcpkg.json: pollster ${_version} (= version.hpp), MIT, host deps ${_host_deps}, optional fmt; "
+               "usage says --recurse")
 
-foreach(_variant core fmt)
-  set(_root "${WORK_DIR}/${_variant}")
-  file(REMOVE_RECURSE "${_root}")
-  set(_features core)
-  if(_variant STREQUAL "fmt")
-    list(APPEND _features fmt)
+# 2. The local port is the GitHub port with another source: same manifest, usage, and portfile after the source.
+foreach(_file vcpkg.json usage)
+  file(READ "${_github_port}/${_file}" _github_text)
+  file(READ "${_local_port}/${_file}" _local_text)
+  if(NOT _github_text STREQUAL _local_text)
+    _fail("cmake/ports-local/pollster/${_file} differs from cmake/ports/pollster/${_file}; keep them the same")
   endif()
-  list(JOIN _features "," _features_text)
-  _run("portfile [${_features_text}]" "${CMAKE_COMMAND}" -DPOLLSTER_VCPKG_SHIM_RUN=ON
-       "-DPOLLSTER_VCPKG_ROOT=${_root}" "-DPOLLSTER_VCPKG_FEATURES=${_features_text}"
-       "-DPOLLSTER_VCPKG_SOURCE_FROM=${SOURCE_FROM}" "-DPOLLSTER_VCPKG_GENERATOR=${GENERATOR}"
-       "-DPOLLSTER_VCPKG_CXX_COMPILER=${CXX_COMPILER}" -P "${CMAKE_CURRENT_LIST_FILE}")
-  set(_packages "${_root}/packages/pollster_x64-linux")
+endforeach()
+set(_marker "# Everything below is the same in cmake/ports-local/pollster/portfile.cmake")
+foreach(_port github local)
+  file(READ "${_${_port}_port}/portfile.cmake" _text)
+  string(FIND "${_text}" "${_marker}" _at)
+  if(_at EQUAL -1)
+    _fail("the ${_port} portfile has no line '${_marker}'")
+  endif()
+  string(SUBSTRING "${_text}" ${_at} -1 _${_port}_tail)
+endforeach()
+if(NOT _github_tail STREQUAL _local_tail)
+  _fail("the two portfiles differ after '${_marker}'")
+endif()
+message(STATUS "ok   cmake/ports-local/pollster: same vcpkg.json, usage and portfile as cmake/ports/pollster but the "
+               "source")
 
-  # Post-build checks of a header-only port.
-  foreach(_expected share/pollster/copyright share/pollster/usage share/pollster/pollsterConfig.cmake
-                    share/pollster/pollsterConfigVersion.cmake share/pollster/pollsterTargets.cmake
-                    share/pkgconfig/pollster.pc include/pollster/pollster.hpp)
-    if(NOT EXISTS "${_packages}/${_expected}")
-      _fail("[${_features_text}] the package has no ${_expected}")
+# vcpkg-tool's post-build checks that apply to a header-only port on Linux (src/vcpkg/postbuildlint.cpp), with its
+# file selection for the absolute-path check. Each failure is listed, as vcpkg lists them.
+function(_post_build_checks packages root port_dir label)
+  set(problems "")
+  # check_for_files_in_include_directory
+  file(GLOB include_entries "${packages}/include/*")
+  if(NOT include_entries)
+    list(APPEND problems "include/ is missing or empty")
+  endif()
+  # check_for_restricted_include_files: stricter here, no file at all directly in include/
+  file(GLOB include_files LIST_DIRECTORIES false "${packages}/include/*")
+  if(include_files)
+    list(APPEND problems "files directly in include/: ${include_files}")
+  endif()
+  # check_for_files_in_debug_include_directory, check_for_files_in_debug_share_directory
+  file(GLOB_RECURSE debug_include LIST_DIRECTORIES false "${packages}/debug/include/*")
+  if(debug_include OR EXISTS "${packages}/debug/share")
+    list(APPEND problems "debug/include has files or debug/share exists")
+  endif()
+  # check_for_misplaced_cmake_files, check_lib_cmake_merge
+  foreach(dir cmake debug/cmake lib/cmake debug/lib/cmake)
+    file(GLOB_RECURSE misplaced LIST_DIRECTORIES false "${packages}/${dir}/*.cmake")
+    if(misplaced)
+      list(APPEND problems "misplaced CMake files in ${dir}/")
     endif()
   endforeach()
-  foreach(_unwanted debug lib include/pollster/single)
-    if(EXISTS "${_packages}/${_unwanted}")
-      _fail("[${_features_text}] a header-only package should have no ${_unwanted}/")
-    endif()
-  endforeach()
-  file(GLOB_RECURSE _dirs LIST_DIRECTORIES true "${_packages}/*")
-  foreach(_dir IN LISTS _dirs)
-    if(IS_DIRECTORY "${_dir}")
-      file(GLOB _entries "${_dir}/*")
-      if(NOT _entries)
-        _fail("[${_features_text}] empty directory in the package: ${_dir}")
+  if(EXISTS "${packages}/lib/cmake" OR EXISTS "${packages}/debug/lib/cmake")
+    list(APPEND problems "lib/cmake or debug/lib/cmake exists (merge it into share/)")
+  endif()
+  # check_for_copyright_file
+  if(NOT EXISTS "${packages}/share/pollster/copyright" OR IS_DIRECTORY "${packages}/share/pollster/copyright")
+    list(APPEND problems "share/pollster/copyright is not a regular file")
+  endif()
+  # check_for_usage_forgot_install
+  if(EXISTS "${port_dir}/usage" AND NOT EXISTS "${packages}/share/pollster/usage")
+    list(APPEND problems "the port has a usage file but share/pollster/usage was not installed")
+  endif()
+  # check_no_empty_folders
+  file(GLOB_RECURSE all_entries LIST_DIRECTORIES true "${packages}/*")
+  foreach(entry IN LISTS all_entries)
+    if(IS_DIRECTORY "${entry}")
+      file(GLOB children "${entry}/*" "${entry}/.*")
+      if(NOT children)
+        file(RELATIVE_PATH relative "${packages}" "${entry}")
+        list(APPEND problems "empty directory ${relative}")
       endif()
     endif()
   endforeach()
-  file(GLOB_RECURSE _files "${_packages}/*")
-  foreach(_file IN LISTS _files)
-    file(READ "${_file}" _text)
-    foreach(_path "${_root}" "${_source}")
-      string(FIND "${_text}" "${_path}" _at)
-      if(NOT _at EQUAL -1)
-        _fail("[${_features_text}] ${_file} contains the absolute path ${_path}")
+  # check_no_regular_files_in_relative_path("debug", ""): only CONTROL, BUILD_INFO, .DS_Store may be there
+  file(GLOB top_files LIST_DIRECTORIES false "${packages}/*" "${packages}/.*" "${packages}/debug/*")
+  foreach(file IN LISTS top_files)
+    get_filename_component(file_name "${file}" NAME)
+    if(NOT file_name MATCHES "^(CONTROL|BUILD_INFO|\\.DS_Store)$")
+      list(APPEND problems "misplaced file ${file}")
+    endif()
+  endforeach()
+  # check_pkgconfig_dir_only_in_lib_dir: lib/pkgconfig and debug/lib/pkgconfig always; share/pkgconfig only for a
+  # .pc without a Libs: or Libs.private: line that has a value
+  file(GLOB_RECURSE all_files LIST_DIRECTORIES false "${packages}/*")
+  foreach(file IN LISTS all_files)
+    if(NOT file MATCHES "\\.pc$")
+      continue()
+    endif()
+    file(RELATIVE_PATH relative "${packages}" "${file}")
+    get_filename_component(parent "${relative}" DIRECTORY)
+    if(parent STREQUAL "lib/pkgconfig" OR parent STREQUAL "debug/lib/pkgconfig")
+      continue()
+    endif()
+    file(STRINGS "${file}" libs_lines REGEX "^Libs[^:]*:[ ]*[^ ]")
+    if(libs_lines OR NOT parent STREQUAL "share/pkgconfig")
+      list(APPEND problems "misplaced pkgconfig file ${relative} (a .pc with Libs: belongs in lib/pkgconfig)")
+    endif()
+  endforeach()
+  # check_no_absolute_paths_in: the packages, installed, buildtrees and downloads directories, in .h/.hpp/.hxx
+  # (C comments skipped), .cfg/.ini/usage (whole file), .py/.sh/.cmake/.pc/.conf/.csh/.pl and shebang scripts
+  # (# comments skipped). Stricter rule of our own on top: no installed file of any kind names this checkout or
+  # the work directory.
+  set(prohibited "${root}/packages" "${root}/installed" "${root}/buildtrees" "${root}/downloads")
+  foreach(file IN LISTS all_files)
+    get_filename_component(file_name "${file}" NAME)
+    get_filename_component(extension "${file}" LAST_EXT)
+    file(READ "${file}" text)
+    foreach(path "${_source}" "${WORK_DIR}")
+      string(FIND "${text}" "${path}" at)
+      if(NOT at EQUAL -1)
+        list(APPEND problems "${file} names ${path}")
+      endif()
+    endforeach()
+    set(searched "")
+    if(extension MATCHES "^\\.(h|hpp|hxx)$")
+      string(REGEX REPLACE "/[*]([^*]|[*]+[^*/])*[*]+/" "" searched "${text}")
+      string(REGEX REPLACE "//[^\n]*" "" searched "${searched}")
+    elseif(extension MATCHES "^\\.(cfg|ini)$" OR file_name STREQUAL "usage")
+      set(searched "${text}")
+    elseif(extension MATCHES "^\\.(py|sh|cmake|pc|conf|csh|pl)$" OR (extension STREQUAL "" AND text MATCHES "^#!"))
+      string(REGEX REPLACE "#[^\n]*" "" searched "${text}")
+    endif()
+    foreach(path IN LISTS prohibited)
+      string(FIND "${searched}" "${path}" at)
+      if(NOT at EQUAL -1)
+        list(APPEND problems "${file} contains the absolute path ${path}")
       endif()
     endforeach()
   endforeach()
-  file(READ "${_packages}/share/pollster/pollsterConfig.cmake" _config)
-  if(_variant STREQUAL "fmt" AND NOT _config MATCHES "set\\(pollster_fmt_FOUND ON\\)")
-    _fail("[fmt] the fmt feature did not turn the fmt integration on")
-  elseif(_variant STREQUAL "core" AND NOT _config MATCHES "set\\(pollster_fmt_FOUND OFF\\)")
-    _fail("[core] without the fmt feature the fmt integration should be off")
+  if(problems)
+    list(JOIN problems "\n  " text)
+    _fail("[${label}] vcpkg's post-build checks:\n  ${text}")
   endif()
+  list(LENGTH all_files count)
+  set(_checked_files ${count} PARENT_SCOPE)
+endfunction()
 
-  # vcpkg copies the package into the installed tree; consumers find it there.
-  set(_installed "${_root}/installed/x64-linux")
-  file(COPY "${_packages}/" DESTINATION "${_installed}")
-  set(_consumer_args "-DCMAKE_PREFIX_PATH=${_installed}" "-DCONSUMER_EXPECT_VERSION=${_version}")
-  if(_variant STREQUAL "fmt")
-    list(APPEND _consumer_args -DCONSUMER_WITH_FMT=ON)
-  endif()
-  _run("[${_features_text}] consumer configure" "${CMAKE_COMMAND}" -S "${_source}/tests/consumers/find_package"
-       -B "${_root}/consumer" ${_common_args} ${_consumer_args})
-  _run("[${_features_text}] consumer build" "${CMAKE_COMMAND}" --build "${_root}/consumer")
-  _run("[${_features_text}] consumer run" "${_root}/consumer/consumer")
-  string(STRIP "${_run_output}" _line)
-  list(LENGTH _files _file_count)
-  message(STATUS "ok   port [${_features_text}]: ${_file_count} files in the package, post-build checks pass; "
-                 "find_package consumer: ${_line}")
+# POST_BUILD_SELF_TEST=ON: each post-build rule must fail on a package that breaks it (a check that cannot fail
+# proves nothing); a good package must pass. Each case runs in its own process, since a failure stops the script.
+if(POST_BUILD_CASE)
+  _post_build_checks("${POST_BUILD_CASE}/packages/pollster_x64-linux" /vcpkg-self-test "${POST_BUILD_CASE}/port"
+                     "self-test")
+  return()
+endif()
+if(POST_BUILD_SELF_TEST)
+  set(_cases good pc_with_libs_in_share empty_directory no_copyright usage_not_installed absolute_path_in_cmake
+             absolute_path_in_header file_at_root cmake_files_in_lib empty_include debug_share)
+  set(_why_pc_with_libs_in_share "misplaced pkgconfig file share/pkgconfig/pollster.pc")
+  set(_why_empty_directory "empty directory share/empty")
+  set(_why_no_copyright "share/pollster/copyright is not a regular file")
+  set(_why_usage_not_installed "share/pollster/usage was not installed")
+  set(_why_absolute_path_in_cmake "pollsterTargets.cmake contains the absolute path /vcpkg-self-test/installed")
+  set(_why_absolute_path_in_header "paths.hpp contains the absolute path /vcpkg-self-test/downloads")
+  set(_why_file_at_root "misplaced file .*/README")
+  set(_why_cmake_files_in_lib "misplaced CMake files in lib/cmake/")
+  set(_why_empty_include "include/ is missing or empty")
+  set(_why_debug_share "debug/share exists")
+  foreach(_case IN LISTS _cases)
+    set(_root "${WORK_DIR}/post-build-self-test/${_case}")
+    set(_p "${_root}/packages/pollster_x64-linux")
+    file(REMOVE_RECURSE "${_root}")
+    file(WRITE "${_root}/port/usage" "usage\n")
+    file(WRITE "${_p}/include/pollster/pollster.hpp" "// /vcpkg-self-test/buildtrees in a comment is allowed\n")
+    file(WRITE "${_p}/share/pollster/copyright" "MIT\n")
+    file(WRITE "${_p}/share/pollster/usage" "usage\n")
+    file(WRITE "${_p}/share/pollster/pollsterConfig.cmake" "# /vcpkg-self-test/packages in a comment is allowed\n")
+    file(WRITE "${_p}/lib/pkgconfig/pollster.pc" "Libs: -pthread\n")
+    if(_case STREQUAL "pc_with_libs_in_share")
+      file(RENAME "${_p}/lib/pkgconfig" "${_p}/share/pkgconfig")
+      file(REMOVE_RECURSE "${_p}/lib")
+    elseif(_case STREQUAL "empty_directory")
+      file(MAKE_DIRECTORY "${_p}/share/empty")
+    elseif(_case STREQUAL "no_copyright")
+      file(REMOVE "${_p}/share/pollster/copyright")
+    elseif(_case STREQUAL "usage_not_installed")
+      file(REMOVE "${_p}/share/pollster/usage")
+    elseif(_case STREQUAL "absolute_path_in_cmake")
+      file(WRITE "${_p}/share/pollster/pollsterTargets.cmake" "set(x \"/vcpkg-self-test/installed/x\")\n")
+    elseif(_case STREQUAL "absolute_path_in_header")
+      file(WRITE "${_p}/include/pollster/paths.hpp" "const char* p = \"/vcpkg-self-test/downloads\";\n")
+    elseif(_case STREQUAL "file_at_root")
+      file(WRITE "${_p}/README" "text\n")
+    elseif(_case STREQUAL "cmake_files_in_lib")
+      file(WRITE "${_p}/lib/cmake/pollster/pollsterConfig.cmake" "\n")
+    elseif(_case STREQUAL "empty_include")
+      file(REMOVE_RECURSE "${_p}/include")
+    elseif(_case STREQUAL "debug_share")
+      file(WRITE "${_p}/debug/share/pollster/x.cmake" "\n")
+    endif()
+    execute_process(COMMAND "${CMAKE_COMMAND}" "-DWORK_DIR=${WORK_DIR}" "-DPOST_BUILD_CASE=${_root}"
+                            -P "${CMAKE_CURRENT_LIST_FILE}"
+                    RESULT_VARIABLE _result OUTPUT_VARIABLE _out ERROR_VARIABLE _out)
+    string(REGEX REPLACE "[ \n]+" " " _flat "${_out}")  # CMake wraps long messages
+    if(_case STREQUAL "good" AND NOT _result EQUAL 0)
+      _fail("post-build self-test: the good package failed:\n${_out}")
+    elseif(NOT _case STREQUAL "good" AND (_result EQUAL 0 OR NOT _flat MATCHES "${_why_${_case}}"))
+      _fail("post-build self-test: the package '${_case}' should fail saying '${_why_${_case}}':\n${_out}")
+    endif()
+    message(STATUS "ok   post-build self-test ${_case}: exit ${_result} ${_why_${_case}}")
+  endforeach()
+  file(REMOVE_RECURSE "${WORK_DIR}/post-build-self-test")
+  list(LENGTH _cases _count)
+  math(EXPR _count "${_count} - 1")
+  message(STATUS "vcpkg post-build self-test: the good package passes, the ${_count} bad ones fail, each for its rule")
+  return()
+endif()
+
+# 3. Each port, with and without the fmt feature.
+if(NOT EXISTS "${_source}/.git")
+  message(STATUS "skip cmake/ports/pollster: ${_source} is not a git checkout, so the release archive cannot be made")
+  set(_ports local)
+else()
+  set(_ports github local)
+endif()
+foreach(_port IN LISTS _ports)
+  foreach(_variant core fmt)
+    set(_label "${_port} port, ${_variant}")
+    set(_root "${WORK_DIR}/${_port}-${_variant}")
+    file(REMOVE_RECURSE "${_root}")
+    set(_features core)
+    if(_variant STREQUAL "fmt")
+      list(APPEND _features fmt)
+    endif()
+    list(JOIN _features "," _features_text)
+    _run("[${_label}] portfile" "${CMAKE_COMMAND}" -DPOLLSTER_VCPKG_SHIM_RUN=ON "-DPOLLSTER_VCPKG_ROOT=${_root}"
+         "-DPOLLSTER_VCPKG_PORT_DIR=${_${_port}_port}" "-DPOLLSTER_VCPKG_FEATURES=${_features_text}"
+         "-DPOLLSTER_VCPKG_GENERATOR=${GENERATOR}" "-DPOLLSTER_VCPKG_CXX_COMPILER=${CXX_COMPILER}"
+         -P "${CMAKE_CURRENT_LIST_FILE}")
+    set(_packages "${_root}/packages/pollster_x64-linux")
+
+    _post_build_checks("${_packages}" "${_root}" "${_${_port}_port}" "${_label}")
+    # And what this port must contain.
+    foreach(_expected share/pollster/copyright share/pollster/usage share/pollster/pollsterConfig.cmake
+                      share/pollster/pollsterConfigVersion.cmake share/pollster/pollsterTargets.cmake
+                      lib/pkgconfig/pollster.pc include/pollster/pollster.hpp)
+      if(NOT EXISTS "${_packages}/${_expected}")
+        _fail("[${_label}] the package has no ${_expected}")
+      endif()
+    endforeach()
+    if(EXISTS "${_packages}/include/pollster/single" OR EXISTS "${_packages}/share/doc")
+      _fail("[${_label}] the package should have neither include/pollster/single/ nor share/doc/")
+    endif()
+    if(_variant STREQUAL "fmt" AND NOT EXISTS "${_packages}/share/pollster/pollsterFmtTargets.cmake")
+      _fail("[${_label}] the fmt feature did not install pollster::fmt (pollsterFmtTargets.cmake)")
+    elseif(_variant STREQUAL "core" AND EXISTS "${_packages}/share/pollster/pollsterFmtTargets.cmake")
+      _fail("[${_label}] without the fmt feature pollster::fmt should not be installed")
+    endif()
+
+    # vcpkg copies the package into the installed tree; consumers find it there.
+    set(_installed "${_root}/installed/x64-linux")
+    file(COPY "${_packages}/" DESTINATION "${_installed}")
+    set(_consumer_args "-DCMAKE_PREFIX_PATH=${_installed}" "-DCONSUMER_EXPECT_VERSION=${_version}")
+    if(_variant STREQUAL "fmt")
+      list(APPEND _consumer_args -DCONSUMER_WITH_FMT=ON)
+    endif()
+    _run("[${_label}] consumer configure" "${CMAKE_COMMAND}" -S "${_source}/tests/consumers/find_package"
+         -B "${_root}/consumer" ${_common_args} ${_consumer_args})
+    _run("[${_label}] consumer build" "${CMAKE_COMMAND}" --build "${_root}/consumer")
+    _run("[${_label}] consumer run" "${_root}/consumer/consumer")
+    string(STRIP "${_run_output}" _line)
+    # pkg-config as a vcpkg user runs it: PKG_CONFIG_PATH=<installed>/lib/pkgconfig.
+    set(ENV{PKG_CONFIG_PATH} "${_installed}/lib/pkgconfig")
+    _run("[${_label}] pkg-config --cflags --libs" pkg-config --cflags --libs pollster)
+    string(STRIP "${_run_output}" _pc_flags)
+    separate_arguments(_pc_flags_list UNIX_COMMAND "${_pc_flags}")
+    _run("[${_label}] pkg-config consumer" "${CXX_COMPILER}" -std=c++17 ${_pc_flags_list}
+         "${_source}/tests/consumers/main.cpp" -o "${_root}/pkg-config-consumer")
+    _run("[${_label}] pkg-config consumer run" "${_root}/pkg-config-consumer")
+    message(STATUS "ok   ${_label}: ${_checked_files} files, vcpkg's post-build checks pass; find_package consumer: "
+                   "${_line}; pkg-config (${_pc_flags}) consumer runs")
+  endforeach()
 endforeach()
-message(STATUS "vcpkg offline check: all passed (source: ${SOURCE_FROM})")
+message(STATUS "vcpkg offline check: all passed (${_ports} ports)")

@@ -17,7 +17,7 @@ TEST_CASE("fmt formats schedules as their parameters", "[fmt]") {
   CHECK(fmt::format("{}", pollster::exponential{o}) ==
         "exponential(base 100ms, factor 2, cap 30s, jitter full)");
   CHECK(fmt::format("{}", pollster::presets::grpc_connect()) ==
-        "exponential(base 1s, factor 1.6, cap 120s, jitter proportional 0.2)");
+        "grpc_backoff(initial 1s, multiplier 1.6, jitter 0.2, max 120s)");
   CHECK(fmt::format("{}", pollster::chain{pollster::constant{500ms}, 3, pollster::presets::heat()}) ==
         "chain(3 x constant(500ms), then geometric(start 1s, factor 1.1, cap 20s))");
   pollster::decorrelated_jitter_v2_options p;

@@ -178,8 +178,40 @@ TEST_CASE("Heat's Delay resource: a 60 s wait is checked at 0, 30, 45, 52, 56, 5
   CHECK(result.cause == cause::done);
   CHECK(pollster::halve_toward(15s) == 7s);  // Python's 15 // 2
   CHECK(pollster::halve_toward(3500ms) == 1s);
-  CHECK(pollster::halve_toward(500ms) == 500ms);
+  CHECK(pollster::halve_toward(500ms) == 1s);  // Heat polls again one whole step later
   CHECK(pollster::halve_toward(-1s) == 0s);
+}
+
+// The table comes from Heat's own code: delay.py's Delay._check_complete and scheduler.py's TaskRunner.step (Heat
+// 26.0.1, openstack/heat at 526defd0), run on a clock that steps once a second. Heat checks one step after
+// handle_create, so the run starts with a 1 s wait; a fractional wait is seen at the next whole step.
+TEST_CASE("halve_toward reproduces Heat's Delay resource, fractional waits included", "[poll][heat]") {
+  struct row {
+    double wait_seconds;
+    std::vector<int> heat_checks;  // seconds after handle_create
+  };
+  const row r = GENERATE(row{60, {1, 30, 45, 52, 56, 58, 59, 60}}, row{60.5, {1, 30, 45, 52, 56, 58, 59, 60, 61}},
+                         row{61, {1, 31, 46, 53, 57, 59, 60, 61}}, row{0.5, {1}}, row{3.5, {1, 2, 3, 4}},
+                         row{4, {1, 2, 3, 4}}, row{7.25, {1, 4, 5, 6, 7, 8}},
+                         row{100.9, {1, 50, 75, 87, 93, 96, 98, 99, 100, 101}},
+                         row{3600.5, {1, 1800, 2700, 3150, 3375, 3487, 3543, 3571, 3585, 3592, 3596, 3598, 3599, 3600,
+                                      3601}});
+  INFO("a Delay of " << r.wait_seconds << " s");
+  const duration wait = std::chrono::duration_cast<duration>(std::chrono::duration<double>(r.wait_seconds));
+  manual_clock clock;
+  std::vector<duration> checked_at;
+  auto check = [&](const poll_state& s) -> pollster::step<bool, std::string> {
+    checked_at.push_back(s.elapsed);
+    if (s.elapsed >= wait) return pollster::done(true);
+    return pollster::poll_again_in(pollster::halve_toward(wait - s.elapsed));
+  };
+  pollster::poll_options options;
+  options.wait_first = true;  // Heat's first check comes one scheduler step after handle_create
+  const auto result = pollster::poll_until(clock, check, pollster::constant{1s}, pollster::never{}, options);
+  std::vector<duration> expected;
+  for (const int t : r.heat_checks) expected.push_back(std::chrono::seconds(t));
+  CHECK(checked_at == expected);
+  CHECK(result.cause == cause::done);
 }
 
 TEST_CASE("Kubernetes: an immediate poll with an already-cancelled token runs the check once", "[poll][cancel]") {

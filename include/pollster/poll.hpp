@@ -241,17 +241,21 @@ detail::step_draft<detail::no_payload, std::decay_t<Er>> throttled(Er&& error, r
   return {step_kind::transient, {}, std::forward<Er>(error), hint, {}, false, true};
 }
 
-/// Heat's Delay resource: halve the time left towards a known ETA while at least `threshold` is left, in whole
-/// `granularity` units (Python's `remaining // 2`), then poll every `granularity`. For a 60 s wait checked from
-/// t = 0 this gives checks at 0, 30, 45, 52, 56, 58, 59, 60. Return `poll_again_in(halve_toward(eta - now))`.
+/// Heat's Delay resource (heat/engine/resources/openstack/heat/delay.py, `_check_complete`, Heat 26): while at least
+/// `threshold` is left it raises PollDelay(int(remaining // 2)), else returns False (poll again next step); Heat's
+/// scheduler steps once per `granularity` (1 s), so every delay is a whole number of steps, at least one. For a 60 s
+/// wait checked from t = 0: checks at 0, 30, 45, 52, 56, 58, 59, 60; a fractional wait is seen at the next whole
+/// step, as in Heat (60.5 s: ..., 59, 60, 61). Return `poll_again_in(halve_toward(eta - now))`.
+/// Test: "halve_toward reproduces Heat's Delay resource, fractional waits included".
 inline duration halve_toward(duration remaining, duration granularity = std::chrono::seconds(1),
                              duration threshold = std::chrono::seconds(4)) {
   if (granularity <= duration::zero()) {
     detail::throw_invalid("halve_toward", "granularity", "> 0", detail::duration_text(granularity));
   }
   if (remaining <= duration::zero()) return duration::zero();
-  if (remaining >= threshold) return granularity * ((remaining / granularity) / 2);
-  return std::min(granularity, remaining);
+  // PollDelay(n) waits max(n, 1) steps (TaskRunner.step); floor(floor(r / g) / 2) is Python's int(r // 2) in steps.
+  if (remaining >= threshold) return granularity * std::max<duration::rep>((remaining / granularity) / 2, 1);
+  return granularity;
 }
 
 /// Why a run ended.
@@ -831,6 +835,15 @@ class poller : private detail::compressed<Check, 0>,
           last_reason_ = delay_reason::deadline;
         }
       }
+      if constexpr (detail::sees_next_delay<Stop>::value) {
+        // As plan_next(): the rule sees the sleep about to start.
+        const stop_reason why = working_stop.get().check_next_delay(stop_context{attempts, elapsed}, delay);
+        if (why != stop_reason::none) {
+          write_back(working_schedule, working_stop, attempts, elapsed, slept, due);
+          finish(why == stop_reason::deadline ? pollster::cause::deadline : pollster::cause::exhausted, why, end);
+          return;
+        }
+      }
       last_delay_ = delay;
       due = later(end, delay);
     }
@@ -1017,6 +1030,14 @@ class poller : private detail::compressed<Check, 0>,
       }
       delay = left;
       reason = delay_reason::deadline;
+    }
+    if constexpr (detail::sees_next_delay<Stop>::value) {
+      // A rule that looks at the sleep about to start (before_elapsed) may end the run instead.
+      const stop_reason why = stop_rule().check_next_delay(stop_context{outcome_.attempts, elapsed}, delay);
+      if (why != stop_reason::none) {
+        finish(why == stop_reason::deadline ? pollster::cause::deadline : pollster::cause::exhausted, why, end);
+        return;
+      }
     }
     last_delay_ = delay;
     last_reason_ = reason;

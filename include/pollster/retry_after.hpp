@@ -12,6 +12,11 @@
 //
 // The parser never throws and never guesses: anything else (a sign, a fraction, a wrong name, a day that does not
 // exist, a value that overflows) is "no hint". It takes "now" as an argument, so it is deterministic and testable.
+//
+// Limits: the wait is a pollster::duration (64-bit nanoseconds), so every value whose wait fits in one is accepted,
+// and nothing longer: delay-seconds up to 9223372036 (292 years), and any date from year 0000 to 9999 up to
+// duration::max() (9223372036.854775807 s) after `now`, to the nanosecond. A date past 2262 is fine as long as the
+// wait fits: the arithmetic is done in seconds and only the wait is converted.
 
 #include "detail/config.hpp"
 #include "detail/saturate.hpp"
@@ -20,7 +25,7 @@
 #include <cstddef>      // size_t
 #include <cstdint>      // int64_t
 #include <optional>     // optional
-#include <ratio>        // ratio (a day)
+#include <ratio>        // ratio_less_equal_v
 #include <string_view>  // string_view
 
 POLLSTER_NAMESPACE_BEGIN
@@ -37,15 +42,46 @@ constexpr std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) n
   return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
 }
 
-/// The civil year of a count of days since 1970-01-01 (the inverse's year part).
-constexpr std::int64_t year_from_days(std::int64_t z) noexcept {
+struct civil_date {
+  std::int64_t year;
+  unsigned month;  ///< 1 to 12
+  unsigned day;    ///< 1 to 31
+};
+
+/// The proleptic Gregorian date of a count of days since 1970-01-01 (Howard Hinnant's civil_from_days).
+constexpr civil_date civil_from_days(std::int64_t z) noexcept {
   z += 719468;
   const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
   const auto doe = static_cast<unsigned>(z - era * 146097);
   const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
   const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
   const unsigned mp = (5 * doy + 2) / 153;
-  return static_cast<std::int64_t>(yoe) + era * 400 + (mp >= 10 ? 1 : 0);
+  const unsigned d = doy - (153 * mp + 2) / 5 + 1;
+  const unsigned m = mp < 10 ? mp + 3 : mp - 9;
+  return {static_cast<std::int64_t>(yoe) + era * 400 + (m <= 2 ? 1 : 0), m, d};
+}
+
+/// `now` as whole seconds since the epoch and the nanoseconds past them (in [0, 1 s)), computed in now's own
+/// units: converting a time point near the ends of the clock's range to nanoseconds would overflow.
+struct split_time {
+  std::int64_t seconds;
+  std::int64_t nanoseconds;
+};
+inline split_time split_seconds(std::chrono::system_clock::time_point now) noexcept {
+  using clock_duration = std::chrono::system_clock::duration;
+  const std::int64_t ticks = static_cast<std::int64_t>(now.time_since_epoch().count());
+  if constexpr (std::ratio_less_equal_v<std::ratio<1>, clock_duration::period>) {
+    return {std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count(), 0};
+  } else {
+    constexpr auto per_second = static_cast<std::int64_t>(clock_duration::period::den / clock_duration::period::num);
+    std::int64_t seconds = ticks / per_second;  // quotient and remainder: `ticks - rest` could overflow
+    std::int64_t rest = ticks % per_second;
+    if (rest < 0) {
+      rest += per_second;
+      --seconds;
+    }
+    return {seconds, std::chrono::duration_cast<std::chrono::nanoseconds>(clock_duration{rest}).count()};
+  }
 }
 
 constexpr bool is_leap(std::int64_t y) noexcept { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
@@ -105,6 +141,25 @@ inline constexpr std::string_view months[] = {"Jan", "Feb", "Mar", "Apr", "May",
 
 constexpr bool is_ows(char c) noexcept { return c == ' ' || c == '\t'; }
 
+/// The full year of an rfc850-date's two-digit year, read at `now` (RFC 9110, section 5.6.7): the year of now's
+/// century, unless that instant is more than 50 years after now; then the same two digits a century earlier.
+/// Instants are compared, not years: read on 2026-06-01, "01-Jan-76" is 2076 and "01-Dec-76" is 1976.
+inline std::int64_t rfc850_year(unsigned two_digits, unsigned month, unsigned day, std::int64_t second_of_day,
+                                std::chrono::system_clock::time_point now) noexcept {
+  const std::int64_t now_seconds = split_seconds(now).seconds;
+  const std::int64_t now_days = now_seconds >= 0 ? now_seconds / 86400 : -((86399 - now_seconds) / 86400);
+  const civil_date today = civil_from_days(now_days);
+  const std::int64_t year = today.year - ((today.year % 100) + 100) % 100 + two_digits;
+  if (year - today.year != 50) return year - today.year > 50 ? year - 100 : year;
+  // Exactly 50 calendar years apart: the candidate is more than 50 years ahead when it is later in its year than
+  // now is in now's. Whole seconds suffice: a candidate in now's very second is not after now + 50 years.
+  const std::int64_t now_second_of_day = now_seconds - now_days * 86400;
+  const bool later = month != today.month ? month > today.month
+                     : day != today.day   ? day > today.day
+                                          : second_of_day > now_second_of_day;
+  return later ? year - 100 : year;
+}
+
 }  // namespace detail
 
 /// A time on the system clock, to the second: what an HTTP-date denotes (C++20's std::chrono::sys_seconds).
@@ -131,14 +186,7 @@ inline std::optional<http_time> parse_http_date(std::string_view text,
     ok = l.digits(2, day) && l.literal("-") && l.one_of(detail::months, month) && l.literal("-") &&
          l.digits(2, year) && l.literal(" ") && l.time_of_day(hour, minute, second) && l.literal(" GMT") &&
          l.at_end();
-    if (ok) {
-      using days_t = std::chrono::duration<std::int64_t, std::ratio<86400>>;
-      const std::int64_t this_year =
-          detail::year_from_days(std::chrono::floor<days_t>(now).time_since_epoch().count());
-      full_year = this_year - ((this_year % 100) + 100) % 100 + year;
-      if (full_year > this_year + 50) full_year -= 100;
-      if (full_year <= this_year - 50) full_year += 100;
-    }
+    if (ok) full_year = detail::rfc850_year(year, month + 1, day, hour * 3600 + minute * 60 + second, now);
   } else if (http_date_reader a{text}; a.one_of(detail::short_days, weekday) && a.literal(" ")) {
     // asctime-date: "Sun Nov  6 08:49:37 1994" (a one-digit day is padded with a space)
     ok = a.one_of(detail::months, month) && a.literal(" ") && (a.literal(" ") ? a.digits(1, day) : a.digits(2, day)) &&
@@ -152,7 +200,8 @@ inline std::optional<http_time> parse_http_date(std::string_view text,
 }
 
 /// The delay a `Retry-After` field value asks for, measured from `now`; nothing for an absent, malformed,
-/// negative or overflowing value. A date in the past asks for no delay at all (zero). Never throws.
+/// negative or overflowing value (a wait longer than duration::max(), see the limits above). A date in the past
+/// asks for no delay at all (zero). Never throws.
 ///   parse_retry_after("120", now)                             -> 120 s
 ///   parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now)   -> that date - now (zero if it has passed)
 ///   parse_retry_after("soon", now)                            -> nullopt
@@ -173,12 +222,20 @@ inline std::optional<duration> parse_retry_after(std::string_view value,
   }
   const auto date = parse_http_date(value, now);
   if (!date) return std::nullopt;
-  // In seconds first: a far date must not overflow the nanosecond difference.
-  const auto now_seconds = std::chrono::floor<std::chrono::seconds>(now);
-  const std::int64_t ahead = (date->time_since_epoch() - now_seconds.time_since_epoch()).count();
+  // In whole seconds first, and only the wait in nanoseconds: neither a date past 2262 nor `now` may be converted
+  // to nanoseconds since the epoch. The wait is ahead seconds less now's fraction of a second (in [0, 1 s)).
+  const detail::split_time at = detail::split_seconds(now);
+  const std::int64_t ahead = date->time_since_epoch().count() - at.seconds;
   if (ahead <= 0) return duration::zero();
-  if (ahead > duration::max().count() / 1000000000 - 1) return std::nullopt;
-  return std::chrono::duration_cast<duration>(*date - now);
+  constexpr std::int64_t ns_per_second = 1000000000;
+  constexpr std::int64_t most_seconds = duration::max().count() / ns_per_second;  // 9223372036
+  if (ahead - 1 > most_seconds) return std::nullopt;
+  const std::int64_t fraction = at.nanoseconds;
+  // (ahead - 1) s always fits; the last second, less the fraction, fits when it does not pass duration::max().
+  const std::int64_t whole = (ahead - 1) * ns_per_second;
+  const std::int64_t last = ns_per_second - fraction;
+  if (whole > duration::max().count() - last) return std::nullopt;
+  return duration{whole + last};
 }
 
 POLLSTER_NAMESPACE_END

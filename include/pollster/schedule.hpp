@@ -18,12 +18,13 @@
 #include "detail/text.hpp"
 
 #include <algorithm>  // max, min
-#include <cmath>      // isfinite, isnan, pow, sqrt, tanh
+#include <cmath>      // isfinite, isnan, pow, sqrt, tanh, trunc
 #include <cstddef>    // size_t
 #include <cstdint>    // uint64_t
 #include <limits>     // numeric_limits
 #include <optional>   // optional
 #include <string>     // string, to_string
+#include <type_traits>  // enable_if_t, false_type, void_t
 #include <utility>    // move
 #include <vector>     // vector
 
@@ -154,6 +155,8 @@ class geometric : public detail::schedule_base<geometric> {
     double factor = 1.1;
     duration cap = std::chrono::seconds(20);
     duration floor = duration::zero();  ///< never wait less (tenacity's `min`)
+    // tenacity lets `min` win over a smaller `max` (a constant `min`); pollster refuses floor > cap when built:
+    // the pair is a typo far more often than an intent, and the intent is constant{floor}.
   };
 
   explicit geometric(const options& o) : options_(o) {
@@ -185,10 +188,18 @@ class geometric : public detail::schedule_base<geometric> {
 /// How exponential backoff randomises each delay e (AWS "Exponential Backoff and Jitter"; gRPC for proportional).
 enum class jitter {
   none,          ///< e: exact sequences
-  full,          ///< U(0, e): fewest calls under contention
+  full,          ///< U(floor, e): fewest calls under contention (AWS with no floor; tenacity 9's random_exponential)
   equal,         ///< e/2 + U(0, e/2): never less than half
   decorrelated,  ///< min(cap, U(base, 3 * previous)): grows from the last delay rather than the attempt
   proportional,  ///< e * (1 + U(-f, f)) with f = jitter_fraction: gRPC's connection backoff (f = 0.2)
+  additive,      ///< e + U(0, jitter_amount): tenacity's wait_exponential_jitter
+};
+
+/// Where exponential backoff applies its cap. References differ, and the difference shows at the top of the range.
+enum class cap_on {
+  envelope_and_delay,  ///< the envelope is capped, jittered, and the delay capped again: never above the cap
+  envelope,            ///< gRPC: the capped envelope is jittered, so a delay may pass the cap by the jitter
+  delay,               ///< AWS SDK C++'s StandardRetryStrategy: the envelope grows on and the jittered delay is capped
 };
 
 /// Named parameters of `exponential` (C++20: `exponential{{.base = 100ms, .cap = 30s}}`).
@@ -198,7 +209,9 @@ struct exponential_options {
   duration cap = duration::max();
   duration floor = duration::zero();
   pollster::jitter jitter = pollster::jitter::full;
-  double jitter_fraction = 0.2;  ///< only for jitter::proportional; in [0, 1]
+  double jitter_fraction = 0.2;                      ///< only for jitter::proportional; in [0, 1]
+  duration jitter_amount = std::chrono::seconds(1);  ///< only for jitter::additive; >= 0 (tenacity's `jitter`)
+  pollster::cap_on cap_on = pollster::cap_on::envelope_and_delay;
 };
 
 /// Exponential backoff with jitter, for contended retries: many clients that failed together should not
@@ -215,9 +228,21 @@ class exponential : public detail::schedule_base<exponential<URBG>> {
     if (!(o.jitter_fraction >= 0.0 && o.jitter_fraction <= 1.0)) {
       detail::throw_invalid("exponential", "jitter_fraction", "in [0, 1]", detail::number_text(o.jitter_fraction));
     }
-    if (o.jitter > pollster::jitter::proportional || o.jitter < pollster::jitter::none) {
-      detail::throw_invalid("exponential", "jitter", "one of none, full, equal, decorrelated, proportional",
+    if (o.jitter_amount < duration::zero()) {
+      detail::throw_invalid("exponential", "jitter_amount", ">= 0", detail::duration_text(o.jitter_amount));
+    }
+    if (o.jitter > pollster::jitter::additive || o.jitter < pollster::jitter::none) {
+      detail::throw_invalid("exponential", "jitter", "one of none, full, equal, decorrelated, proportional, additive",
                             std::to_string(static_cast<int>(o.jitter)));
+    }
+    if (o.cap_on > pollster::cap_on::delay || o.cap_on < pollster::cap_on::envelope_and_delay) {
+      detail::throw_invalid("exponential", "cap_on", "one of envelope_and_delay, envelope, delay",
+                            std::to_string(static_cast<int>(o.cap_on)));
+    }
+    if (o.jitter == pollster::jitter::decorrelated && o.cap_on != pollster::cap_on::envelope_and_delay) {
+      // AWS's formula caps inside the draw (min(cap, U(base, 3 prev))): there is no envelope to cap apart.
+      detail::throw_invalid("exponential", "cap_on", "envelope_and_delay with decorrelated jitter",
+                            std::to_string(static_cast<int>(o.cap_on)));
     }
     reset();
   }
@@ -227,7 +252,13 @@ class exponential : public detail::schedule_base<exponential<URBG>> {
     double value = e;
     switch (options_.jitter) {
       case pollster::jitter::none: break;
-      case pollster::jitter::full: value = e * detail::uniform01(generator_); break;
+      case pollster::jitter::full: {
+        // U(floor, e): with no floor this is AWS's U(0, e), bit for bit; with one it is tenacity 9's
+        // random.uniform(min, high), not a clamp that would pile every short draw onto the floor.
+        const double low = detail::to_double_ns(options_.floor);
+        value = low + (std::max(e, low) - low) * detail::uniform01(generator_);
+        break;
+      }
       case pollster::jitter::equal: value = e / 2 + (e / 2) * detail::uniform01(generator_); break;
       case pollster::jitter::decorrelated: {
         const double low = detail::to_double_ns(options_.base);
@@ -239,19 +270,28 @@ class exponential : public detail::schedule_base<exponential<URBG>> {
       case pollster::jitter::proportional:
         value = e * (1 + options_.jitter_fraction * (2 * detail::uniform01(generator_) - 1));
         break;
+      case pollster::jitter::additive:
+        value = e + detail::to_double_ns(options_.jitter_amount) * detail::uniform01(generator_);
+        break;
     }
-    return detail::clamp(detail::from_double_ns(value), options_.floor, options_.cap);
+    const duration upper = options_.cap_on == pollster::cap_on::envelope ? duration::max() : options_.cap;
+    return detail::clamp(detail::from_double_ns(value), options_.floor, upper);
   }
   void reset() noexcept {
-    growth_ = {detail::to_double_ns(options_.base), options_.factor, detail::to_double_ns(options_.cap)};
+    // With cap_on::delay the envelope grows past the cap; 2^64 ns (beyond any duration) keeps it finite.
+    const double envelope_cap = options_.cap_on == pollster::cap_on::delay ? 0x1.0p64 : detail::to_double_ns(options_.cap);
+    growth_ = {detail::to_double_ns(options_.base), options_.factor, envelope_cap};
     previous_ns_ = detail::to_double_ns(options_.base);
   }
   std::optional<duration> plateau() const noexcept {
-    if (options_.jitter == pollster::jitter::none && growth_.at_cap()) return options_.cap;
+    if (options_.jitter == pollster::jitter::none && growth_.current_ns >= detail::to_double_ns(options_.cap)) {
+      return options_.cap;
+    }
     return std::nullopt;
   }
   /// Gives this copy its own random stream (a runner calls it for each copy of a prototype).
   void reseed(std::uint64_t seed) { generator_.seed(seed); }
+  bool jittered() const noexcept { return options_.jitter != pollster::jitter::none; }
   const options& parameters() const noexcept { return options_; }
   URBG& generator() noexcept { return generator_; }
 
@@ -271,10 +311,12 @@ struct decorrelated_jitter_v2_options {
   duration median_first_delay = std::chrono::seconds(1);
   duration cap = duration::max();
   duration floor = duration::zero();
+  bool fast_first = false;  ///< Polly.Contrib's fastFirst: retry at once first, then the curve from its second term
 };
 
 /// Polly's "decorrelated jitter backoff V2": a smooth exponential curve whose median first delay is the one you
-/// ask for, without the clustering of plain decorrelated jitter.
+/// ask for, without the clustering of plain decorrelated jitter. Computed as Polly computes it, in whole 100 ns
+/// ticks (a TimeSpan), truncated: the same draws give the same delays.
 template <class URBG = splitmix64>
 class decorrelated_jitter_v2 : public detail::schedule_base<decorrelated_jitter_v2<URBG>> {
  public:
@@ -284,10 +326,17 @@ class decorrelated_jitter_v2 : public detail::schedule_base<decorrelated_jitter_
       : options_(o), generator_(std::move(generator)) {
     detail::require_positive("decorrelated_jitter_v2", "median_first_delay", o.median_first_delay);
     detail::require_bounds("decorrelated_jitter_v2", o.floor, o.median_first_delay, o.cap);
+    reset();
   }
 
   duration next() {
-    // Polly: t = attempt + U; next = 2^t * tanh(sqrt(4 t)); delay = (next - prev) / 1.4 * median.
+    if (fast_pending_) {
+      // Polly.Contrib: `if (fast) { i++; yield return TimeSpan.Zero; }`, no draw, and prev stays 0.
+      fast_pending_ = false;
+      attempt_ = 1;
+      return detail::clamp(duration::zero(), options_.floor, options_.cap);
+    }
+    // Polly: t = attempt + U; next = 2^t tanh(sqrt(4 t)); ticks = (long)((next - prev) * (1 / 1.4) * median ticks).
     const double t = static_cast<double>(attempt_) + detail::uniform01(generator_);
     if (attempt_ < std::numeric_limits<std::uint64_t>::max()) ++attempt_;
     const double curve = std::pow(2.0, t) * std::tanh(std::sqrt(4.0 * t));
@@ -295,13 +344,15 @@ class decorrelated_jitter_v2 : public detail::schedule_base<decorrelated_jitter_
       previous_ = curve;
       return options_.cap;  // the curve left double's range: the cap is all that is left
     }
-    const double value = (curve - previous_) / 1.4 * detail::to_double_ns(options_.median_first_delay);
+    const double median_ticks = detail::to_double_ns(options_.median_first_delay) / 100.0;
+    const double ticks = std::trunc((curve - previous_) * (1 / 1.4) * median_ticks);
     previous_ = curve;
-    return detail::clamp(detail::from_double_ns(value), options_.floor, options_.cap);
+    return detail::clamp(detail::from_double_ns(ticks * 100.0), options_.floor, options_.cap);
   }
   void reset() noexcept {
     attempt_ = 0;
     previous_ = 0;
+    fast_pending_ = options_.fast_first;
   }
   std::optional<duration> plateau() const noexcept { return std::nullopt; }
   void reseed(std::uint64_t seed) { generator_.seed(seed); }
@@ -312,20 +363,169 @@ class decorrelated_jitter_v2 : public detail::schedule_base<decorrelated_jitter_
   URBG generator_;
   std::uint64_t attempt_ = 0;
   double previous_ = 0;
+  bool fast_pending_ = false;
 };
 
 decorrelated_jitter_v2(const decorrelated_jitter_v2_options&) -> decorrelated_jitter_v2<splitmix64>;
 template <class URBG>
 decorrelated_jitter_v2(const decorrelated_jitter_v2_options&, URBG) -> decorrelated_jitter_v2<URBG>;
 
+/// tenacity's wait_incrementing: start, start + increment, start + 2 increment, ... and `cap` once reached.
+/// (tenacity also takes a negative increment, counting down to zero; pollster asks for >= 0.)
+class incrementing : public detail::schedule_base<incrementing> {
+ public:
+  incrementing(duration start, duration increment, duration cap = duration::max())
+      : start_(start), increment_(increment), cap_(cap) {
+    if (start < duration::zero()) detail::throw_invalid("incrementing", "start", ">= 0", detail::duration_text(start));
+    if (increment < duration::zero()) {
+      detail::throw_invalid("incrementing", "increment", ">= 0", detail::duration_text(increment));
+    }
+    if (start == duration::zero() && increment == duration::zero()) {
+      detail::throw_invalid("incrementing", "increment", "> 0 when start is 0 (every delay would be 0)", "0s");
+    }
+    detail::require_positive("incrementing", "cap", cap);
+    if (cap < start) detail::throw_invalid("incrementing", "cap", ">= start (" + detail::duration_text(start) + ")",
+                                           detail::duration_text(cap));
+    reset();
+  }
+  duration next() noexcept {
+    const duration value = current_;
+    if (current_ < cap_) current_ = std::min(detail::sat_add(current_, increment_), cap_);
+    return value;
+  }
+  void reset() noexcept { current_ = start_; }
+  std::optional<duration> plateau() const noexcept {
+    if (current_ >= cap_ || increment_ == duration::zero()) return current_;
+    return std::nullopt;
+  }
+  duration start() const noexcept { return start_; }
+  duration increment() const noexcept { return increment_; }
+  duration cap() const noexcept { return cap_; }
+
+ private:
+  duration start_;
+  duration increment_;
+  duration cap_;
+  duration current_{};
+};
+
+/// tenacity's wait_random: a delay drawn uniformly from [low, high] every time. Alone it spreads a fleet out;
+/// added to another schedule (`constant{3s} + random_between{0s, 2s}`) it is the jitter users write by hand.
+template <class URBG = splitmix64>
+class random_between : public detail::schedule_base<random_between<URBG>> {
+ public:
+  random_between(duration low, duration high, URBG generator = URBG{})
+      : low_(low), high_(high), generator_(std::move(generator)) {
+    if (low < duration::zero()) detail::throw_invalid("random_between", "low", ">= 0", detail::duration_text(low));
+    detail::require_positive("random_between", "high", high);
+    if (high < low) detail::throw_invalid("random_between", "high", ">= low (" + detail::duration_text(low) + ")",
+                                          detail::duration_text(high));
+  }
+  /// tenacity: min + random() * (max - min).
+  duration next() {
+    const double low = detail::to_double_ns(low_);
+    const double value = low + detail::uniform01(generator_) * (detail::to_double_ns(high_) - low);
+    return detail::clamp(detail::from_double_ns(value), low_, high_);
+  }
+  void reset() noexcept {}
+  std::optional<duration> plateau() const noexcept {
+    if (low_ == high_) return low_;
+    return std::nullopt;
+  }
+  void reseed(std::uint64_t seed) { generator_.seed(seed); }
+  bool jittered() const noexcept { return low_ != high_; }
+  duration low() const noexcept { return low_; }
+  duration high() const noexcept { return high_; }
+
+ private:
+  duration low_;
+  duration high_;
+  URBG generator_;
+};
+
+random_between(duration, duration) -> random_between<splitmix64>;
+template <class URBG>
+random_between(duration, duration, URBG) -> random_between<URBG>;
+
+namespace detail {
+template <class Schedule, class = void>
+struct is_reseedable : std::false_type {};
+template <class Schedule>
+struct is_reseedable<Schedule, std::void_t<decltype(std::declval<Schedule&>().reseed(std::uint64_t{}))>>
+    : std::true_type {};
+
+/// A composite reseeds each part that has a generator, each with its own stream (equal seeds would make two
+/// jittered parts of one schedule draw the same numbers).
+template <class Schedule>
+void reseed_part(Schedule& schedule, std::uint64_t seed, std::uint64_t part) {
+  if constexpr (is_reseedable<Schedule>::value) schedule.reseed(splitmix64{seed ^ (part * 0x9e3779b97f4a7c15ULL)}());
+}
+
+template <class Schedule, class = void>
+struct has_jittered : std::false_type {};
+template <class Schedule>
+struct has_jittered<Schedule, std::void_t<decltype(bool{std::declval<const Schedule&>().jittered()})>>
+    : std::true_type {};
+
+/// Whether a schedule draws random numbers now: its `jittered()` when it says, else whether it can be reseeded.
+template <class Schedule>
+bool is_jittered(const Schedule& schedule) {
+  if constexpr (has_jittered<Schedule>::value) {
+    return schedule.jittered();
+  } else {
+    return is_reseedable<Schedule>::value;
+  }
+}
+}  // namespace detail
+
+/// The sum of two schedules' delays, saturating (tenacity's wait_combine, and `wait_fixed(3) + wait_random(0, 2)`
+/// written `constant{3s} + random_between{0s, 2s}`).
+template <class A, class B>
+class sum : public detail::schedule_base<sum<A, B>> {
+ public:
+  sum(A a, B b) : a_(std::move(a)), b_(std::move(b)) {}
+  duration next() { return detail::sat_add(duration{a_.next()}, duration{b_.next()}); }
+  void reset() {
+    a_.reset();
+    b_.reset();
+  }
+  std::optional<duration> plateau() const {
+    const std::optional<duration> a = a_.plateau();
+    const std::optional<duration> b = a ? b_.plateau() : std::nullopt;
+    if (!a || !b) return std::nullopt;
+    return detail::sat_add(*a, *b);
+  }
+  template <class S = sum, class = std::enable_if_t<detail::is_reseedable<A>::value || detail::is_reseedable<B>::value,
+                                                    S>>
+  void reseed(std::uint64_t seed) {
+    detail::reseed_part(a_, seed, 1);
+    detail::reseed_part(b_, seed, 2);
+  }
+  bool jittered() const { return detail::is_jittered(a_) || detail::is_jittered(b_); }
+  const A& first() const noexcept { return a_; }
+  const B& second() const noexcept { return b_; }
+
+ private:
+  A a_;
+  B b_;
+};
+
+/// `constant{3s} + random_between{0s, 2s}`: adds the delays of two schedules.
+template <class A, class B>
+sum<A, B> operator+(const detail::schedule_base<A>& a, const detail::schedule_base<B>& b) {
+  return {static_cast<const A&>(a), static_cast<const B&>(b)};
+}
+
 /// One schedule for the first `count` delays, another after: "poll every second for a minute, then back off".
+/// The second starts from its own first delay (1, 1, 2, 4 for constant{1s} x 1 then geometric{1s, 2}); for
+/// tenacity's wait_chain, where it goes on as if it had run from the start, use chain_by_attempt.
 template <class First, class Then>
 class chain : public detail::schedule_base<chain<First, Then>> {
  public:
   chain(First first, std::uint64_t count, Then then) : first_(std::move(first)), then_(std::move(then)), count_(count) {
     if (count == 0) detail::throw_invalid("chain", "count", ">= 1", "0");
   }
-  auto next() {
+  duration next() {
     if (used_ < count_) {
       ++used_;
       return first_.next();
@@ -341,6 +541,13 @@ class chain : public detail::schedule_base<chain<First, Then>> {
     if (used_ < count_) return std::nullopt;
     return then_.plateau();
   }
+  template <class S = chain, class = std::enable_if_t<
+                                 detail::is_reseedable<First>::value || detail::is_reseedable<Then>::value, S>>
+  void reseed(std::uint64_t seed) {
+    detail::reseed_part(first_, seed, 1);
+    detail::reseed_part(then_, seed, 2);
+  }
+  bool jittered() const { return detail::is_jittered(first_) || detail::is_jittered(then_); }
   const First& first() const noexcept { return first_; }
   const Then& then() const noexcept { return then_; }
   std::uint64_t count() const noexcept { return count_; }
@@ -352,92 +559,91 @@ class chain : public detail::schedule_base<chain<First, Then>> {
   std::uint64_t used_ = 0;
 };
 
+/// tenacity's wait_chain: `first` for the delays after attempts 1 to `count`, then `then` as it would be at that
+/// attempt, as if it had run from the first (tenacity hands every link the global attempt number).
+/// chain_by_attempt{constant{1s}, 1, geometric{1s, 2, max}} gives 1, 2, 4, 8 where chain gives 1, 1, 2, 4.
+/// `then` steps along with `first` (its delays are drawn and dropped), so a jittered `then` draws as often.
+template <class First, class Then>
+class chain_by_attempt : public detail::schedule_base<chain_by_attempt<First, Then>> {
+ public:
+  chain_by_attempt(First first, std::uint64_t count, Then then)
+      : first_(std::move(first)), then_(std::move(then)), count_(count) {
+    if (count == 0) detail::throw_invalid("chain_by_attempt", "count", ">= 1", "0");
+  }
+  duration next() {
+    if (used_ < count_) {
+      ++used_;
+      (void)then_.next();
+      return first_.next();
+    }
+    return then_.next();
+  }
+  void reset() {
+    used_ = 0;
+    first_.reset();
+    then_.reset();
+  }
+  std::optional<duration> plateau() const {
+    if (used_ < count_) return std::nullopt;
+    return then_.plateau();
+  }
+  template <class S = chain_by_attempt,
+            class = std::enable_if_t<detail::is_reseedable<First>::value || detail::is_reseedable<Then>::value, S>>
+  void reseed(std::uint64_t seed) {
+    detail::reseed_part(first_, seed, 1);
+    detail::reseed_part(then_, seed, 2);
+  }
+  bool jittered() const { return detail::is_jittered(first_) || detail::is_jittered(then_); }
+  const First& first() const noexcept { return first_; }
+  const Then& then() const noexcept { return then_; }
+  std::uint64_t count() const noexcept { return count_; }
+
+ private:
+  First first_;
+  Then then_;
+  std::uint64_t count_;
+  std::uint64_t used_ = 0;
+};
+
+/// The first delay is zero (retry at once); the rest are `schedule`'s from its second delay on (its first is
+/// drawn and dropped). AWS SDK C++'s DefaultRetryStrategy, 0, 50, 100, 200 ms, ..., is
+/// immediate_first{geometric{25ms, 2.0, duration::max()}}.
+template <class Schedule>
+class immediate_first : public detail::schedule_base<immediate_first<Schedule>> {
+ public:
+  explicit immediate_first(Schedule schedule) : schedule_(std::move(schedule)) {}
+  duration next() {
+    if (!started_) {
+      started_ = true;
+      (void)schedule_.next();
+      return duration::zero();
+    }
+    return schedule_.next();
+  }
+  void reset() {
+    started_ = false;
+    schedule_.reset();
+  }
+  std::optional<duration> plateau() const {
+    if (!started_) return std::nullopt;
+    return schedule_.plateau();
+  }
+  template <class S = immediate_first, class = std::enable_if_t<detail::is_reseedable<Schedule>::value, S>>
+  void reseed(std::uint64_t seed) {
+    schedule_.reseed(seed);
+  }
+  bool jittered() const { return detail::is_jittered(schedule_); }
+  const Schedule& schedule() const noexcept { return schedule_; }
+
+ private:
+  Schedule schedule_;
+  bool started_ = false;
+};
+
 /// The next `count` delays of any schedule, without consuming it.
 template <class Schedule>
 std::vector<duration> preview(const Schedule& schedule, std::size_t count) {
   return schedule.preview(count);
-}
-
-/// Schedules that people already know, by name.
-namespace presets {
-/// OpenStack Heat's improve-api-polling proposal: 1 s x 1.1, capped at 20 s.
-inline geometric heat() { return geometric{std::chrono::seconds(1), 1.1, std::chrono::seconds(20)}; }
-/// google-cloud-cpp's long-running-operation polling: 1 s x 2, capped at 300 s.
-inline geometric google_cloud() { return geometric{std::chrono::seconds(1), 2.0, std::chrono::seconds(300)}; }
-/// Kubernetes `wait.Backoff{Duration: 1s, Factor: 2, Cap: 3s}` without jitter: 1, 2, 3, 3, ...
-inline geometric kubernetes_example() { return geometric{std::chrono::seconds(1), 2.0, std::chrono::seconds(3)}; }
-/// gRPC connection backoff: 1 s x 1.6 capped at 120 s, each delay jittered by +-20 %.
-inline exponential<splitmix64> grpc_connect(splitmix64 generator = splitmix64{}) {
-  exponential_options o;
-  o.base = std::chrono::seconds(1);
-  o.factor = 1.6;
-  o.cap = std::chrono::seconds(120);
-  o.jitter = jitter::proportional;
-  o.jitter_fraction = 0.2;
-  return exponential<splitmix64>{o, generator};
-}
-}  // namespace presets
-
-/// What a schedule costs and buys for an operation that completes at a known time.
-struct plan {
-  duration operation_time{};         ///< when the operation completes (T)
-  std::uint64_t polls = 0;           ///< checks made after a sleep, until one lands at or after T
-  std::uint64_t checks = 0;          ///< all checks, counting the immediate first one when there is one
-  duration noticed_at{};             ///< when the first check at or after T happens
-  duration detection_delay{};        ///< noticed_at - T: how late completion is seen
-  duration worst_detection_delay{};  ///< the longest interval slept: the latest any completion can be seen
-  duration mean_detection_delay{};   ///< average lateness for completion uniform over [0, noticed_at]
-};
-
-/// How `plan_for` simulates: whether the first check is immediate, and where it gives up on a schedule it cannot jump.
-struct plan_options {
-  bool immediate_first_poll = true;    ///< the default: check at t = 0, then sleep
-  std::uint64_t max_polls = 100000000; ///< refuse to simulate past this (a jittered schedule cannot be jumped)
-};
-
-/// Simulates `schedule` (on a copy) against an operation that completes at `operation_time`. Plateaus are
-/// jumped arithmetically, so even `duration::max()` costs a handful of steps for a capped schedule.
-template <class Schedule>
-plan plan_for(const Schedule& schedule, duration operation_time, const plan_options& options = {}) {
-  if (operation_time < duration::zero()) {
-    detail::throw_invalid("plan_for", "operation_time", ">= 0", detail::duration_text(operation_time));
-  }
-  Schedule copy = schedule;
-  plan result;
-  result.operation_time = operation_time;
-  duration now = duration::zero();
-  double squares = 0;  // sum of interval^2, for the mean detection delay
-  auto sleep = [&](duration interval, std::uint64_t times) {
-    now = detail::sat_add(now, detail::sat_mul(interval, times));
-    result.polls = result.polls > std::numeric_limits<std::uint64_t>::max() - times
-                       ? std::numeric_limits<std::uint64_t>::max()
-                       : result.polls + times;
-    result.worst_detection_delay = std::max(result.worst_detection_delay, interval);
-    squares += detail::to_double_ns(interval) * detail::to_double_ns(interval) * static_cast<double>(times);
-  };
-  // With an immediate first poll, an operation that is already done at T = 0 is seen without sleeping.
-  const bool done_at_start = options.immediate_first_poll && operation_time == duration::zero();
-  while (!done_at_start && (now < operation_time || result.polls == 0) && now != duration::max()) {
-    if (auto flat = copy.plateau(); flat && *flat > duration::zero()) {
-      const duration left = detail::sat_sub(operation_time, now);
-      const std::uint64_t times =
-          left <= duration::zero() ? 1 : static_cast<std::uint64_t>((left.count() - 1) / flat->count() + 1);
-      sleep(*flat, times);
-      break;
-    }
-    if (result.polls >= options.max_polls) {
-      detail::throw_invalid("plan_for", "operation_time", "reachable within max_polls (" +
-                            std::to_string(options.max_polls) + ")", detail::duration_text(operation_time));
-    }
-    sleep(copy.next(), 1);
-  }
-  result.checks = result.polls + (options.immediate_first_poll ? 1 : 0);
-  result.noticed_at = now;
-  result.detection_delay = detail::sat_sub(now, operation_time);
-  if (now > duration::zero()) {
-    result.mean_detection_delay = detail::from_double_ns(squares / (2 * detail::to_double_ns(now)));
-  }
-  return result;
 }
 
 /// Readable text for logs, the demo and the fmt integration (`fmt.hpp` formats through these).
@@ -449,8 +655,17 @@ inline std::string to_string(jitter j) {
     case jitter::equal: return "equal";
     case jitter::decorrelated: return "decorrelated";
     case jitter::proportional: return "proportional";
+    case jitter::additive: return "additive";
   }
   return "jitter(" + std::to_string(static_cast<int>(j)) + ")";
+}
+inline std::string to_string(cap_on c) {
+  switch (c) {
+    case cap_on::envelope_and_delay: return "envelope_and_delay";
+    case cap_on::envelope: return "envelope";
+    case cap_on::delay: return "delay";
+  }
+  return "cap_on(" + std::to_string(static_cast<int>(c)) + ")";
 }
 inline std::string to_string(const constant& s) { return "constant(" + to_string(s.interval()) + ")"; }
 inline std::string to_string(const geometric& s) {
@@ -468,6 +683,8 @@ std::string to_string(const exponential<URBG>& s) {
   if (o.floor > duration::zero()) text += ", floor " + to_string(o.floor);
   text += ", jitter " + to_string(o.jitter);
   if (o.jitter == jitter::proportional) text += " " + detail::number_text(o.jitter_fraction);
+  if (o.jitter == jitter::additive) text += " " + to_string(o.jitter_amount);
+  if (o.cap_on != cap_on::envelope_and_delay) text += ", cap on " + to_string(o.cap_on);
   return text + ")";
 }
 template <class URBG>
@@ -476,19 +693,38 @@ std::string to_string(const decorrelated_jitter_v2<URBG>& s) {
   std::string text = "decorrelated_jitter_v2(median first delay " + to_string(o.median_first_delay) + ", cap " +
                      to_string(o.cap);
   if (o.floor > duration::zero()) text += ", floor " + to_string(o.floor);
+  if (o.fast_first) text += ", fast first";
   return text + ")";
+}
+inline std::string to_string(const incrementing& s) {
+  return "incrementing(start " + to_string(s.start()) + ", increment " + to_string(s.increment()) + ", cap " +
+         to_string(s.cap()) + ")";
+}
+template <class URBG>
+std::string to_string(const random_between<URBG>& s) {
+  return "random_between(" + to_string(s.low()) + ", " + to_string(s.high()) + ")";
+}
+template <class A, class B>
+std::string to_string(const sum<A, B>& s) {
+  return to_string(s.first()) + " + " + to_string(s.second());
 }
 template <class First, class Then>
 std::string to_string(const chain<First, Then>& s) {
   return "chain(" + std::to_string(s.count()) + " x " + to_string(s.first()) + ", then " + to_string(s.then()) + ")";
 }
-/// "52 polls (53 checks) for 600s: noticed at 601.14s, 1.14s late; worst 20s, mean 8.42s" (times rounded
-/// to two decimals of their unit: a plan is read by people).
-inline std::string to_string(const plan& p) {
-  auto text = [](duration d) { return detail::duration_text(d, 2); };
-  return std::to_string(p.polls) + " polls (" + std::to_string(p.checks) + " checks) for " +
-         text(p.operation_time) + ": noticed at " + text(p.noticed_at) + ", " + text(p.detection_delay) +
-         " late; worst " + text(p.worst_detection_delay) + ", mean " + text(p.mean_detection_delay);
+template <class First, class Then>
+std::string to_string(const chain_by_attempt<First, Then>& s) {
+  return "chain_by_attempt(" + to_string(s.first()) + " to attempt " + std::to_string(s.count()) + ", then " +
+         to_string(s.then()) + ")";
+}
+template <class Schedule>
+std::string to_string(const immediate_first<Schedule>& s) {
+  return "immediate_first(" + to_string(s.schedule()) + ")";
 }
 
 POLLSTER_NAMESPACE_END
+
+// The rest of the schedule layer: simulating a schedule (plan_for), and the references' own policies and presets.
+// Each header includes this one; including this one gives all three.
+#include "plan.hpp"     // IWYU pragma: export
+#include "presets.hpp"  // IWYU pragma: export
