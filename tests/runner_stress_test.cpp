@@ -153,3 +153,90 @@ TEST_CASE("a callback that throws on the runner's thread is handed over by stop(
   CHECK_THROWS_WITH(fleet.stop(), "callback failed");
   CHECK_NOTHROW(fleet.stop());
 }
+
+TEST_CASE("four threads nudging one handle 100 times each on a started runner", "[runner][threads]") {
+  // Issue 12, bug 1: a burst of nudges from several threads must neither overflow the node's reference count nor
+  // free it under its timer entries. Every nudge arrives before the cancel, so the outcome counts all 400.
+  pollster::steady_clock clock;
+  pollster::runner<> fleet{clock};
+  std::atomic<int> callbacks{0};
+  std::atomic<std::uint32_t> nudges_seen{0};
+  std::atomic<std::uint64_t> attempts_seen{0};
+  std::atomic<int> checks{0};
+  pollster::handle h = fleet.submit(
+      [&checks]() -> step_type {
+        checks.fetch_add(1, std::memory_order_relaxed);
+        return pollster::pending(1);
+      },
+      pollster::constant{1h}, pollster::never{},
+      [&](outcome_type o) {
+        nudges_seen.store(o.nudges);
+        attempts_seen.store(o.attempts);
+        callbacks.fetch_add(1);
+      });
+  fleet.start();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([h] {
+      for (int i = 0; i < 100; ++i) h.nudge();
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  h.cancel();
+  const bool ended = wait_for([&] { return callbacks.load() == 1; });
+  fleet.stop();
+  REQUIRE(ended);
+  CHECK(callbacks.load() == 1);
+  CHECK(nudges_seen.load() == 400);
+  CHECK(attempts_seen.load() == static_cast<std::uint64_t>(checks.load()));
+  CHECK(checks.load() >= 1);
+  CHECK(checks.load() <= 401);
+  CHECK(fleet.empty());
+  CHECK(h.finished());
+}
+
+TEST_CASE("add_budget, stats, memory_bytes and shrink refuse another thread while the runner is driven",
+          "[runner][threads]") {
+  // Issue 12: they read or change what only the driving thread may touch. From the driving thread (a completion
+  // callback) and from any thread while nothing drives the runner they work; from another thread while it is
+  // driven they throw std::logic_error instead of racing. size() and empty() may be read from any thread.
+  pollster::steady_clock clock;
+  pollster::runner<> fleet{clock};
+  const auto api = fleet.add_budget("api", pollster::budget_options{1000.0, 10});  // not driven: fine
+  CHECK(fleet.stats(api).granted == 0);
+
+  std::atomic<bool> in_callback{false};
+  std::atomic<bool> callback_done{false};
+  std::atomic<bool> callback_ok{false};
+  pollster::submit_options options;
+  options.budget = api;
+  fleet.submit([]() -> step_type { return pollster::done(1); }, pollster::constant{1ms}, pollster::never{},
+               [&](outcome_type) {
+                 in_callback.store(true);
+                 // On the driving thread: all of them work, and a second budget can be added.
+                 const auto more = fleet.add_budget("more", pollster::budget_options{5.0, 1});
+                 callback_ok.store(fleet.stats(api).granted == 1 && fleet.stats(more).granted == 0 &&
+                                   fleet.memory_bytes() > 0);
+                 (void)fleet.shrink();
+                 callback_done.store(true);
+               },
+               options);
+  fleet.start();
+  REQUIRE(wait_for([&] { return callback_done.load(); }));
+  CHECK(in_callback.load());
+  CHECK(callback_ok.load());
+  // From this thread while the runner's own thread drives it: refused, every time.
+  for (int i = 0; i < 50; ++i) {
+    CHECK_THROWS_AS(fleet.add_budget("late", pollster::budget_options{}), std::logic_error);
+    CHECK_THROWS_AS(fleet.stats(api), std::logic_error);
+    CHECK_THROWS_AS(fleet.memory_bytes(), std::logic_error);
+    CHECK_THROWS_AS(fleet.shrink(), std::logic_error);
+    CHECK(fleet.size() == 0);
+    CHECK(fleet.empty());
+  }
+  fleet.stop();
+  // Not driven any more: fine again, from this thread.
+  CHECK(fleet.stats(api).granted == 1);
+  CHECK(fleet.memory_bytes() > 0);
+  CHECK(fleet.add_budget("after", pollster::budget_options{}).value == 2);
+}
