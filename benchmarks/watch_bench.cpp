@@ -98,14 +98,9 @@ void check_counts(const counts& c, std::uint64_t cycles) {
 // Each side is a callable that runs one cycle and owns its state; the first call reports the initial list.
 
 auto watcher_cycle(counts& seen, list_api& api) {
-  pollster::watch_options options;
-  auto check = pollster::watch_check<std::reference_wrapper<list_api>,
-                                     pollster::keyed_by<std::uint64_t record::*, std::uint64_t record::*>,
-                                     counting_handler>(std::ref(api), pollster::keyed(&record::id, &record::version),
-                                                       counting_handler{&seen}, options);
-  pollster::adaptive_schedule<pollster::geometric> schedule(pollster::geometric{std::chrono::seconds(1), 2.0,
-                                                                                std::chrono::seconds(60)},
-                                                            check.changes(), options.adaptive);
+  auto check = pollster::watching(std::ref(api), pollster::keyed(&record::id, &record::version), counting_handler{&seen});
+  // The watch restarts its schedule after a poll that saw changes (watch_options::adaptive), as the watcher does.
+  pollster::geometric schedule{std::chrono::seconds(1), 2.0, std::chrono::seconds(60)};
   using time_point = pollster::manual_clock::time_point;
   return [poller = pollster::make_poller(std::move(check), std::move(schedule), pollster::never{}, time_point{})]() mutable {
     poller.step(poller.next_due());

@@ -90,6 +90,10 @@ endfunction()
 
 # readme_block(<var> <language> <regex>): the one ```<language> block of README.md whose text matches <regex>.
 file(READ "${POLLSTER_SOURCE_DIR}/README.md" _readme)
+# A CMake list splits at `;` and not inside unbalanced `[`/`]`: both stand in for themselves until a block is picked.
+string(REPLACE ";" "@SEMICOLON@" _readme "${_readme}")
+string(REPLACE "[" "@LBRACKET@" _readme "${_readme}")
+string(REPLACE "]" "@RBRACKET@" _readme "${_readme}")
 string(REGEX MATCHALL "\n```[a-z]*\n([^`]|`[^`]|``[^`])*```" _readme_blocks "\n${_readme}")
 function(readme_block out_var language regex)
   set(found "")
@@ -105,6 +109,9 @@ function(readme_block out_var language regex)
     message(FATAL_ERROR "consumer check FAILED: README.md should have exactly one ```${language} block matching "
                         "'${regex}', it has ${count}")
   endif()
+  string(REPLACE "@LBRACKET@" "[" found "${found}")
+  string(REPLACE "@RBRACKET@" "]" found "${found}")
+  string(REPLACE "@SEMICOLON@" ";" found "${found}")
   set(${out_var} "${found}" PARENT_SCOPE)
 endfunction()
 # readme_sh(<what> <block> <directory>): run a README shell block in <directory> with `sh -e` (every line must work).
