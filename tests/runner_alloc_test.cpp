@@ -135,9 +135,44 @@ struct counted_check {
   }
 };
 
+/// The asynchronous counterpart: attempt n answers at once, from inside the check (so the completion's command is
+/// queued while the runner dispatches), when n is odd, and is parked otherwise, to be answered by the scenario before
+/// its next driving call. The parking vector has room reserved: the check allocates nothing itself.
+struct counted_async_check {
+  int* alive;
+  int done_at;
+  std::vector<pollster::completion<int, int>>* parked;
+  counted_async_check(int* a, int d, std::vector<pollster::completion<int, int>>* p) : alive(a), done_at(d), parked(p) {
+    ++*alive;
+  }
+  counted_async_check(const counted_async_check& o) : alive(o.alive), done_at(o.done_at), parked(o.parked) {
+    ++*alive;
+  }
+  counted_async_check& operator=(const counted_async_check&) = delete;
+  ~counted_async_check() { --*alive; }
+  void operator()(const pollster::poll_state& s, pollster::completion<int, int> c) const {
+    const int n = static_cast<int>(s.attempt);
+    if (n % 2 == 1) {
+      c(n >= done_at ? step_type{pollster::done(n)} : step_type{pollster::pending(n)});
+    } else {
+      parked->push_back(std::move(c));
+    }
+  }
+};
+
+/// Answers every parked attempt (an even one: pending; the checks are done on an odd attempt or later).
+void answer_parked(std::vector<pollster::completion<int, int>>& parked) {
+  for (auto& c : parked) {
+    const int n = static_cast<int>(c.state().attempt);
+    c(pollster::pending(n));
+  }
+  parked.clear();  // (keeps its capacity: no allocation)
+}
+
 /// 120 pollers on 13 periods, a third of them on a rate budget that makes them wait, some with a deadline (their
 /// cold part is made at submit) or wait_first, nudged in waves (the first nudge makes the cold part), some
-/// cancelled, over 2 s of virtual time in 50 ms steps, then run to the end. `fail_at`: the allocation that fails
+/// cancelled, over 2 s of virtual time in 50 ms steps, then run to the end. Every fourth is asynchronous (see
+/// counted_async_check; an attempt timeout of 400 ms), which adds the completions' commands and attempt records. `fail_at`: the allocation that fails
 /// (counted from the first submit; 0: none), and `in_a_row` after it.
 scenario_result run_scenario(long long fail_at, long long in_a_row) {
   constexpr int pollers = 120;
@@ -147,6 +182,8 @@ scenario_result run_scenario(long long fail_at, long long in_a_row) {
   std::vector<pollster::handle> handles;
   handles.reserve(pollers);
   int alive = 0;
+  std::vector<pollster::completion<int, int>> parked;
+  parked.reserve(4 * pollers);
   {
     manual_clock clock;
     pollster::runner<manual_clock> fleet{clock};
@@ -163,17 +200,22 @@ scenario_result run_scenario(long long fail_at, long long in_a_row) {
       if (i % 7 == 0) options.poll.deadline = pollster::at(clock.now() + 1500ms);
       if (i % 5 == 0) options.poll.wait_first = true;
       record* slot = &result.records[static_cast<std::size_t>(i)];
+      const auto on_complete = [slot](outcome_type o) {
+        ++slot->callbacks;
+        slot->cause = o.cause;
+        slot->attempts = o.attempts;
+        slot->nudges = o.nudges;
+        slot->elapsed = o.elapsed;
+        slot->budget_wait = o.budget_wait;
+      };
+      if (i % 4 == 1) options.poll.attempt_timeout = 400ms;
       handles.push_back(retry(throws, [&] {
+        if (i % 4 == 1) {
+          return fleet.submit(counted_async_check{&alive, 3 + i % 11, &parked},
+                              pollster::constant{(1 + i % 13) * 100ms}, pollster::never{}, on_complete, options);
+        }
         return fleet.submit(counted_check{&alive, 3 + i % 11}, pollster::constant{(1 + i % 13) * 100ms},
-                            pollster::never{}, [slot](outcome_type o) {
-                              ++slot->callbacks;
-                              slot->cause = o.cause;
-                              slot->attempts = o.attempts;
-                              slot->nudges = o.nudges;
-                              slot->elapsed = o.elapsed;
-                              slot->budget_wait = o.budget_wait;
-                            },
-                            options);
+                            pollster::never{}, on_complete, options);
       }));
     }
     for (int round = 0; round < 40; ++round) {
@@ -182,13 +224,21 @@ scenario_result run_scenario(long long fail_at, long long in_a_row) {
         if ((j + round) % 17 == 0) retry(throws, [&] { handles[static_cast<std::size_t>(j)].nudge(); });
         if (round == 20 && j % 29 == 0) retry(throws, [&] { handles[static_cast<std::size_t>(j)].cancel(); });
       }
+      answer_parked(parked);
       retry(throws, [&] { return fleet.poll(); });
     }
-    retry(throws, [&] { return fleet.run(); });
+    // To the end in 50 ms steps, the parked attempts answered before each (an answer never waits for a timeout).
+    while (!fleet.empty()) {
+      answer_parked(parked);
+      const auto until = clock.now() + 50ms;
+      retry(throws, [&] { return fleet.run_until(until); });
+    }
     stop_failing();
     result.allocations = allocations_made - allocations_before;
     result.empty_at_end = fleet.empty();
   }
+  parked.clear();
+  parked.shrink_to_fit();
   handles.clear();
   handles.shrink_to_fit();
   result.checks_alive_after = alive;
