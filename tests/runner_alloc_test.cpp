@@ -12,14 +12,20 @@
 
 #include "pollster_catch.hpp"
 
+#include <pollster/await.hpp>
 #include <pollster/detail/timer_heap.hpp>
+#include <pollster/poll.hpp>
 #include <pollster/runner.hpp>
+#include <pollster/watch.hpp>
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <functional>
+#include <memory>
 #include <new>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -329,5 +335,165 @@ TEST_CASE("a radix heap that runs out of memory in push or pop is left as it was
     INFO("allocation " << k << " of " << reference_points << " failed");
     REQUIRE(throws == 1);
     REQUIRE(popped == reference);
+  }
+}
+
+namespace {
+
+/// What a blocking run ended with, or that std::bad_alloc came out of it.
+struct blocking_result {
+  bool threw_bad_alloc = false;
+  pollster::cause cause = pollster::cause::running;
+  std::uint64_t attempts = 0;
+  std::uint32_t timeouts = 0;
+  pollster::duration elapsed{};
+  std::string value;  // the last value, rendered (empty: none)
+  std::uint64_t events = 0;  // a watch's: additions + removals + changes + initial records
+  bool operator==(const blocking_result& o) const {
+    return threw_bad_alloc == o.threw_bad_alloc && cause == o.cause && attempts == o.attempts &&
+           timeouts == o.timeouts && elapsed == o.elapsed && value == o.value && events == o.events;
+  }
+};
+
+template <class Outcome>
+blocking_result summary_of(const Outcome& o) {
+  blocking_result r;
+  r.cause = o.cause;
+  r.attempts = o.attempts;
+  r.timeouts = o.timeouts;
+  r.elapsed = o.elapsed;
+  return r;
+}
+
+/// Runs `run` once with nothing failing (the reference, and its allocation count), then once per allocation k with
+/// the k-th failing: each run either ends as the reference does or lets std::bad_alloc out, and leaks nothing.
+template <class Run>
+void sweep_blocking(const char* what, Run run) {
+  const long long blocks_before = blocks_outstanding;
+  const long long allocations_before = allocations_made;
+  const blocking_result reference = run();
+  const long long points = allocations_made - allocations_before;
+  const long long leaked = blocks_outstanding - blocks_before;  // (before INFO, which allocates its message)
+  INFO(what << ": " << points << " allocation points");
+  REQUIRE_FALSE(reference.threw_bad_alloc);
+  REQUIRE(leaked == 0);
+  REQUIRE(points >= 1);
+  const long long blocks_in_loop = blocks_outstanding;  // (the INFO above holds its message)
+  long long threw = 0;
+  for (long long k = 1; k <= points; ++k) {
+    fail_from(k, 1);
+    blocking_result r;
+    try {
+      r = run();
+    } catch (const std::bad_alloc&) {
+      r.threw_bad_alloc = true;
+    }
+    const long long injected = failures_injected;
+    stop_failing();
+    const long long leaked_now = blocks_outstanding - blocks_in_loop;
+    INFO("allocation " << k << " of " << points << " failed");
+    REQUIRE(injected == 1);
+    if (r.threw_bad_alloc) {
+      ++threw;
+    } else {
+      REQUIRE(r == reference);
+    }
+    REQUIRE(leaked_now == 0);
+  }
+  WARN(what << ": " << points << " allocation points swept, " << threw << " let std::bad_alloc out, "
+            << points - threw << " ended as without failures");
+}
+
+struct vm {
+  std::string id;
+  int version = 0;
+  std::string state;
+};
+
+}  // namespace
+
+TEST_CASE("poll_until, await_operation and watcher::run out of memory at any allocation end as without it or throw",
+          "[alloc][blocking]") {
+  // Issue 12's allocation-failure suite for the blocking drivers: std::bad_alloc from anywhere (the library, the
+  // check, the fetch) either leaves the run's outcome as it is without failures or propagates, and nothing leaks:
+  // no attempt record, completion, snapshot or timer is left behind.
+  SECTION("poll_until with a synchronous check") {
+    sweep_blocking("poll_until (synchronous)", [] {
+      manual_clock clock;
+      pollster::poll_options options;
+      options.deadline = pollster::at(clock.now() + 1h);
+      const auto o = pollster::poll_until(
+          clock,
+          [calls = 0]() mutable -> step_type {
+            ++calls;
+            if (calls == 2) return pollster::pending(calls, pollster::retry_after(5s));  // its cold part: a hint
+            return calls >= 6 ? step_type{pollster::done(calls)} : step_type{pollster::pending(calls)};
+          },
+          pollster::geometric{1s, 2.0, 30s}, pollster::after_attempts{10}, options);
+      blocking_result r = summary_of(o);
+      if (o.ok()) r.value = std::to_string(o.value());
+      return r;
+    });
+  }
+  SECTION("poll_until with an asynchronous check: answers at once, later from a clock timer, or never") {
+    sweep_blocking("poll_until (asynchronous)", [] {
+      manual_clock clock;
+      pollster::poll_options options;
+      options.attempt_timeout = 3s;
+      const auto o = pollster::poll_until(
+          clock,
+          [&clock](const pollster::poll_state& s, pollster::completion<int, int> c) {
+            const int n = static_cast<int>(s.attempt);
+            if (n % 3 == 1) {
+              c(n >= 7 ? step_type{pollster::done(n)} : step_type{pollster::pending(n)});
+            } else if (n % 3 == 2) {
+              auto shared = std::make_shared<pollster::completion<int, int>>(std::move(c));
+              clock.call_after(500ms, [shared, n] { (*shared)(pollster::pending(n)); });
+            }
+            // n % 3 == 0: never answered (the completion is dropped: an abandoned attempt)
+          },
+          pollster::constant{1s}, pollster::after_attempts{12}, options);
+      blocking_result r = summary_of(o);
+      if (o.ok()) r.value = std::to_string(o.value());
+      return r;
+    });
+  }
+  SECTION("await_operation") {
+    sweep_blocking("await_operation", [] {
+      manual_clock clock;
+      const auto o = pollster::await_operation(
+          clock,
+          [&clock]() -> vm {
+            const auto t = clock.now().time_since_epoch();
+            return vm{"vm-1", 1, t < 5s ? "PENDING" : t < 12s ? "BUILDING" : "ACTIVE"};
+          },
+          pollster::rules(pollster::succeed_when(pollster::path(&vm::state, "state") == "ACTIVE"),
+                          pollster::fail_when(pollster::path(&vm::state, "state") == "ERROR")),
+          pollster::constant{2s});
+      blocking_result r = summary_of(o);
+      if (o.ok()) r.value = o.value().state;
+      return r;
+    });
+  }
+  SECTION("watcher::run") {
+    sweep_blocking("watcher::run", [] {
+      manual_clock clock;
+      std::uint64_t events = 0;
+      pollster::watcher w(
+          [&clock]() -> std::vector<vm> {
+            const auto t = clock.now().time_since_epoch();
+            std::vector<vm> list{{"a", 1, "BUILD"}, {"b", 1, "BUILD"}};
+            if (t >= 3s) list[0] = vm{"a", 2, "ACTIVE"};
+            if (t >= 6s) list.pop_back();
+            if (t >= 9s) list.push_back(vm{"c", 1, "BUILD"});
+            return list;
+          },
+          pollster::keyed(&vm::id, &vm::version), [&events](const auto&) { ++events; }, pollster::constant{1s},
+          pollster::after_attempts{12});
+      const auto o = w.run(clock);
+      blocking_result r = summary_of(o);
+      r.events = events;
+      return r;
+    });
   }
 }
