@@ -1756,3 +1756,85 @@ TEST_CASE("shrink() with attempt records still held by late answers and by queue
   CHECK(answer_all(hung, 1) == 501);  // and they come: nothing to reach, nothing touched
   CHECK(outcomes.size() == 2000);
 }
+
+TEST_CASE("a soak of rounds of pollers submitted, nudged in bursts and cancelled: memory plateaus and falls back",
+          "[runner][memory][soak]") {
+  // Issue 12's soak, bounded for CI (about a second without sanitizers): 6 rounds of 30 000 pollers each, a quarter
+  // of them asynchronous (answering at once, or dropping their completion: an abandoned attempt), every 10th nudged
+  // in a burst of 5 between checks, every 7th cancelled, each round run until the fleet drains. What the runner
+  // holds at each round's peak must not grow from round to round, and once a round has drained it must fall back
+  // to what it held after the first round drained (its slots, 8 bytes per poller of the peak, and spare buffers).
+  constexpr int rounds = 6;
+  constexpr int pollers = 30000;
+  manual_clock clock;
+  const std::size_t heap_before = heap_in_use();
+  runner<manual_clock> fleet{clock};
+  std::vector<pollster::handle> handles;
+  handles.reserve(pollers);
+  std::vector<std::size_t> peaks;
+  std::vector<std::size_t> drained;
+  std::size_t heap_after_first = 0;
+  std::map<cause, int> causes;
+  int ended = 0;
+  auto count = [&](outcome_type o) {
+    ++ended;
+    ++causes[o.cause];
+  };
+  for (int round = 0; round < rounds; ++round) {
+    ended = 0;
+    handles.clear();
+    for (int i = 0; i < pollers; ++i) {
+      pollster::submit_options options;
+      options.poll.attempt_timeout = 2s;
+      if (i % 8 == 1) {
+        handles.push_back(fleet.submit(
+            [](const pollster::poll_state& s, async_completion c) {
+              const int n = static_cast<int>(s.attempt);
+              c(n >= 3 ? async_step(pollster::done(n)) : async_step(pollster::pending(n)));
+            },
+            pollster::constant{1s}, pollster::never{}, count, options));
+      } else if (i % 8 == 3) {
+        handles.push_back(fleet.submit([](async_completion) {}, pollster::constant{1s}, pollster::after_attempts{3},
+                                       count, options));
+      } else {
+        handles.push_back(fleet.submit(
+            [n = 0]() mutable -> step_type { return ++n >= 4 ? step_type{pollster::done(n)} : step_type{}; },
+            pollster::constant{(1 + i % 5) * 1s}, pollster::never{}, count, options));
+      }
+    }
+    CHECK(fleet.poll() == pollers);
+    clock.advance(500ms);
+    for (std::size_t i = 0; i < handles.size(); i += 10) {
+      for (int k = 0; k < 5; ++k) handles[i].nudge();
+    }
+    for (std::size_t i = 3; i < handles.size(); i += 7) handles[i].cancel();
+    fleet.poll();
+    peaks.push_back(fleet.memory_bytes());
+    fleet.run();
+    REQUIRE(ended == pollers);
+    REQUIRE(fleet.empty());
+    CHECK(fleet.in_flight() == 0);
+    drained.push_back(fleet.memory_bytes());
+    if (round == 0) heap_after_first = heap_in_use();
+  }
+  INFO("peaks: " << peaks.front() << " .. " << *std::max_element(peaks.begin(), peaks.end()) << " bytes; drained: "
+                 << drained.front() << " .. " << *std::max_element(drained.begin(), drained.end()) << " bytes");
+  for (int round = 0; round < rounds; ++round) {
+    INFO("round " << round);
+    CHECK(peaks[static_cast<std::size_t>(round)] <= peaks.front() + peaks.front() / 20);  // a plateau
+    CHECK(drained[static_cast<std::size_t>(round)] <= drained.front() + 64 * 1024);       // no creep
+    CHECK(drained[static_cast<std::size_t>(round)] < peaks[static_cast<std::size_t>(round)] / 3);  // falls back
+  }
+  // Every way a run ends in the soak: done, exhausted (the abandoned attempts), cancelled.
+  CHECK(causes[cause::done] > rounds * pollers / 2);
+  CHECK(causes[cause::exhausted] >= rounds * (pollers / 8 - pollers / 7));
+  CHECK(causes[cause::cancelled] >= rounds * (pollers / 7 - 1));
+  const std::size_t shrunk_by = fleet.shrink();
+  CHECK(fleet.memory_bytes() + shrunk_by == drained.back());
+  const std::size_t heap_end = heap_in_use();
+  if (heap_before != 0) {  // glibc without a sanitizer: the heap agrees
+    INFO("heap in use: " << heap_before << " before, " << heap_after_first << " after round 1, " << heap_end
+                         << " at the end");
+    CHECK(heap_end <= heap_after_first + 256 * 1024);
+  }
+}
