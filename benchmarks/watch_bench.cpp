@@ -81,7 +81,7 @@ struct counts {
 struct counting_handler {
   counts* seen;
   void operator()(const pollster::added<const record&>&) const { ++seen->added; }
-  void operator()(const pollster::removed<std::uint64_t, const record&>&) const { ++seen->removed; }
+  void operator()(const pollster::removed<const record&, std::uint64_t>&) const { ++seen->removed; }
   void operator()(const pollster::changed<const record&>&) const { ++seen->changed; }
 };
 
@@ -124,7 +124,7 @@ auto unordered_map_rebuild_cycle(counts& seen, list_api& api) {
     }
     for (const auto& entry : known) {
       if (next.find(entry.first) == next.end()) {
-        handler(pollster::removed<std::uint64_t, const record&>{entry.first, entry.second});
+        handler(pollster::removed<const record&, std::uint64_t>{entry.first, entry.second});
       }
     }
     known.swap(next);
@@ -157,7 +157,7 @@ auto unordered_map_in_place_cycle(counts& seen, list_api& api) {
     }
     for (auto it = known.begin(); it != known.end();) {
       if (it->second.seen_in != generation) {
-        handler(pollster::removed<std::uint64_t, const record&>{it->first, it->second.last});
+        handler(pollster::removed<const record&, std::uint64_t>{it->first, it->second.last});
         it = known.erase(it);
       } else {
         ++it;

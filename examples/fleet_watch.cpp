@@ -102,7 +102,7 @@ struct delay_meter {
   std::vector<duration>* delays;
 
   void operator()(const pollster::added<const server_state&>&) const {}  // the initial list
-  void operator()(const pollster::removed<int, const server_state&>&) const {}
+  void operator()(const pollster::removed<const server_state&, int>&) const {}
   void operator()(const pollster::changed<const server_state&>& e) const {
     const duration now = clock->now().time_since_epoch();
     const auto& times = world->change_times[static_cast<std::size_t>(e.after.id)];

@@ -1,6 +1,8 @@
-// Property test for pollster/diff.hpp: thousands of seeded random snapshot pairs, every path of the differ (hash,
-// sorted merge, sort of indices for keys without a hash), compared event for event with a std::map reference model.
+// Property test for pollster/diff.hpp and snapshot.hpp: thousands of seeded random snapshot pairs, every path of the
+// differ (hash, sorted merge, sort of indices for keys without a hash), compared event for event with a std::map
+// reference model, and a snapshot fed a random sequence of lists.
 #include <pollster/diff.hpp>
+#include <pollster/snapshot.hpp>
 
 #include "pollster_catch.hpp"
 
@@ -82,10 +84,11 @@ struct recorder {
   std::vector<std::string>* events;
   static std::uint64_t number(std::uint64_t key) { return key; }
   static std::uint64_t number(const ordered_key& key) { return key.value; }
+  static std::uint64_t number(const std::string& key) { return std::stoull(key); }
   void operator()(const pollster::added<const record&>& e) const {
     events->push_back("added " + std::to_string(e.element.key) + "#" + std::to_string(e.element.tag));
   }
-  void operator()(const pollster::removed<K, const record&>& e) const {
+  void operator()(const pollster::removed<const record&, K>& e) const {
     events->push_back("removed " + std::to_string(number(e.key)) + "#" + std::to_string(e.last_known.tag));
   }
   void operator()(const pollster::changed<const record&>& e) const {
@@ -98,14 +101,15 @@ struct recorder {
 };
 
 // Runs the differ; nullopt when it threw std::invalid_argument (and then it must not have reported anything).
-template <class Key>
+template <class Key, class Same = int record::*>
 std::optional<std::vector<std::string>> pollster_diff(const std::vector<record>& before,
                                                       const std::vector<record>& after, Key key,
-                                                      const pollster::diff_options& options) {
+                                                      const pollster::diff_options& options,
+                                                      Same same = &record::version) {
   using K = pollster::detail::key_type_t<Key, record>;
   std::vector<std::string> events;
   try {
-    pollster::diff_each(before, after, key, &record::version, recorder<K>{&events}, options);
+    pollster::diff_each(before, after, key, same, recorder<K>{&events}, options);
   } catch (const std::invalid_argument&) {
     if (!events.empty()) return std::vector<std::string>{"events were reported before the duplicate-key error"};
     return std::nullopt;
@@ -181,18 +185,30 @@ TEST_CASE("the differ agrees with a std::map reference model on thousands of ran
         sorted ? std::vector<pollster::key_order>{pollster::key_order::unknown, pollster::key_order::sorted,
                                                   pollster::key_order::unsorted}
                : std::vector<pollster::key_order>{pollster::key_order::unknown, pollster::key_order::unsorted};
+    // Every path: an integer key and version (the key-and-version index), the same key with an equality predicate
+    // and a string key (the flat index of handles), a key with < and no hash (sort of indices); the sorted merge
+    // wherever the input is sorted and the order is not declared unsorted.
+    const auto same_version = [](const record& left, const record& right) { return left.version == right.version; };
+    const auto string_key = [](const record& r) { return std::to_string(r.key); };
     for (const pollster::key_order order : orders) {
       options.order = order;
-      const auto hashed = pollster_diff(before, after, &record::key, options);
+      const auto indexed = pollster_diff(before, after, &record::key, options);
+      const auto handles = pollster_diff(before, after, &record::key, options, same_version);
+      // A string key orders differently ("10" < "9"): diffed as unsorted unless the merge finds it sorted anyway.
+      pollster::diff_options string_options = options;
+      if (string_options.order == pollster::key_order::sorted) string_options.order = pollster::key_order::unknown;
+      const auto strings = pollster_diff(before, after, string_key, string_options);
       const auto ordered = pollster_diff(
           before, after, [](const record& r) { return ordered_key{r.key}; }, options);
-      if (hashed != expected || ordered != expected) {
+      if (indexed != expected || handles != expected || strings != expected || ordered != expected) {
         INFO("seed " << seed << ", pair " << pair << ", order " << static_cast<int>(order) << ", last_wins "
                      << (options.duplicates == pollster::duplicate_keys::last_wins) << ", report_unchanged "
                      << options.report_unchanged);
         INFO("before: " << describe(before));
         INFO("after:  " << describe(after));
-        CHECK(hashed == expected);
+        CHECK(indexed == expected);
+        CHECK(handles == expected);
+        CHECK(strings == expected);
         CHECK(ordered == expected);
         return;
       }

@@ -85,7 +85,7 @@ struct event_log {
   void operator()(const pollster::added<const server&>& e) {
     lines.push_back(at(*clock) + (e.initial ? " initial " : " added ") + e.element.id + " " + e.element.state);
   }
-  void operator()(const pollster::removed<std::string, const server&>& e) {
+  void operator()(const pollster::removed<const server&, std::string>& e) {
     lines.push_back(at(*clock) + " removed " + e.key + " (was " + e.last_known.state + ")");
   }
   void operator()(const pollster::changed<const server&>& e) {
@@ -109,7 +109,7 @@ struct stopper {
 struct changes_only {
   int events = 0;
   void operator()(const pollster::added<const server&>&) { ++events; }
-  void operator()(const pollster::removed<std::string, const server&>&) { ++events; }
+  void operator()(const pollster::removed<const server&, std::string>&) { ++events; }
   void operator()(const pollster::changed<const server&>&) { ++events; }
 };
 
@@ -212,7 +212,7 @@ TEST_CASE("a list the fetch returns by reference is diffed where it is and left 
     using event_type = std::decay_t<decltype(event)>;
     if constexpr (std::is_same_v<event_type, pollster::added<const machine&>>) {
       seen.push_back("added " + std::to_string(event.element.id) + (event.initial ? " (initial)" : ""));
-    } else if constexpr (std::is_same_v<event_type, pollster::removed<std::uint64_t, const machine&>>) {
+    } else if constexpr (std::is_same_v<event_type, pollster::removed<const machine&, std::uint64_t>>) {
       seen.push_back("removed " + std::to_string(event.key) + " was " + event.last_known.state);
     } else if constexpr (std::is_same_v<event_type, pollster::changed<const machine&>>) {
       seen.push_back("changed " + std::to_string(event.after.id) + " " + event.before.state + " -> " +

@@ -72,10 +72,10 @@ struct fmt::formatter<::pollster::added<T>> : fmt::formatter<fmt::string_view> {
   }
 };
 
-template <class K, class T>
-struct fmt::formatter<::pollster::removed<K, T>> : fmt::formatter<fmt::string_view> {
+template <class T, class K>
+struct fmt::formatter<::pollster::removed<T, K>> : fmt::formatter<fmt::string_view> {
   template <class FormatContext>
-  auto format(const ::pollster::removed<K, T>& event, FormatContext& ctx) const -> decltype(ctx.out()) {
+  auto format(const ::pollster::removed<T, K>& event, FormatContext& ctx) const -> decltype(ctx.out()) {
     return ::pollster::detail::format_event(*this, ctx, "removed {} (last known {})", event.key, event.last_known);
   }
 };

@@ -11,4 +11,5 @@
 #include "poll.hpp"
 #include "runner.hpp"
 #include "diff.hpp"
+#include "snapshot.hpp"
 #include "watch.hpp"  // await_operation (await.hpp) and watcher

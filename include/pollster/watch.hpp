@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-// Watch a collection: poll a list, diff successive snapshots (diff.hpp), and deliver added / removed / changed
+// Watch a collection: poll a list, diff successive snapshots (snapshot.hpp), and deliver added / removed / changed
 // events, the first list as `initial` additions. Three things make it more than a loop around `diff`:
 //
 //  * adaptive cadence: after a poll that saw changes the schedule starts again from its first delay (things are
@@ -22,6 +22,7 @@
 #include "detail/config.hpp"
 #include "detail/text.hpp"
 #include "diff.hpp"
+#include "snapshot.hpp"
 #include "poll.hpp"
 #include "schedule.hpp"
 #include "stop.hpp"
@@ -127,7 +128,7 @@ struct list_fetch_traits<step<L, E>> {
 /// `fetch` returns the list (any range of records, by value or by reference), or a `step<List, E>` to pass an error
 /// (`transient(e)`: retried on the schedule, the last list kept; `failed(e)`: the watch ends) or a server hint
 /// (`pending(list, retry_after(30s))`); it may take the `const poll_state&`. `handler` takes `const added<const T&>&`,
-/// `const removed<K, const T&>&`, `const changed<const T&>&` and, to receive resyncs, `const unchanged<const T&>&`
+/// `const removed<const T&, K>&`, `const changed<const T&>&` and, to receive resyncs, `const unchanged<const T&>&`
 /// (a struct with overloads, or a generic lambda). `Fetch` and `Handler` may be `std::reference_wrapper`s.
 template <class Fetch, class Keyed, class Handler>
 class watch_check;
@@ -204,7 +205,7 @@ class watch_check<Fetch, keyed_by<Key, Same>, Handler> {
       ++(e.initial ? self->state_->summary.initial : self->state_->summary.added);
       detail::unwrapped(self->handler_)(e);
     }
-    void operator()(const removed<key_type, const element_type&>& e) {
+    void operator()(const removed<const element_type&, key_type>& e) {
       ++events;
       ++self->state_->summary.removed;
       detail::unwrapped(self->handler_)(e);

@@ -59,3 +59,14 @@
 #define POLLSTER_FLATTEN
 #endif
 #endif
+
+// Branch hints for the differ's hot loops (which way the common case goes: a key found, a key in order).
+#ifndef POLLSTER_LIKELY
+#if defined(__GNUC__) || defined(__clang__)
+#define POLLSTER_LIKELY(condition) __builtin_expect(static_cast<bool>(condition), 1)
+#define POLLSTER_UNLIKELY(condition) __builtin_expect(static_cast<bool>(condition), 0)
+#else
+#define POLLSTER_LIKELY(condition) (condition)
+#define POLLSTER_UNLIKELY(condition) (condition)
+#endif
+#endif
