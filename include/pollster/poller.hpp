@@ -449,8 +449,17 @@ class poller : private detail::compressed<Check, 0>,
     // anywhere in its range, and a custom one may jump.)
     const time_point last_end = last_end_time();
     if (now > last_end) {
-      outcome_.slept = detail::sat_add(outcome_.slept, between(last_end, now));
-      outcome_.elapsed = between(start_, now);
+      duration since_start;
+      if (detail::checked_sub(to_duration(now.time_since_epoch()), to_duration(start_.time_since_epoch()),
+                              since_start)) {
+        // start <= last_end < now, and now - start fits: so do this idle time (now - start less the time so far)
+        // and the sum of the idle times, which all lie within it (one overflow test instead of three).
+        outcome_.slept += since_start - outcome_.elapsed;
+        outcome_.elapsed = since_start;
+      } else {
+        outcome_.slept = detail::sat_add(outcome_.slept, between(last_end, now));
+        outcome_.elapsed = between(start_, now);
+      }
     }
     ++outcome_.attempts;
     if constexpr (detail::has_before_attempt<Hooks>::value) hooks().before_attempt(state_at(now));

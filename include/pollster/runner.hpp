@@ -573,7 +573,9 @@ class runner {
    public:
     poller_node(Poller poller, OnComplete on_complete) : callback(std::move(on_complete)), poller_(std::move(poller)) {}
 
-    detail::step_report step(std::uint64_t now_key) noexcept override {
+    // Flattened: the poller's step (and its saturating time arithmetic) is inlined here whatever g++'s inliner
+    // estimates (callgrind, runner_bench: 241 instructions per dispatch without, 221 with; main 219).
+    POLLSTER_FLATTEN detail::step_report step(std::uint64_t now_key) noexcept override {
       const time_point now = point_of(now_key);
       try {
         poller_.step(now);
