@@ -39,7 +39,7 @@ function(_step what)
 endfunction()
 
 # 1. Debian packages.
-set(_packages catch2 libfmt-dev libbenchmark-dev libasio-dev libcurl4-openssl-dev pkg-config)
+set(_packages catch2 libfmt-dev libbenchmark-dev libasio-dev libcurl4-openssl-dev nlohmann-json3-dev pkg-config)
 find_program(_ninja ninja)
 find_program(_make make)
 if(NOT _ninja AND NOT _make)

@@ -3,6 +3,9 @@
 #include <pollster/fmt.hpp>
 
 #include <chrono>
+#include <exception>
+#include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -86,4 +89,44 @@ TEST_CASE("fmt formats an outcome as one line that keeps the last value seen", "
       pollster::presets::heat());
   CHECK(fmt::format("{}", done) == "done: ACTIVE after 1 attempt in 0s");
   CHECK(fmt::format("{}", done.cause) == "done");
+}
+
+namespace {
+struct machine {
+  std::string id;
+  int version;
+  std::string state;
+};
+}  // namespace
+
+template <>
+struct fmt::formatter<machine> : fmt::formatter<fmt::string_view> {
+  template <class FormatContext>
+  auto format(const machine& m, FormatContext& ctx) const -> decltype(ctx.out()) {
+    return fmt::format_to(ctx.out(), "{} {}", m.id, m.state);
+  }
+};
+
+TEST_CASE("fmt formats a subscription's events led by their id, dead letters and CloudEvents attributes", "[fmt]") {
+  auto change = std::make_shared<pollster::detail::change<machine, std::string>>();
+  change->key = "web-2";
+  change->subject = "web-2";
+  change->before = machine{"web-2", 1, "BUILD"};
+  change->after = machine{"web-2", 2, "ACTIVE"};
+  change->has_version = true;
+  change->version_before = "1";
+  change->version_after = "2";
+  using event_type = pollster::event<machine, std::string>;
+  const event_type changed(pollster::event_kind::changed, change);
+  CHECK(fmt::format("{}", changed) == "web-2/changed/v2: changed web-2 BUILD -> web-2 ACTIVE");
+  CHECK(fmt::format("{}", event_type(pollster::event_kind::added, change)) == "web-2/added/v2: added web-2 ACTIVE");
+  CHECK(fmt::format("{}", event_type(pollster::event_kind::removed, change)) ==
+        "web-2/removed/v1: removed web-2, last known web-2 BUILD");
+  pollster::dead_letter<machine, std::string> letter{changed, "provision",
+                                                     std::make_exception_ptr(std::runtime_error("timeout")), 12, 24h,
+                                                     pollster::dead_letter_reason::deadline};
+  CHECK(fmt::format("{}", letter) == "provision gave up on web-2/changed/v2 after 12 attempts in 86400s (deadline): timeout");
+  CHECK(fmt::format("{}", pollster::event_kind::removed) == "removed");
+  CHECK(fmt::format("{}", pollster::cloud_event{"1", "/s", "1.0", "t", "", "", ""}) ==
+        "{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"/s\",\"type\":\"t\"}");
 }

@@ -124,6 +124,35 @@ TEST_CASE("a snapshot whose visitor throws keeps its last list, so the events co
   CHECK(retried.removals.size() == 2);
 }
 
+TEST_CASE("a restored snapshot reports nothing, and its next update reports changes since the restored list") {
+  auto tracker = pollster::make_snapshot<object>(&object::name, &object::resource_version);
+  tracker.restore(informer_before);
+  CHECK(tracker.has_baseline());
+  REQUIRE(tracker.elements().size() == 3);
+  CHECK(tracker.elements()[2].name == "baz");
+  event_log log;
+  tracker.update(std::vector<object>{{"foo", "5", ""}, {"bar", "7", ""}, {"new", "1", ""}}, log);
+  CHECK(log.lines == lines{"removed baz last known 7", "changed bar 6 -> 7", "added new:1"});
+  SECTION("with an integer key and version (the indexed path), and with a filter") {
+    struct numbered {
+      std::uint64_t id;
+      std::uint64_t version;
+      bool wanted;
+    };
+    auto indexed = pollster::make_filtered_snapshot<numbered>([](const numbered& n) { return n.wanted; },
+                                                              &numbered::id, &numbered::version);
+    indexed.restore(std::vector<numbered>{{1, 1, true}, {2, 1, false}, {3, 1, true}});
+    CHECK(indexed.elements().size() == 2);  // the record the filter does not take is not kept
+    const auto next = indexed.update(std::vector<numbered>{{1, 2, true}, {2, 1, true}, {3, 1, true}});
+    REQUIRE(next.changes.size() == 1);
+    CHECK(next.changes[0].after.id == 1);
+    REQUIRE(next.additions.size() == 1);
+    CHECK(next.additions[0].element.id == 2);
+    CHECK_FALSE(next.additions[0].initial);
+    CHECK(next.removals.empty());
+  }
+}
+
 TEST_CASE("a filtered snapshot turns starting to match into an add and stopping into a remove") {
   struct server {
     std::uint64_t id;

@@ -406,6 +406,83 @@ TEST_CASE("many watchers and awaits share one runner thread and one rate budget"
   for (const auto& c : counters) CHECK(c.events == 2);  // the initial record and its change at 7 s
 }
 
+TEST_CASE("a second run goes on from the list the first run ended with: changes, not a new initial list") {
+  manual_clock clock;
+  fleet_api api{&clock, {{0s, "a", "BUILD"}, {0s, "b", "BUILD"}, {25s, "a", "ACTIVE"}, {25s, "b", ""}}, {}};
+  pollster::watcher w(std::ref(api), pollster::keyed(&server::id, &server::version), event_log{&clock, {}},
+                      pollster::constant{10s}, pollster::after_attempts{2});
+  w.run(clock);  // polls at 0 and 10 s
+  CHECK(w.last_list().size() == 2);
+  clock.advance(20s);
+  const auto second = w.run(clock);  // polls at 30 and 40 s
+  CHECK(w.handler().lines == std::vector<std::string>{"0s initial a BUILD", "0s initial b BUILD",
+                                                      "30s removed b (was BUILD)", "30s changed a BUILD -> ACTIVE"});
+  CHECK(second.report.initial == 0);
+  CHECK(second.report.changed == 1);
+  CHECK(second.report.removed == 1);
+}
+
+TEST_CASE("a handler that throws ends the run, and the next run reports the same change again") {
+  manual_clock clock;
+  fleet_api api{&clock, {{0s, "a", "BUILD"}, {15s, "a", "ACTIVE"}}, {}};
+  struct fails_once {
+    std::vector<std::string> lines;
+    bool failed = false;
+    void operator()(const pollster::added<const server&>& e) { lines.push_back("added " + e.element.state); }
+    void operator()(const pollster::removed<const server&, std::string>&) {}
+    void operator()(const pollster::changed<const server&>& e) {
+      if (!failed) {
+        failed = true;
+        throw std::runtime_error("consumer down");
+      }
+      lines.push_back("changed " + e.before.state + " -> " + e.after.state);
+    }
+  };
+  pollster::watcher w(std::ref(api), pollster::keyed(&server::id, &server::version), fails_once{},
+                      pollster::constant{10s}, pollster::after_attempts{5});
+  CHECK_THROWS_AS(w.run(clock), std::runtime_error);  // at 20 s, on the change
+  w.run(clock);
+  CHECK(w.handler().lines == std::vector<std::string>{"added BUILD", "changed BUILD -> ACTIVE"});
+}
+
+TEST_CASE("resume_from gives the first poll a saved list to diff against") {
+  manual_clock clock;
+  fleet_api api{&clock, {{0s, "a", "ACTIVE"}, {0s, "c", "BUILD"}}, {}};
+  pollster::watcher w(std::ref(api), pollster::keyed(&server::id, &server::version), event_log{&clock, {}},
+                      pollster::constant{10s}, pollster::after_attempts{1});
+  w.resume_from({{"a", 1, "ACTIVE"}, {"b", 4, "ACTIVE"}});  // saved by an earlier process
+  CHECK(w.last_list().size() == 2);
+  const auto result = w.run(clock);
+  CHECK(w.handler().lines == std::vector<std::string>{"0s removed b (was ACTIVE)", "0s added c BUILD"});
+  CHECK(result.report.initial == 0);
+  CHECK(result.report.resyncs == 0);
+  REQUIRE(w.last_list().size() == 2);
+  CHECK(w.last_list()[1].id == "c");
+}
+
+TEST_CASE("run(clock, side) wakes for the side's due work between polls, without a list call") {
+  manual_clock clock;
+  fleet_api api{&clock, {{0s, "a", "BUILD"}}, {}};
+  // Side work due at 5 s and 27 s (as a subscriptions' redeliveries would be).
+  struct side_work {
+    const manual_clock* clock;
+    std::vector<duration> due{5s, 27s};
+    std::vector<duration> ran;
+    manual_clock::time_point next_due() const {
+      return due.empty() ? manual_clock::time_point::max() : manual_clock::time_point{due.front()};
+    }
+    void run_due(manual_clock::time_point now) {
+      ran.push_back(now.time_since_epoch());
+      due.erase(due.begin());
+    }
+  } side{&clock, {5s, 27s}, {}};
+  pollster::watcher w(std::ref(api), &server::id, change_counter{}, pollster::constant{10s},
+                      pollster::after_attempts{4});
+  w.run(clock, side);
+  CHECK(api.calls == std::vector<duration>{0s, 10s, 20s, 30s});
+  CHECK(side.ran == std::vector<duration>{5s, 27s});
+}
+
 TEST_CASE("cancel() and the cancel token return a blocking watcher at once, also on a custom clock",
           "[watch][cancel][real-time]") {
   const auto each_clock = [](auto& clock, const std::string& on) {

@@ -96,6 +96,47 @@ struct fmt::formatter<::pollster::unchanged<T>> : fmt::formatter<fmt::string_vie
   }
 };
 
+// A subscription's event reads as one line, led by its id (records must be formattable themselves):
+//   web-2/changed/v2: changed web-2 BUILD -> web-2 ACTIVE | web-1/removed/v1: removed web-1, last known web-1 ACTIVE
+template <class T, class K>
+struct fmt::formatter<::pollster::event<T, K>> : fmt::formatter<fmt::string_view> {
+  template <class FormatContext>
+  auto format(const ::pollster::event<T, K>& e, FormatContext& ctx) const -> decltype(ctx.out()) {
+    using ::pollster::event_kind;
+    switch (e.kind()) {
+      case event_kind::added:
+        return ::pollster::detail::format_event(*this, ctx, "{}: added {}", e.id(), e.record());
+      case event_kind::removed:
+        return ::pollster::detail::format_event(*this, ctx, "{}: removed {}, last known {}", e.id(), e.subject(),
+                                                e.record());
+      case event_kind::changed: break;
+    }
+    return ::pollster::detail::format_event(*this, ctx, "{}: changed {} -> {}", e.id(), *e.before(), *e.after());
+  }
+};
+
+// A dead letter: "provision gave up on web-2/changed/v2 after 12 attempts in 24h (deadline): <what()>".
+template <class T, class K>
+struct fmt::formatter<::pollster::dead_letter<T, K>> : fmt::formatter<fmt::string_view> {
+  template <class FormatContext>
+  auto format(const ::pollster::dead_letter<T, K>& d, FormatContext& ctx) const -> decltype(ctx.out()) {
+    std::string what;
+    if (d.error) {
+      try {
+        std::rethrow_exception(d.error);
+      } catch (const std::exception& e) {
+        what = std::string(": ") + e.what();
+      } catch (...) {
+        what = ": (not a std::exception)";
+      }
+    }
+    return ::pollster::detail::format_event(*this, ctx, "{} gave up on {} after {} attempt{} in {} ({}){}",
+                                            d.subscription, d.event.id(), d.attempts, d.attempts == 1 ? "" : "s",
+                                            ::pollster::detail::duration_text(d.age), ::pollster::to_string(d.reason),
+                                            what);
+  }
+};
+
 // An outcome reads as one line; the value and error appear when fmt can format their types:
 //   done: ACTIVE after 53 attempts in 601.14s
 //   exhausted (attempts) after 4 attempts in 6s; last value BUILD; last error 503 Service Unavailable

@@ -15,10 +15,11 @@
 #include "step.hpp"
 #include "stop.hpp"
 
+#include <algorithm>    // min, max
 #include <cstdint>      // uint32_t
 #include <memory>       // make_shared
 #include <mutex>        // mutex, lock_guard
-#include <type_traits>  // enable_if_t
+#include <type_traits>  // enable_if_t, is_same_v
 #include <utility>      // move
 
 POLLSTER_NAMESPACE_BEGIN
@@ -90,19 +91,26 @@ class remote_control {
   bool running_ = false;
 };
 
+/// Nothing to do beside the poller (poll_until). Side work is anything with `time_point next_due() const` and
+/// `run_due(time_point)` that must run between checks on the same thread: a subscriptions' redeliveries.
+struct no_side_work {};
+
 /// The blocking loop: sleep until due, attempt, until the run ends; `immediate` makes the first attempt at the
 /// start, even when the token is already cancelled (Kubernetes' immediate poll). Every later attempt follows a
 /// cancellation test, and a cancellation interrupts a sleep at once. A check that throws propagates unchanged.
 ///
 /// A synchronous check without remote control sleeps on the caller's token itself: nothing else can need the
 /// thread awake. Otherwise the loop sleeps on a wake signal that the token, a completion, a nudge or a cancel from
-/// another thread interrupts, and looks at what woke it.
-template <class Poller, class Clock>
-void run_blocking(Poller& p, Clock& clock, const cancel_token& cancel, bool immediate, remote_control* control) {
+/// another thread interrupts, and looks at what woke it. With side work it also wakes when that is due, runs it,
+/// and goes back to sleep without a check.
+template <class Poller, class Clock, class Side = no_side_work>
+void run_blocking(Poller& p, Clock& clock, const cancel_token& cancel, bool immediate, remote_control* control,
+                  Side* side = nullptr) {
   using time_point = typename Poller::time_point;
+  constexpr bool has_side = !std::is_same_v<Side, no_side_work>;
   time_point last = p.start_time();  // the latest reading of the clock: the end of the last check
   const auto finished = [&clock, &last] { return last = clock.now(); };
-  if (!Poller::is_async && control == nullptr) {
+  if (!Poller::is_async && control == nullptr && !has_side) {
     if (immediate && !p.done()) p.step(last, finished);  // at once: no time has passed
     while (!p.done()) {
       // A sleep returns false at once when the token is already cancelled; the test after it also catches a
@@ -135,13 +143,17 @@ void run_blocking(Poller& p, Clock& clock, const cancel_token& cancel, bool imme
       p.complete(finished());
       continue;
     }
-    const time_point due = p.next_due();
+    time_point due = p.next_due();
+    if constexpr (has_side) due = std::min(due, static_cast<time_point>(side->next_due()));
     if (due > last && !clock.sleep_until(due, signal.token())) {
       last = clock.now();
       continue;  // woken: by a completion, a nudge or a cancellation; look again
     }
     if (stopped()) break;
     const time_point now = clock.now();
+    if constexpr (has_side) {
+      if (side->next_due() <= now) side->run_due(now);
+    }
     if (now >= p.next_due() || p.ready()) p.step(now, finished);
     last = std::max(last, now);
   }

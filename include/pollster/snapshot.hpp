@@ -97,6 +97,24 @@ class snapshot {
     return result;
   }
 
+  /// Takes `last` as the last list without reporting anything (a watch resuming from a saved list): the next update
+  /// reports what changed since. With a filter, only the matching records are kept. Duplicates are resolved, or
+  /// refused, by the next update.
+  template <class Range>
+  void restore(Range&& last) {
+    std::vector<T> kept;
+    if constexpr (std::is_same_v<Filter, match_all> && std::is_same_v<Range, std::vector<T>>) {
+      kept = std::move(last);
+    } else {
+      for (const auto& element : last) {
+        if (std::invoke(filter_, element)) kept.push_back(element);
+      }
+    }
+    elements_.swap(kept);
+    has_baseline_ = true;
+    if constexpr (uses_index) index_valid_ = false;
+  }
+
   /// The last list (filtered, if there is a filter), in its original order.
   const std::vector<T>& elements() const noexcept { return elements_; }
   /// False until the first successful update; that update reports its records as initial.

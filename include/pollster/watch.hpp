@@ -37,6 +37,7 @@
 #include <type_traits>  // decay_t, is_invocable_v, ...
 #include <utility>      // move, forward, declval
 #include <variant>      // monostate
+#include <vector>       // vector
 
 POLLSTER_NAMESPACE_BEGIN
 
@@ -159,6 +160,14 @@ class watch_check<Fetch, keyed_by<Key, Same>, Handler> {
   /// What the watch has seen: the poller calls it when the run ends.
   watch_summary report(const run_summary&) const { return state_->summary; }
 
+  /// Takes `records` as the last list, reporting nothing: the first poll then reports what changed since, as
+  /// changes, not as an initial list (a watch resuming from a saved state). Call it before the watch starts.
+  void restore(std::vector<element_type> records) { state_->snapshot.restore(std::move(records)); }
+  /// The list the last poll left (what the next one is diffed against); empty before the first.
+  const std::vector<element_type>& last_list() const noexcept { return state_->snapshot.elements(); }
+  /// False until the first list arrived (or `restore`).
+  bool has_baseline() const noexcept { return state_->snapshot.has_baseline(); }
+
   step_type operator()(const poll_state& poll) {
     step_type out;
     const std::uint64_t changes_before = state_->summary.polls_with_changes;
@@ -239,7 +248,8 @@ class watch_check<Fetch, keyed_by<Key, Same>, Handler> {
 
   bool resync_due(const poll_state& poll) const {
     const state& s = *state_;
-    if (!s.snapshot.has_baseline()) return false;  // the first list is initial, not a resync
+    // The first list is initial, not a resync; nor is the first poll after a restored list.
+    if (!s.snapshot.has_baseline() || s.summary.polls == 0) return false;
     const std::uint64_t after_first = s.summary.polls;  // polls before this one, the first included
     if (s.options.resync_every_polls != 0 && after_first % s.options.resync_every_polls == 0) return true;
     return s.options.resync_every > duration::zero() && poll.elapsed - s.last_resync >= s.options.resync_every;
@@ -297,7 +307,9 @@ detail::watch_check_for<Fetch, Keys, Handler> watching(Fetch fetch, Keys keys, H
 /// events to the handler on the calling thread. `nudge()` and `cancel()` may be called from any thread (and from
 /// the handler or the fetch) and wake the run at once, on any clock. The fetch and the handler stay in the watcher,
 /// so state they keep survives the run (`handler()` reads it); the schedule and the stop rule are prototypes, fresh
-/// for every run.
+/// for every run. So does the last list: a second run reports what changed since the first one ended, as changes
+/// (and a handler that threw sees its change again, not an initial list); `resume_from()` gives a saved list to
+/// start from instead.
 template <class Fetch, class Keys, class Handler, class Schedule, class Stop = never>
 class watcher {
   // (std::ref of a std::reference_wrapper is the wrapper itself: a watcher of std::ref(api) holds one level.)
@@ -308,6 +320,7 @@ class watcher {
  public:
   using error_type = typename check_type::error_type;
   using outcome_type = watch_outcome<error_type>;
+  using element_type = typename check_type::element_type;
 
   watcher(Fetch fetch, Keys keys, Handler handler, Schedule schedule, Stop stop = Stop{},
           const watch_options& options = {}, const poll_options& poll = {})
@@ -326,18 +339,27 @@ class watcher {
   /// made while no run is in progress cancels the next run at once; either way it is spent when that run ends.
   template <class Clock>
   outcome_type run(Clock& clock) {
-    static_assert(is_clock_v<Clock>, "pollster::watcher::run: the argument must be a pollster clock");
-    using time_point = typename Clock::time_point;
-    poller<check_type, Schedule, Stop, time_point> p(
-        check_type(std::ref(fetch_), detail::as_keyed<Keys>::make(keys_), std::ref(handler_), options_), schedule_,
-        stop_, clock.now(), poll_);
-    control_.begin_run();
-    struct spend_requests {
-      detail::remote_control& control;
-      ~spend_requests() { control.end_run(); }
-    } spend{control_};
-    detail::run_blocking(p, clock, poll_.cancel, !poll_.wait_first, &control_);
-    return p.take_outcome();
+    return run_with<Clock, detail::no_side_work>(clock, nullptr);
+  }
+  /// The same, and `side`'s due work runs between polls, on this thread: `side` is a `subscriptions`
+  /// (subscription.hpp), or anything with `time_point next_due() const` and `run_due(time_point)`. The run sleeps
+  /// until the earlier of its next poll and `side.next_due()`, so a due redelivery costs no list call. Work still
+  /// pending when the run ends stays in `side`.
+  template <class Clock, class Side>
+  outcome_type run(Clock& clock, Side& side) {
+    static_assert(std::is_convertible_v<decltype(side.next_due()), typename Clock::time_point>,
+                  "pollster::watcher::run: side.next_due() must give a time point of the clock");
+    return run_with(clock, &side);
+  }
+
+  /// The next run diffs its first list against `records` (a list saved from an earlier process) and reports the
+  /// differences as changes instead of an initial list.
+  void resume_from(std::vector<element_type> records) { baseline_ = std::move(records); }
+  /// The list the watch last saw, to save for `resume_from` (a copy; from the run's own thread during a run, the
+  /// list of its last completed poll). Empty until a list arrived.
+  std::vector<element_type> last_list() const {
+    if (live_ != nullptr) return live_->last_list();
+    return baseline_ ? *baseline_ : std::vector<element_type>{};
   }
 
   /// Check now (a webhook or message said something changed); the list call, not the message, says what. Any
@@ -350,6 +372,34 @@ class watcher {
   const Handler& handler() const noexcept { return handler_; }
 
  private:
+  template <class Clock, class Side>
+  outcome_type run_with(Clock& clock, Side* side) {
+    static_assert(is_clock_v<Clock>, "pollster::watcher::run: the argument must be a pollster clock");
+    using time_point = typename Clock::time_point;
+    check_type check(std::ref(fetch_), detail::as_keyed<Keys>::make(keys_), std::ref(handler_), options_);
+    if (baseline_) check.restore(std::move(*baseline_));
+    baseline_.reset();
+    poller<check_type, Schedule, Stop, time_point> p(std::move(check), schedule_, stop_, clock.now(), poll_);
+    control_.begin_run();
+    // However the run ends (a handler that threw included), the last list is kept for the next run.
+    struct end_of_run {
+      watcher& self;
+      const check_type& check;
+      ~end_of_run() {
+        self.live_ = nullptr;
+        self.control_.end_run();
+        if (!check.has_baseline()) return;
+        try {
+          self.baseline_ = check.last_list();
+        } catch (...) {  // out of memory: the next run starts from scratch
+        }
+      }
+    } keep{*this, p.check()};
+    live_ = &p.check();
+    detail::run_blocking(p, clock, poll_.cancel, !poll_.wait_first, &control_, side);
+    return p.take_outcome();
+  }
+
   Fetch fetch_;
   Keys keys_;
   Handler handler_;
@@ -358,6 +408,8 @@ class watcher {
   watch_options options_;
   poll_options poll_;
   detail::remote_control control_;
+  std::optional<std::vector<element_type>> baseline_;  // what the next run's first list is diffed against
+  const check_type* live_ = nullptr;                    // the check of the run in progress
 };
 
 /// Builds a blocking watcher, deducing its types (C++17 class template argument deduction works too).

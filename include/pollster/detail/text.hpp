@@ -6,12 +6,15 @@
 #include "config.hpp"
 #include "saturate.hpp"
 
-#include <cmath>      // isnan, isinf
-#include <cstdint>    // int64_t, uint64_t
-#include <cstdio>     // snprintf
-#include <cstdlib>    // strtod
-#include <stdexcept>  // invalid_argument
-#include <string>     // string
+#include <cmath>        // isnan, isinf
+#include <cstdint>      // int64_t, uint64_t
+#include <cstdio>       // snprintf
+#include <cstdlib>      // strtod
+#include <ostream>      // ostream (is_ostreamable)
+#include <stdexcept>    // invalid_argument
+#include <string>       // string
+#include <type_traits>  // false_type, true_type, void_t
+#include <utility>      // declval
 
 POLLSTER_NAMESPACE_BEGIN
 namespace detail {
@@ -69,6 +72,13 @@ inline std::string number_text(double value) {
   }
   return buffer;
 }
+
+/// Whether `std::ostream << x` compiles: a value that can print itself (a key, a version, a filter's operand).
+template <class X, class = void>
+struct is_ostreamable : std::false_type {};
+template <class X>
+struct is_ostreamable<X, std::void_t<decltype(std::declval<std::ostream&>() << std::declval<const X&>())>>
+    : std::true_type {};
 
 /// Every rejected parameter reads the same way: "pollster::geometric: factor must be >= 1, got 0.5".
 [[noreturn]] inline void throw_invalid(const char* type, const char* parameter, const std::string& requirement,
