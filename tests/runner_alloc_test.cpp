@@ -294,6 +294,39 @@ TEST_CASE("a runner that runs out of memory at any allocation loses no poller an
                 << " failures injected, " << absorbed << " absorbed without a throw");
 }
 
+TEST_CASE("an answer whose command cannot be queued for want of memory is kept, not lost", "[runner][alloc][async]") {
+  // The completion reports from any thread and cannot throw: when the command queue cannot grow, the runner keeps
+  // the attempt on a list linked through the attempt records themselves, and the next driving call applies it.
+  // (Right after the runner took the queue's buffer, the queue has no room: the answer's push must allocate.)
+  manual_clock clock;
+  pollster::runner<manual_clock> fleet{clock};
+  std::vector<pollster::completion<int, int>> parked;
+  parked.reserve(4);
+  std::vector<outcome_type> outcomes;
+  pollster::submit_options options;
+  options.poll.attempt_timeout = 10s;
+  fleet.submit([&parked](pollster::completion<int, int> c) { parked.push_back(std::move(c)); },
+               pollster::constant{1s}, pollster::never{}, [&outcomes](outcome_type o) { outcomes.push_back(o); },
+               options);
+  CHECK(fleet.poll() == 1);  // the attempt starts; its completion is parked
+  REQUIRE(parked.size() == 1);
+  CHECK(fleet.in_flight() == 1);
+  fail_from(1, 1);
+  parked[0](pollster::done(7));  // the queue's push fails: the answer is kept
+  const long long injected = failures_injected;
+  stop_failing();
+  CHECK(injected == 1);
+  parked.clear();
+  fleet.poll();  // applies the kept answer
+  REQUIRE(outcomes.size() == 1);
+  CHECK(outcomes[0].cause == pollster::cause::done);
+  CHECK(outcomes[0].value() == 7);
+  CHECK(outcomes[0].attempts == 1);
+  CHECK(outcomes[0].timeouts == 0);
+  CHECK(outcomes[0].elapsed == 0s);
+  CHECK(fleet.empty());
+}
+
 TEST_CASE("a radix heap that runs out of memory in push or pop is left as it was", "[runner][alloc][timers]") {
   // Keys spread over many buckets, so that pops have to spread buckets (refill) and pushes need fresh chunks.
   constexpr std::uintptr_t entries = 1000;
