@@ -182,6 +182,9 @@ TEST_CASE("four threads nudging one handle 100 times each on a started runner", 
         callbacks.fetch_add(1);
       });
   fleet.start();
+  // The first check first: otherwise a slow start may find the submission, the 400 nudges and the cancel queued
+  // together and apply them all before any dispatch (0 checks: correct, but not what this test is about).
+  REQUIRE(wait_for([&] { return checks.load() >= 1; }));
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([h] {
