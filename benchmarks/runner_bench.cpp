@@ -9,6 +9,14 @@
 //   build-runner-rel/benchmarks/runner_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 //
 // The table at the end uses the medians of the repetitions.
+//
+// Instructions per dispatch stay put on a noisy machine: `--count-instructions=runner/N` (N pollers, 100 000 by
+// default) sets up the fleet and sweeps it once, then makes 10 more sweeps inside count_runner_sweeps, for
+// callgrind to count alone; the instructions per dispatch are callgrind's "Collected" over the dispatches printed.
+//
+//   valgrind --tool=callgrind --toggle-collect='*count_runner_sweeps*' runner_bench --count-instructions=runner/100000
+//
+// (A wildcard: g++ clones the function as `count_runner_sweeps(...) [clone .constprop.0]`.)
 
 #if defined(__GNUC__) && !defined(__clang__)
 // The counting operator new below pairs malloc with free; GCC's check cannot see through the replacement.
@@ -27,7 +35,8 @@
 #include <chrono>     // nanoseconds
 #include <cstdint>    // uint64_t
 #include <cstdio>     // printf
-#include <cstdlib>    // malloc, free
+#include <cstdlib>    // malloc, free, strtol
+#include <cstring>    // strncmp, strchr, strlen
 #include <map>        // map
 #include <memory>     // unique_ptr
 #include <new>        // bad_alloc
@@ -95,6 +104,28 @@ void pollster_runner(benchmark::State& state) {
   state.counters["bytes_per_poller"] = bytes;
   state.counters["allocs_per_poll"] = static_cast<double>(allocations) / static_cast<double>(polls);
   state.counters["polls_per_iteration"] = static_cast<double>(pollers);
+}
+
+// The sweeps callgrind counts (see the top of the file): one poll() per sweep, every poller due.
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+std::size_t count_runner_sweeps(pollster::runner<>& fleet, std::size_t sweeps) {
+  std::size_t dispatched = 0;
+  for (std::size_t i = 0; i < sweeps; ++i) dispatched += fleet.poll();
+  return dispatched;
+}
+
+int count_runner_instructions(std::size_t pollers) {
+  pollster::steady_clock clock;
+  pollster::runner<> fleet{clock};
+  for (std::size_t i = 0; i < pollers; ++i) {
+    fleet.submit(trivial_check{}, pollster::constant{1ns}, pollster::never{}, [](pollster::outcome<int, int>) {});
+  }
+  fleet.poll();  // the first sweep, not counted
+  const std::size_t dispatched = count_runner_sweeps(fleet, 10);
+  std::printf("dispatches %zu\n", dispatched);
+  return dispatched == 10 * pollers ? 0 : 1;
 }
 
 // --- asio: one steady_timer per poller, re-armed in its handler --------------------------------------------------
@@ -237,6 +268,13 @@ class table_reporter : public benchmark::ConsoleReporter {
 }  // namespace
 
 int main(int argc, char** argv) {
+  const char* const counting = "--count-instructions=runner";
+  if (argc == 2 && std::strncmp(argv[1], counting, std::strlen(counting)) == 0) {
+    const char* slash = std::strchr(argv[1], '/');
+    const long pollers = slash != nullptr ? std::strtol(slash + 1, nullptr, 10) : 100000;
+    if (pollers < 1) return 2;
+    return count_runner_instructions(static_cast<std::size_t>(pollers));
+  }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   table_reporter reporter;

@@ -1379,3 +1379,71 @@ TEST_CASE("cancellation returns poll_until at once, on the steady clock and on a
   cancel_latency::wall_clock custom;
   each_clock(custom, " on a custom clock");
 }
+
+TEST_CASE("a deadline at time_point::max() on a clock before its epoch leaves the run to its stop rule",
+          "[poll][deadline][saturation]") {
+  // Issue 12, bug 6: `deadline - now` overflowed (UBSan) and the run ended with cause deadline after 2 attempts.
+  using tp = manual_clock::time_point;
+  auto check = []() -> status_step { return pollster::pending("BUILD"); };
+  pollster::poll_options options;
+  options.deadline = pollster::at(tp::max());
+  SECTION("poll_until") {
+    manual_clock clock{tp{-1s}};
+    const auto result = pollster::poll_until(clock, check, pollster::constant{1s}, pollster::after_attempts{3}, options);
+    CHECK(result.cause == cause::exhausted);
+    CHECK(result.attempts == 3);
+    CHECK(result.elapsed == 2s);
+    CHECK(since_start(clock) == 1s);
+  }
+  SECTION("a poller stepped by hand") {
+    auto p = pollster::make_poller(check, pollster::constant{1s}, pollster::after_attempts{3}, tp{-1s}, options);
+    while (!p.done()) p.step(p.next_due());
+    CHECK(p.outcome().cause == cause::exhausted);
+    CHECK(p.outcome().attempts == 3);
+    CHECK(p.outcome().elapsed == 2s);
+  }
+  SECTION("a deadline at time_point::min() is already past") {
+    options.deadline = pollster::at(tp::min());
+    manual_clock clock{tp{1s}};
+    const auto result = pollster::poll_until(clock, check, pollster::constant{1s}, pollster::after_attempts{3}, options);
+    CHECK(result.cause == cause::deadline);
+    CHECK(result.attempts == 0);
+  }
+}
+
+TEST_CASE("a hint at time_point::min() on a clock after its epoch means no wait, not a 292-year sleep",
+          "[poll][hint][saturation]") {
+  // Issue 12, bug 6: `hint - now` overflowed to about +292 years.
+  using tp = manual_clock::time_point;
+  auto check = []() -> status_step { return pollster::pending("BUILD", pollster::retry_at(tp::min())); };
+  SECTION("poll_until") {
+    manual_clock clock{tp{1s}};
+    const auto result = pollster::poll_until(clock, check, pollster::constant{1s}, pollster::after_attempts{3});
+    CHECK(result.cause == cause::exhausted);
+    CHECK(result.attempts == 3);
+    CHECK(result.elapsed == 2s);
+    CHECK(since_start(clock) == 3s);
+  }
+  SECTION("remembered after the response that carried it") {
+    int calls = 0;
+    auto once = [&calls]() -> status_step {
+      if (++calls == 1) return pollster::pending("BUILD", pollster::retry_at(tp::min()));
+      return pollster::pending("BUILD");
+    };
+    auto p = pollster::make_poller(once, pollster::constant{1s}, pollster::after_attempts{3}, tp{1s});
+    while (!p.done()) p.step(p.next_due());
+    CHECK(p.outcome().cause == cause::exhausted);
+    CHECK(p.outcome().elapsed == 2s);
+    CHECK(p.last_reason() == delay_reason::schedule);
+  }
+  SECTION("a hint at time_point::max() with a deadline ends the run at once") {
+    auto far = []() -> status_step { return pollster::pending("BUILD", pollster::retry_at(tp::max())); };
+    pollster::poll_options options;
+    options.deadline = pollster::at(tp{1h});
+    manual_clock clock{tp{-1h}};
+    const auto result = pollster::poll_until(clock, far, pollster::constant{1s}, pollster::never{}, options);
+    CHECK(result.cause == cause::deadline);
+    CHECK(result.attempts == 1);
+    CHECK(result.elapsed == 0s);
+  }
+}

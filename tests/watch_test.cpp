@@ -544,3 +544,32 @@ TEST_CASE("cancel() and the cancel token return a blocking watcher at once, also
   cancel_latency::wall_clock custom;
   each_clock(custom, " on a custom clock");
 }
+
+TEST_CASE("a blocking watcher's cancel() ends one run: the one in progress, or else the next one to start") {
+  // Issue 12, bug 8: the request stayed set, so every later run was cancelled before its first list call.
+  manual_clock clock;
+  fleet_api api{&clock, {{0s, "a", "BUILD"}, {25s, "a", "ACTIVE"}}, {}};
+  pollster::watcher w(std::ref(api), &server::id, stopper{}, pollster::constant{10s}, pollster::after_attempts{5});
+  SECTION("cancelled from the handler, the next run goes on") {
+    w.handler().stop = [&w] { w.cancel(); };
+    const auto first = w.run(clock);
+    CHECK(first.cause == cause::cancelled);
+    CHECK(first.attempts == 4);
+    w.handler().stop = [] {};
+    const auto second = w.run(clock);
+    CHECK(second.cause == cause::exhausted);
+    CHECK(second.attempts == 5);
+    CHECK(api.calls == std::vector<duration>{0s, 10s, 20s, 30s, 30s, 40s, 50s, 60s, 70s});
+  }
+  SECTION("cancelled between runs, only the next run is") {
+    w.handler().stop = [] {};
+    w.cancel();
+    const auto first = w.run(clock);
+    CHECK(first.cause == cause::cancelled);
+    CHECK(first.attempts == 0);
+    const auto second = w.run(clock);
+    CHECK(second.cause == cause::exhausted);
+    CHECK(second.attempts == 5);
+    CHECK(api.calls == std::vector<duration>{0s, 10s, 20s, 30s, 40s});
+  }
+}

@@ -169,6 +169,10 @@ class attempt_base {
   std::uint32_t slot() const noexcept { return slot_; }
   std::uint32_t generation() const noexcept { return generation_; }
 
+  /// The listener's own link, for a list of reported attempts that needs no memory (a runner out of memory for its
+  /// command queue keeps them there rather than lose a step).
+  attempt_base* next_reported = nullptr;
+
  protected:
   virtual ~attempt_base() = default;
   virtual void destroy() noexcept { delete this; }

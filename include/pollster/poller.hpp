@@ -38,6 +38,7 @@
 #include <cstdint>      // uint8_t, uint32_t, uint64_t
 #include <exception>    // exception_ptr
 #include <functional>   // function (hook_functions only)
+#include <limits>       // numeric_limits
 #include <memory>       // shared_ptr
 #include <new>          // nothrow
 #include <optional>     // optional
@@ -485,9 +486,12 @@ class poller : private detail::compressed<Check, 0>,
 
   /// Tells the poller where the completions of its asynchronous attempts report (a driver's listener), with the
   /// driver's own cookies (a runner's node, slot and generation), which come back to it with each completion.
+  /// An asynchronous poller makes its attempt record here if it has none (std::bad_alloc leaves it unchanged), so
+  /// that its attempts allocate nothing while the record can be reused.
   void attach(std::shared_ptr<detail::attempt_listener> listener, void* owner = nullptr, std::uint32_t slot = 0,
               std::uint32_t generation = 0) {
     if constexpr (is_async) {
+      if (async().record == nullptr) async().record = new detail::attempt<value_type, error_type>();
       async().listener = std::move(listener);
       async().owner = owner;
       async().slot = slot;
@@ -522,13 +526,24 @@ class poller : private detail::compressed<Check, 0>,
         return;
       }
     }
+    // The attempt record first: without memory for it (std::bad_alloc) nothing has changed.
+    if constexpr (is_async) ready_record();
     // Idle time before this check, and the run's time so far. The attempt is counted before the check runs, so a
-    // throw leaves it counted, with the account up to the check's start.
+    // throw leaves it counted, with the account up to the check's start. (Saturating: a manual clock may stand
+    // anywhere in its range, and a custom one may jump.)
     const time_point last_end = last_end_time();
     if (now > last_end) {
-      // Idle intervals never overlap and all lie within [start, now], so their sum cannot overflow.
-      outcome_.slept += to_duration(now - last_end);
-      outcome_.elapsed = to_duration(now - start_);
+      duration since_start;
+      if (detail::checked_sub(to_duration(now.time_since_epoch()), to_duration(start_.time_since_epoch()),
+                              since_start)) {
+        // start <= last_end < now, and now - start fits: so do this idle time (now - start less the time so far)
+        // and the sum of the idle times, which all lie within it (one overflow test instead of three).
+        outcome_.slept += since_start - outcome_.elapsed;
+        outcome_.elapsed = since_start;
+      } else {
+        outcome_.slept = detail::sat_add(outcome_.slept, between(last_end, now));
+        outcome_.elapsed = between(start_, now);
+      }
     }
     ++outcome_.attempts;
     if constexpr (detail::has_before_attempt<Hooks>::value) hooks().before_attempt(state_at(now));
@@ -571,7 +586,7 @@ class poller : private detail::compressed<Check, 0>,
       }
       async().in_flight = false;
       const time_point end = std::max(now, last_end_time());
-      if (time_left(end, to_duration(end - start_)) <= duration::zero()) {
+      if (time_left(end, between(start_, end)) <= duration::zero()) {
         async().last_end = attempt_end::aborted;
         finish(pollster::cause::deadline, stop_reason::deadline, end);
         return;
@@ -595,7 +610,7 @@ class poller : private detail::compressed<Check, 0>,
   }
   POLLSTER_ALWAYS_INLINE void conclude_attempt(step_type& result, time_point end) {
     nudged_ = false;
-    outcome_.elapsed = to_duration(end - start_);
+    outcome_.elapsed = between(start_, end);
     last_kind_ = result.kind;
     last_throttled_ = result.throttled;
     if (result.hint.kind() == retry_hint::form::at && result.hint.clock() != my_clock()) {
@@ -636,12 +651,6 @@ class poller : private detail::compressed<Check, 0>,
     if constexpr (is_async) {
       auto& part = async();
       poll_state s = full_state_at(now);
-      if (part.record == nullptr || !part.record->sole_owner()) {
-        auto* fresh = new detail::attempt<value_type, error_type>();
-        fresh->link(part.listener, part.owner, part.slot, part.generation);
-        if (part.record != nullptr) part.record->release();  // a late completion still holds the old one
-        part.record = fresh;
-      }
       part.record->reopen(s);
       part.previous_due = next_due_;
       part.in_flight = true;
@@ -671,6 +680,19 @@ class poller : private detail::compressed<Check, 0>,
     }
   }
 
+  /// Makes sure the attempt record can serve the next attempt: a record that a late completion (or its queued step)
+  /// still holds is left to it, and a fresh one is made. May throw std::bad_alloc, changing nothing.
+  void ready_record() {
+    if constexpr (is_async) {
+      auto& part = async();
+      if (part.record != nullptr && part.record->sole_owner()) return;
+      auto* fresh = new detail::attempt<value_type, error_type>();
+      fresh->link(part.listener, part.owner, part.slot, part.generation);
+      if (part.record != nullptr) part.record->release();
+      part.record = fresh;
+    }
+  }
+
   void abort_in_flight() noexcept {
     if constexpr (is_async) {
       if (!async().in_flight) return;
@@ -692,7 +714,7 @@ class poller : private detail::compressed<Check, 0>,
   void nudge(time_point now) {
     if (done_) return;
     cold_state& c = cold_.make();
-    ++c.nudges;
+    if (c.nudges != std::numeric_limits<std::uint32_t>::max()) ++c.nudges;  // a webhook storm saturates it
     if constexpr (is_async) {
       if (async().in_flight) {
         async().nudge_pending = true;
@@ -712,7 +734,7 @@ class poller : private detail::compressed<Check, 0>,
     abort_in_flight();
     time_point end = last_end_time();
     if (now > end) {
-      outcome_.slept += to_duration(now - end);
+      outcome_.slept = detail::sat_add(outcome_.slept, between(end, now));
       end = now;
     }
     finish(pollster::cause::cancelled, stop_reason::none, end);
@@ -737,6 +759,9 @@ class poller : private detail::compressed<Check, 0>,
       c.budget_wait = detail::sat_add(c.budget_wait, waited);
     }
   }
+  /// Makes room for add_budget_wait, which then cannot fail: a driver calls it before it takes what it cannot give
+  /// back (a budget's token) for a check that may then have to wait. May throw std::bad_alloc, changing nothing.
+  void prepare_budget_wait() { (void)cold_.make(); }
 
   /// The account so far (complete once done()), as a copy: the poller keeps it in a more compact form. A check with
   /// a `report(const run_summary&) const` member contributes `report`.
@@ -760,6 +785,10 @@ class poller : private detail::compressed<Check, 0>,
  private:
   static duration to_duration(typename time_point::duration d) noexcept {
     return std::chrono::duration_cast<duration>(d);
+  }
+  /// `to - from`, saturating: a deadline, a hint or a manual clock may stand anywhere in the clock's range.
+  static duration between(time_point from, time_point to) noexcept {
+    return detail::sat_sub(to_duration(to.time_since_epoch()), to_duration(from.time_since_epoch()));
   }
   static const void* my_clock() noexcept { return &detail::clock_identity<typename time_point::clock>; }
 
@@ -786,9 +815,7 @@ class poller : private detail::compressed<Check, 0>,
   }
 
   /// The end of the last check (or the start): idle time counts from here.
-  time_point last_end_time() const noexcept {
-    return start_ + std::chrono::duration_cast<typename time_point::duration>(outcome_.elapsed);
-  }
+  time_point last_end_time() const noexcept { return detail::sat_add(start_, outcome_.elapsed); }
 
   Stop& stop_rule_mutable() noexcept { return static_cast<stop_holder&>(*this).get(); }
   Check& check_mutable() noexcept { return static_cast<check_holder&>(*this).get(); }
@@ -800,7 +827,7 @@ class poller : private detail::compressed<Check, 0>,
   poll_state state_at(time_point t) const noexcept {
     poll_state s;
     s.attempt = outcome_.attempts;
-    s.elapsed = to_duration(t - start_);
+    s.elapsed = between(start_, t);
     s.last_delay = last_delay_;
     s.nudged = nudged_;
     return s;
@@ -840,7 +867,7 @@ class poller : private detail::compressed<Check, 0>,
     cold_state* c = cold_.get();
     if (!fresh) {
       if (c == nullptr || c->remembered == retry_hint::form::none) return duration::zero();  // the common case
-      if (to_duration(end - c->remembered_at) >= c->hint_lifetime) {
+      if (between(c->remembered_at, end) >= c->hint_lifetime) {
         c->remembered = retry_hint::form::none;
         return duration::zero();
       }
@@ -922,7 +949,7 @@ class poller : private detail::compressed<Check, 0>,
     done_ = true;
     cause_ = why;
     stop_ = static_cast<std::uint8_t>(reason);  // (stop_reason is an int-sized enum: one byte suffices)
-    outcome_.elapsed = to_duration(end - start_);
+    outcome_.elapsed = between(start_, end);
   }
 
   // What most runs never use, out of line, so that a poller pays one pointer for it until it does: the options

@@ -50,6 +50,16 @@
 #endif
 #endif
 
+// Inlines everything a function calls into it: the runner's step of one poller, so that the poller's step, with
+// its saturating time arithmetic, does not cost a call on every check whatever g++'s inliner estimates.
+#ifndef POLLSTER_FLATTEN
+#if defined(__GNUC__) || defined(__clang__)
+#define POLLSTER_FLATTEN __attribute__((flatten))
+#else
+#define POLLSTER_FLATTEN
+#endif
+#endif
+
 // Branch hints for the differ's hot loops (which way the common case goes: a key found, a key in order).
 #ifndef POLLSTER_LIKELY
 #if defined(__GNUC__) || defined(__clang__)

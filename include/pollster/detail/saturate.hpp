@@ -24,16 +24,46 @@ constexpr std::int64_t min_ns = std::numeric_limits<std::int64_t>::min();
 constexpr duration sat_add(duration a, duration b) noexcept {
   const std::int64_t x = a.count();
   const std::int64_t y = b.count();
+#if defined(__GNUC__) || defined(__clang__)
+  std::int64_t sum = 0;  // an add and a jump on overflow (usable in constant expressions on both compilers)
+  if (__builtin_add_overflow(x, y, &sum)) return y > 0 ? duration::max() : duration::min();
+  return duration{sum};
+#else
   if (y > 0 && x > max_ns - y) return duration::max();
   if (y < 0 && x < min_ns - y) return duration::min();
   return duration{x + y};
+#endif
 }
 
 /// a - b, clamped.
 constexpr duration sat_sub(duration a, duration b) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+  std::int64_t difference = 0;
+  if (__builtin_sub_overflow(a.count(), b.count(), &difference)) {
+    return b.count() < 0 ? duration::max() : duration::min();
+  }
+  return duration{difference};
+#else
   const std::int64_t y = b.count();
   if (y == min_ns) return a.count() >= 0 ? duration::max() : sat_add(a + duration{1}, duration::max());
   return sat_add(a, duration{-y});
+#endif
+}
+
+/// a - b into `difference`, unless it overflows: then false, and `difference` is unspecified.
+constexpr bool checked_sub(duration a, duration b, duration& difference) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+  std::int64_t d = 0;
+  const bool overflow = __builtin_sub_overflow(a.count(), b.count(), &d);
+  difference = duration{d};
+  return !overflow;
+#else
+  const std::int64_t x = a.count();
+  const std::int64_t y = b.count();
+  if ((y < 0 && x > max_ns + y) || (y > 0 && x < min_ns + y)) return false;
+  difference = duration{x - y};
+  return true;
+#endif
 }
 
 /// a * n for a non-negative count, clamped.
@@ -58,6 +88,14 @@ inline duration from_double_ns(double ns) noexcept {
 }
 
 inline double to_double_ns(duration d) noexcept { return static_cast<double>(d.count()); }
+
+/// `to - from` for two time points of one clock, clamped: a deadline or a server hint may be any time point, and a
+/// manual clock may stand anywhere.
+template <class TimePoint>
+constexpr duration sat_between(TimePoint from, TimePoint to) noexcept {
+  return sat_sub(std::chrono::duration_cast<duration>(to.time_since_epoch()),
+                 std::chrono::duration_cast<duration>(from.time_since_epoch()));
+}
 
 /// Adds a duration to any clock's time point without wrapping, whatever the clock's own representation.
 template <class TimePoint>

@@ -65,17 +65,42 @@ class slot_table {
     }
     if (used_ == std::numeric_limits<std::uint32_t>::max())
       throw std::length_error("pollster::runner: too many pollers");
-    const std::uint32_t index = used_++;
+    const std::uint32_t index = used_;
     std::atomic<page*>& middle = directory_[index >> 22];
     if (middle.load(std::memory_order_relaxed) == nullptr) middle.store(new page[fanout]{}, std::memory_order_release);
     page& entries = middle.load(std::memory_order_relaxed)[(index >> 12) & (fanout - 1)];
     if (entries.load(std::memory_order_relaxed) == nullptr) {
       entries.store(new slot_entry[page_slots](), std::memory_order_release);
     }
+    ++used_;  // only now: std::bad_alloc above leaves the table as it was (a page it made is kept for the next)
     return index;
   }
-  /// Caller holds the shared mutex.
-  void release(std::uint32_t index) { free_.push_back(index); }
+  /// The slot's poller is over: handles to it read finished from now on. The slot is reused unless its generation
+  /// is the last one (2^29 - 1 occupants, last in first out, could take it there): then it is retired for good and
+  /// keeps that generation with status finished, so that no handle, and no completion, of an earlier occupant ever
+  /// matches a newcomer. It is retired for good too when the free list cannot grow (std::bad_alloc): 4 bytes lost,
+  /// never a poller. Caller holds the shared mutex.
+  void retire(std::uint32_t index) noexcept {
+    slot_entry& entry = (*this)[index];
+    const std::uint32_t generation = generation_of(entry.load(std::memory_order_relaxed));
+    if (generation == last_generation) {
+      entry.store(slot_word(generation, poll_status::finished), std::memory_order_release);
+      ++retired_;
+      return;
+    }
+    entry.store(slot_word(generation + 1, poll_status::finished), std::memory_order_release);
+    try {
+      free_.push_back(index);
+    } catch (...) {
+      ++retired_;
+    }
+  }
+  /// Slots never to be reused (see retire).
+  std::uint32_t retired() const noexcept { return retired_; }
+  /// Gives back the free list's spare capacity (caller holds the shared mutex).
+  void shrink() {
+    if (free_.capacity() > free_.size()) free_.shrink_to_fit();
+  }
 
   /// Any thread, for an index that was allocated (pages are never freed before the table).
   slot_entry& operator[](std::uint32_t index) const noexcept {
@@ -94,9 +119,15 @@ class slot_table {
   static constexpr std::size_t fanout = 1024;
   using page = std::atomic<slot_entry*>;
 
+ public:
+  /// The last generation a slot reaches (the bits above the status).
+  static constexpr std::uint32_t last_generation = (1U << (32 - status_bits)) - 1;
+
+ private:
   std::atomic<page*> directory_[fanout] = {};
   std::vector<std::uint32_t> free_;
   std::uint32_t used_ = 0;
+  std::uint32_t retired_ = 0;
 };
 
 }  // namespace detail
