@@ -4,7 +4,7 @@
 #
 #   1. configure a top-level build (tests and examples off) and run `cpack -G DEB`, as the README says;
 #   2. dpkg-deb -f: Package libpollster-dev, Version = version.hpp, Architecture all, Section libdevel, Suggests
-#      libfmt-dev and libcurl, no Depends;
+#      libfmt-dev, libcurl and libhiredis-dev, no Depends;
 #   3. dpkg-deb -c: the file list, exactly: the headers of include/pollster/ (not single/), the CMake package in
 #      usr/share/cmake/pollster, usr/share/pkgconfig/pollster.pc and usr/share/doc/pollster/copyright (= LICENSE);
 #   4. dpkg installs it into a private root (--instdir/--admindir, the machine's own dpkg database is not touched),
@@ -53,7 +53,7 @@ list(JOIN _version "." _version)
 file(REMOVE_RECURSE "${WORK_DIR}")
 # 1. Build the package.
 run("configure" "${CMAKE_COMMAND}" -S "${_source}" -B "${WORK_DIR}/build" ${_common_args}
-    -DPOLLSTER_BUILD_TESTS=OFF -DPOLLSTER_BUILD_EXAMPLES=OFF)
+    -DPOLLSTER_BUILD_TESTS=OFF -DPOLLSTER_BUILD_EXAMPLES=OFF -DPOLLSTER_WITH_CURL=ON -DPOLLSTER_WITH_REDIS=ON)
 run("cpack -G DEB" cpack -G DEB --config "${WORK_DIR}/build/CPackConfig.cmake" -B "${WORK_DIR}/packages")
 set(_deb "${WORK_DIR}/packages/libpollster-dev_${_version}_all.deb")
 if(NOT EXISTS "${_deb}")
@@ -63,7 +63,7 @@ endif()
 
 # 2. Control fields.
 foreach(_field_value "Package=libpollster-dev" "Version=${_version}" "Architecture=all" "Section=libdevel"
-                     "Suggests=libfmt-dev, libcurl4-openssl-dev | libcurl-dev" "Depends=")
+                     "Suggests=libfmt-dev, libcurl4-openssl-dev | libcurl-dev, libhiredis-dev" "Depends=")
   string(REPLACE "=" ";" _pair "${_field_value}")
   list(GET _pair 0 _field)
   list(LENGTH _pair _n)
@@ -77,8 +77,8 @@ foreach(_field_value "Package=libpollster-dev" "Version=${_version}" "Architectu
     message(FATAL_ERROR "deb check FAILED: ${_field} is '${_value}', expected '${_expected}'")
   endif()
 endforeach()
-message(STATUS "ok   control: libpollster-dev ${_version}, Architecture all, Section libdevel, Suggests libfmt-dev "
-               "and libcurl, no Depends")
+message(STATUS "ok   control: libpollster-dev ${_version}, Architecture all, Section libdevel, Suggests libfmt-dev, "
+               "libcurl and hiredis, no Depends")
 
 # 3. The file list, exactly.
 file(GLOB_RECURSE _headers RELATIVE "${_source}/include" "${_source}/include/pollster/*.hpp")
@@ -86,7 +86,8 @@ list(FILTER _headers EXCLUDE REGEX "^pollster/single/")
 set(_expected ./usr/ ./usr/include/ ./usr/include/pollster/ ./usr/share/ ./usr/share/cmake/ ./usr/share/cmake/pollster/
     ./usr/share/cmake/pollster/pollsterConfig.cmake ./usr/share/cmake/pollster/pollsterConfigVersion.cmake
     ./usr/share/cmake/pollster/pollsterTargets.cmake ./usr/share/cmake/pollster/pollsterFmtTargets.cmake
-    ./usr/share/cmake/pollster/pollsterCurlTargets.cmake
+    ./usr/share/cmake/pollster/pollsterCurlTargets.cmake ./usr/share/cmake/pollster/pollsterRedisTargets.cmake
+    ./usr/share/cmake/pollster/pollster_hiredis.cmake
     ./usr/share/doc/ ./usr/share/doc/pollster/ ./usr/share/doc/pollster/copyright ./usr/share/pkgconfig/
     ./usr/share/pkgconfig/pollster.pc)
 foreach(_header IN LISTS _headers)

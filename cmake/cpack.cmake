@@ -28,13 +28,17 @@ set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_ARCHITECTURE all)
 set(CPACK_DEBIAN_PACKAGE_SECTION libdevel)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
-# pollster::fmt needs fmt and pollster::curl libcurl, and only those who ask for the component look for it.
+# pollster::fmt needs fmt, pollster::curl libcurl and pollster::redis hiredis, and only those who ask for the component
+# look for it.
 set(_pollster_suggests "")
 if(POLLSTER_CONFIG_WITH_FMT)
   list(APPEND _pollster_suggests libfmt-dev)
 endif()
 if(POLLSTER_CONFIG_WITH_CURL)
   list(APPEND _pollster_suggests "libcurl4-openssl-dev | libcurl-dev")
+endif()
+if(POLLSTER_CONFIG_WITH_REDIS)
+  list(APPEND _pollster_suggests libhiredis-dev)
 endif()
 list(JOIN _pollster_suggests ", " CPACK_DEBIAN_PACKAGE_SUGGESTS)
 

@@ -21,10 +21,17 @@ vcpkg_cmake_configure(
         -DPOLLSTER_BUILD_TESTS=OFF
         -DPOLLSTER_BUILD_EXAMPLES=OFF
         -DPOLLSTER_BUILD_BENCHMARKS=OFF
+        # No port feature brings libcurl or hiredis: pollster::curl and pollster::redis stay out of the package.
+        -DPOLLSTER_WITH_CURL=OFF
+        -DPOLLSTER_WITH_REDIS=OFF
         -DPOLLSTER_INSTALL=ON
         -DPOLLSTER_INSTALL_CMAKEDIR=share/pollster
         -DPOLLSTER_INSTALL_PKGCONFIGDIR=lib/pkgconfig
         -DPOLLSTER_INSTALL_DOCDIR=share/pollster
+    # Releases before pollster::curl and pollster::redis existed do not read these two.
+    MAYBE_UNUSED_VARIABLES
+        POLLSTER_WITH_CURL
+        POLLSTER_WITH_REDIS
 )
 
 vcpkg_cmake_install()
