@@ -494,9 +494,9 @@ TEST_CASE("the runner agrees with the reference model while other threads nudge 
   CHECK(quiet_causes[2] > 50);
   CHECK(loud_causes[0] > 50);
   CHECK(loud_causes[1] > 50);
-  // How many of the other threads' cancels land before their poller ends is up to the race (50 of 280 seen on a
-  // loaded machine): that some do is what this checks.
-  CHECK(loud_causes[2] > 10);
+  // How many of the other threads' cancels land before their poller ends is up to the race (34 to 50 of 280 in CI
+  // runs): that some do is what this checks.
+  CHECK(loud_causes[2] > 0);
   CHECK(nudges_sent_total > 100000);
   CHECK(cancels_sent_total > 100);
   CHECK(status_reads_total > 0);
